@@ -1,0 +1,410 @@
+//! DELTA, RIFT's delay-based congestion controller, and the baselines it is measured against.
+//!
+//! DELTA watches the queuing delay (one-way delay above its windowed minimum) and its trend, and
+//! aims at a near-empty bottleneck queue: it backs off as soon as a standing queue appears,
+//! drains it, and climbs back using the capacity that frame trains reveal. Its outputs drive the
+//! encoder bitrate, the FEC ratio and scheme, the pacer and, as a last resort, the frame rate.
+//! docs/DELTA.md explains every parameter.
+
+use crate::feedback::FeedbackReport;
+use crate::media::FecPlan;
+use crate::wire::FecScheme;
+use std::time::{Duration, Instant};
+
+/// The controller's view of the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeltaState {
+    /// No standing queue: the rate may grow.
+    Stable,
+    /// A queue is forming: hold the rate.
+    Rising,
+    /// A standing queue (or heavy loss): cut the rate and drain.
+    Congested,
+}
+
+/// What the controller wants the sender to do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateDecision {
+    pub state: DeltaState,
+    /// Total send rate: media plus FEC, bit/s.
+    pub target_bps: u64,
+    /// Bitrate for the encoder: `target / (1 + fec ratio)`.
+    pub encoder_bps: u64,
+    pub fec: FecPlan,
+    /// Rate at which the pacer releases media packets.
+    pub pacer_bps: u64,
+    /// Frame rate the encoder should run at (steps down when the bitrate cannot carry it).
+    pub fps: f64,
+}
+
+/// A congestion controller fed by transport feedback.
+pub trait CongestionController: Send {
+    fn on_feedback(&mut self, report: &FeedbackReport);
+    fn decision(&self) -> RateDecision;
+    fn name(&self) -> &'static str;
+}
+
+/// FEC redundancy from measured loss, shared by every controller so comparisons isolate the
+/// rate logic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FecPolicy {
+    pub min_ratio: f64,
+    pub max_ratio: f64,
+    /// Ratio added per unit of loss rate.
+    pub loss_gain: f64,
+    /// Mean loss-run length above which Reed-Solomon replaces XOR.
+    pub burst_threshold: f64,
+}
+
+impl Default for FecPolicy {
+    fn default() -> Self {
+        FecPolicy {
+            min_ratio: 0.05,
+            max_ratio: 0.5,
+            loss_gain: 3.0,
+            burst_threshold: 1.5,
+        }
+    }
+}
+
+impl FecPolicy {
+    pub fn plan(&self, loss_rate: f64, burst_len: f64) -> FecPlan {
+        let ratio = (self.min_ratio + self.loss_gain * loss_rate).clamp(self.min_ratio, self.max_ratio);
+        let scheme = if burst_len > self.burst_threshold {
+            FecScheme::ReedSolomon
+        } else {
+            FecScheme::Xor
+        };
+        FecPlan { scheme, ratio }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeltaConfig {
+    pub initial_bps: u64,
+    pub min_bps: u64,
+    pub max_bps: u64,
+    /// Queuing delay below which the path counts as empty.
+    pub q_low: Duration,
+    /// Queuing delay at which the path counts as congested.
+    pub q_high: Duration,
+    /// Queuing-delay slope (ms per second) that counts as a queue forming.
+    pub rising_gradient: f64,
+    /// Loss rate that counts as congestion even without delay (a policer, a shallow buffer).
+    pub loss_congested: f64,
+    /// Multiplier applied to the receive rate on congestion.
+    pub backoff: f64,
+    /// Time over which a measured standing queue is drained after a cut.
+    pub drain_time: Duration,
+    /// Additive increase while stable, bit/s per second.
+    pub additive_bps_per_s: u64,
+    /// Fraction of the gap to the capacity estimate closed per report while stable.
+    pub probe_gain: f64,
+    /// Fraction of the capacity estimate the probe aims at.
+    pub probe_target: f64,
+    /// Largest multiplicative growth per report.
+    pub max_growth: f64,
+    /// Pacer rate as a multiple of the target rate.
+    pub pacing_gain: f64,
+    /// Never let the target run further ahead of the measured receive rate than this factor
+    /// (keeps an application-limited sender from inflating its target).
+    pub max_over_recv: f64,
+    pub fec: FecPolicy,
+    pub max_fps: f64,
+    pub min_fps: f64,
+    /// Encoder bits per frame below which the frame rate halves.
+    pub min_bits_per_frame: u64,
+    /// How long the bitrate must allow the higher frame rate before it is restored.
+    pub fps_recovery: Duration,
+}
+
+impl Default for DeltaConfig {
+    fn default() -> Self {
+        DeltaConfig {
+            initial_bps: 4_000_000,
+            min_bps: 200_000,
+            max_bps: 200_000_000,
+            q_low: Duration::from_millis(3),
+            q_high: Duration::from_millis(10),
+            rising_gradient: 20.0,
+            loss_congested: 0.25,
+            backoff: 0.9,
+            drain_time: Duration::from_millis(400),
+            additive_bps_per_s: 400_000,
+            probe_gain: 0.25,
+            probe_target: 0.9,
+            max_growth: 1.1,
+            pacing_gain: 2.0,
+            max_over_recv: 1.5,
+            fec: FecPolicy::default(),
+            max_fps: 60.0,
+            min_fps: 15.0,
+            min_bits_per_frame: 20_000,
+            fps_recovery: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The DELTA controller.
+pub struct Delta {
+    cfg: DeltaConfig,
+    state: DeltaState,
+    target: f64,
+    fec: FecPlan,
+    fps: f64,
+    last_report: Option<Instant>,
+    hold_until: Option<Instant>,
+    fps_ok_since: Option<Instant>,
+}
+
+impl Delta {
+    pub fn new(cfg: DeltaConfig) -> Self {
+        Delta {
+            state: DeltaState::Stable,
+            target: cfg.initial_bps as f64,
+            fec: cfg.fec.plan(0.0, 1.0),
+            fps: cfg.max_fps,
+            last_report: None,
+            hold_until: None,
+            fps_ok_since: None,
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &DeltaConfig {
+        &self.cfg
+    }
+
+    fn classify(&self, r: &FeedbackReport) -> DeltaState {
+        if r.queue_delay >= self.cfg.q_high || r.loss_rate >= self.cfg.loss_congested {
+            DeltaState::Congested
+        } else if r.queue_delay >= self.cfg.q_low
+            || (r.delay_gradient > self.cfg.rising_gradient && r.queue_delay_mean >= self.cfg.q_low)
+        {
+            DeltaState::Rising
+        } else {
+            DeltaState::Stable
+        }
+    }
+
+    fn update_fps(&mut self, now: Instant) {
+        let encoder = self.target / (1.0 + self.fec.ratio);
+        let min_bits = self.cfg.min_bits_per_frame as f64;
+        while self.fps > self.cfg.min_fps && encoder / self.fps < min_bits {
+            self.fps = (self.fps / 2.0).max(self.cfg.min_fps);
+            self.fps_ok_since = None;
+        }
+        let up = (self.fps * 2.0).min(self.cfg.max_fps);
+        if up > self.fps && encoder / up >= 1.3 * min_bits {
+            let since = *self.fps_ok_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= self.cfg.fps_recovery {
+                self.fps = up;
+                self.fps_ok_since = None;
+            }
+        } else {
+            self.fps_ok_since = None;
+        }
+    }
+}
+
+impl CongestionController for Delta {
+    fn on_feedback(&mut self, r: &FeedbackReport) {
+        let now = r.at;
+        let dt = self
+            .last_report
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+            .min(Duration::from_millis(100))
+            .as_secs_f64();
+        self.last_report = Some(now);
+        self.fec = self.cfg.fec.plan(r.loss_rate, r.burst_len);
+        self.state = self.classify(r);
+        let recv = r.recv_rate_bps.map(|b| b as f64);
+        match self.state {
+            DeltaState::Congested => {
+                if self.hold_until.is_none_or(|t| now >= t) {
+                    let base = recv.map_or(self.target, |rr| rr.min(self.target));
+                    let q = r.queue_delay.as_secs_f64();
+                    let drain = 1.0 - (q / self.cfg.drain_time.as_secs_f64()).min(0.5);
+                    self.target = base * self.cfg.backoff * drain;
+                    // One cut per round trip: the next reports still show the queue being drained.
+                    self.hold_until = Some(now + r.srtt + Duration::from_millis(50));
+                }
+            }
+            DeltaState::Rising => {
+                if let Some(rr) = recv {
+                    self.target = self.target.min(rr.max(self.cfg.min_bps as f64));
+                }
+            }
+            DeltaState::Stable => {
+                if self.hold_until.is_some_and(|t| now < t) {
+                    // Still inside the post-cut hold: let the queue finish draining.
+                } else {
+                    let mut next = self.target + self.cfg.additive_bps_per_s as f64 * dt;
+                    let probe = match (r.capacity_bps, r.capacity_floor_bps) {
+                        (Some(c), _) => Some(c as f64),
+                        (None, Some(f)) => Some(f as f64),
+                        _ => None,
+                    };
+                    if let Some(c) = probe {
+                        let aim = c * self.cfg.probe_target;
+                        if aim > next {
+                            next += (aim - next) * self.cfg.probe_gain;
+                        }
+                    }
+                    next = next.min(self.target * self.cfg.max_growth);
+                    if let Some(rr) = recv {
+                        next = next.min((rr * self.cfg.max_over_recv).max(self.target));
+                    }
+                    self.target = next.max(self.target);
+                }
+            }
+        }
+        self.target = self
+            .target
+            .clamp(self.cfg.min_bps as f64, self.cfg.max_bps as f64);
+        self.update_fps(now);
+    }
+
+    fn decision(&self) -> RateDecision {
+        let target = self.target as u64;
+        RateDecision {
+            state: self.state,
+            target_bps: target,
+            encoder_bps: (self.target / (1.0 + self.fec.ratio)) as u64,
+            fec: self.fec,
+            pacer_bps: (self.target * self.cfg.pacing_gain) as u64,
+            fps: self.fps,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "DELTA"
+    }
+}
+
+/// Baseline: a fixed bitrate, as Moonlight/Sunshine stream by default.
+pub struct FixedRate {
+    bps: u64,
+    fec: FecPolicy,
+    plan: FecPlan,
+    fps: f64,
+    pacing_gain: f64,
+}
+
+impl FixedRate {
+    pub fn new(bps: u64, fps: f64) -> Self {
+        let fec = FecPolicy::default();
+        FixedRate {
+            bps,
+            plan: fec.plan(0.0, 1.0),
+            fec,
+            fps,
+            pacing_gain: DeltaConfig::default().pacing_gain,
+        }
+    }
+}
+
+impl CongestionController for FixedRate {
+    fn on_feedback(&mut self, r: &FeedbackReport) {
+        self.plan = self.fec.plan(r.loss_rate, r.burst_len);
+    }
+
+    fn decision(&self) -> RateDecision {
+        RateDecision {
+            state: DeltaState::Stable,
+            target_bps: self.bps,
+            encoder_bps: (self.bps as f64 / (1.0 + self.plan.ratio)) as u64,
+            fec: self.plan,
+            pacer_bps: (self.bps as f64 * self.pacing_gain) as u64,
+            fps: self.fps,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "fixed"
+    }
+}
+
+/// Baseline: loss-threshold adaptive bitrate. More than 5 % loss: −30 %; more than 2 % for 2 s:
+/// −10 %; 4 s without loss: +5 %.
+pub struct LossAbr {
+    bps: f64,
+    min_bps: f64,
+    max_bps: f64,
+    fec: FecPolicy,
+    plan: FecPlan,
+    fps: f64,
+    pacing_gain: f64,
+    above_2_since: Option<Instant>,
+    clean_since: Option<Instant>,
+    last_cut: Option<Instant>,
+}
+
+impl LossAbr {
+    pub fn new(initial_bps: u64, fps: f64) -> Self {
+        let fec = FecPolicy::default();
+        LossAbr {
+            bps: initial_bps as f64,
+            min_bps: 200_000.0,
+            max_bps: 200_000_000.0,
+            plan: fec.plan(0.0, 1.0),
+            fec,
+            fps,
+            pacing_gain: DeltaConfig::default().pacing_gain,
+            above_2_since: None,
+            clean_since: None,
+            last_cut: None,
+        }
+    }
+}
+
+impl CongestionController for LossAbr {
+    fn on_feedback(&mut self, r: &FeedbackReport) {
+        let now = r.at;
+        self.plan = self.fec.plan(r.loss_rate, r.burst_len);
+        // The loss window is one second: give a cut that long to show its effect.
+        let cooled = self
+            .last_cut
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+        let loss = r.loss_rate;
+        if loss > 0.05 && cooled {
+            self.bps *= 0.7;
+            self.last_cut = Some(now);
+            self.above_2_since = None;
+        } else if loss > 0.02 {
+            let since = *self.above_2_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= Duration::from_secs(2) && cooled {
+                self.bps *= 0.9;
+                self.last_cut = Some(now);
+                self.above_2_since = None;
+            }
+        } else {
+            self.above_2_since = None;
+        }
+        if r.lost == 0 && loss == 0.0 {
+            let since = *self.clean_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= Duration::from_secs(4) {
+                self.bps *= 1.05;
+                self.clean_since = Some(now);
+            }
+        } else {
+            self.clean_since = None;
+        }
+        self.bps = self.bps.clamp(self.min_bps, self.max_bps);
+    }
+
+    fn decision(&self) -> RateDecision {
+        RateDecision {
+            state: DeltaState::Stable,
+            target_bps: self.bps as u64,
+            encoder_bps: (self.bps / (1.0 + self.plan.ratio)) as u64,
+            fec: self.plan,
+            pacer_bps: (self.bps * self.pacing_gain) as u64,
+            fps: self.fps,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "loss-ABR"
+    }
+}

@@ -1,0 +1,562 @@
+//! Transport-wide feedback: the receiver reports every packet's arrival time; the sender turns
+//! the reports into RTT, queuing delay and its trend, loss, receive rate and a bottleneck
+//! capacity estimate from the dispersion of each frame's packet train.
+
+use crate::wire::{zigzag, Body, EncodeError, Feedback, Writer, MAX_BODY, MAX_FEEDBACK_PACKETS};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Bytes of a feedback body before its bitmap and deltas.
+const FEEDBACK_FIXED: usize = 4 + 8 + 2 + 8 + 4;
+/// Packet numbers the recorder tracks ahead of the last report before it gives up older ones.
+const RECORDER_SPAN: u64 = 4 * MAX_FEEDBACK_PACKETS as u64;
+
+/// Receiver side: records arrivals and emits feedback bodies every `interval`.
+pub struct FeedbackRecorder {
+    epoch: Instant,
+    interval: Duration,
+    base: u64,
+    /// Arrival time (µs since epoch) of packet `base + i`, if it arrived.
+    arrivals: VecDeque<Option<u64>>,
+    last_sent: Option<Instant>,
+    seq: u32,
+    bitmap: Vec<u8>,
+    deltas: Vec<u8>,
+}
+
+impl FeedbackRecorder {
+    /// `epoch` is any fixed instant; arrival times are reported relative to it.
+    pub fn new(epoch: Instant, interval: Duration) -> Self {
+        FeedbackRecorder {
+            epoch,
+            interval,
+            base: 0,
+            arrivals: VecDeque::new(),
+            last_sent: None,
+            seq: 0,
+            bitmap: Vec::with_capacity(MAX_FEEDBACK_PACKETS / 8),
+            deltas: Vec::with_capacity(MAX_BODY),
+        }
+    }
+
+    fn us(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    /// Record a packet's arrival. Packets older than the last report are ignored: the sender
+    /// already counted them lost, which costs a little loss estimate under heavy reordering.
+    pub fn on_packet(&mut self, now: Instant, pn: u64) {
+        if pn < self.base {
+            return;
+        }
+        if pn - self.base >= RECORDER_SPAN {
+            let new_base = pn + 1 - RECORDER_SPAN / 2;
+            let drop = (new_base - self.base).min(self.arrivals.len() as u64) as usize;
+            self.arrivals.drain(..drop);
+            self.base = new_base;
+            if self.arrivals.is_empty() {
+                self.base = pn;
+            }
+        }
+        let i = (pn - self.base) as usize;
+        if i >= self.arrivals.len() {
+            self.arrivals.resize(i + 1, None);
+        }
+        let t = self.us(now);
+        self.arrivals[i].get_or_insert(t);
+    }
+
+    /// When the next report is due, if anything is waiting to be reported.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        if self.arrivals.is_empty() {
+            return None;
+        }
+        Some(self.last_sent.map_or(self.epoch, |t| t + self.interval))
+    }
+
+    /// Encode the next feedback body into `out` if one is due.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Result<Option<usize>, EncodeError> {
+        if self.next_timeout().is_none_or(|t| now < t) {
+            return Ok(None);
+        }
+        let now_us = self.us(now);
+        self.bitmap.clear();
+        self.deltas.clear();
+        let (mut count, mut covered) = (0usize, 0usize);
+        let (mut reference, mut prev, mut last_arrival) = (None, None::<u64>, 0u64);
+        let mut scratch = [0u8; 10];
+        for (i, a) in self.arrivals.iter().enumerate().take(MAX_FEEDBACK_PACKETS) {
+            if i % 8 == 0 {
+                if FEEDBACK_FIXED + self.bitmap.len() + 1 + self.deltas.len() + 10 > MAX_BODY {
+                    break;
+                }
+                self.bitmap.push(0);
+            }
+            count = i + 1;
+            if let Some(t) = *a {
+                reference.get_or_insert(t);
+                let d = t as i64 - prev.unwrap_or(t) as i64;
+                let mut w = Writer::new(&mut scratch);
+                w.varint(zigzag(d))?;
+                let n = w.pos;
+                if FEEDBACK_FIXED + self.bitmap.len() + self.deltas.len() + n > MAX_BODY {
+                    count = i;
+                    break;
+                }
+                self.deltas.extend_from_slice(&scratch[..n]);
+                self.bitmap[i / 8] |= 1 << (i % 8);
+                prev = Some(t);
+                last_arrival = t;
+                covered = i + 1;
+            }
+        }
+        let _ = count;
+        // End the report at the last received packet so the range never ends in unknowns.
+        let Some(reference) = reference else {
+            self.arrivals.clear();
+            return Ok(None);
+        };
+        self.bitmap.truncate(covered.div_ceil(8));
+        if covered % 8 != 0 {
+            if let Some(b) = self.bitmap.last_mut() {
+                *b &= (1u8 << (covered % 8)) - 1;
+            }
+        }
+        let fb = Feedback::from_parts(
+            self.seq,
+            self.base,
+            covered as u16,
+            reference,
+            now_us.saturating_sub(last_arrival).min(u32::MAX as u64) as u32,
+            &self.bitmap,
+            &self.deltas,
+        )
+        .map_err(|_| EncodeError::Invalid {
+            field: "feedback",
+            reason: "recorder produced an invalid report",
+        })?;
+        let n = Body::Feedback(fb).encode(out)?;
+        self.seq = self.seq.wrapping_add(1);
+        self.arrivals.drain(..covered);
+        self.base += covered as u64;
+        self.last_sent = Some(now);
+        Ok(Some(n))
+    }
+}
+
+/// What the sender remembers of each packet it sent.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    at: Instant,
+    size: u32,
+    /// Burst the packet belongs to (a frame's packets); 0 for packets outside any burst.
+    train: u32,
+    reported: bool,
+}
+
+/// Sender side: the history of sent packets and the estimators fed by feedback.
+pub struct FeedbackAnalyzer {
+    epoch: Instant,
+    first_pn: u64,
+    sent: VecDeque<Sent>,
+    cap: usize,
+    rtt: RttEstimator,
+    /// Minimum of (arrival − send) per one-second bucket, for the base one-way delay.
+    owd_buckets: VecDeque<(u64, i64)>,
+    owd_window_s: u64,
+    trend: VecDeque<(f64, f64)>,
+    trend_points: usize,
+    arrivals: VecDeque<(u64, u32)>,
+    rate_window_us: u64,
+    loss: VecDeque<(Instant, u32, u32)>,
+    loss_window: Duration,
+    burst_len: f64,
+    train: Option<Train>,
+    capacity: VecDeque<(Instant, u64, bool)>,
+    capacity_window: Duration,
+    last_report: Option<FeedbackReport>,
+    samples: Vec<(Sent, u64)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Train {
+    id: u32,
+    packets: u32,
+    bytes: u64,
+    first_sent: Instant,
+    last_sent: Instant,
+    first_arrival: u64,
+    last_arrival: u64,
+    broken: bool,
+}
+
+/// Everything the sender learned from one feedback packet, plus the windowed estimates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FeedbackReport {
+    pub at: Instant,
+    pub rtt_sample: Option<Duration>,
+    pub srtt: Duration,
+    pub min_rtt: Duration,
+    pub packets: u32,
+    pub lost: u32,
+    /// Loss over the last `loss_window`.
+    pub loss_rate: f64,
+    /// Mean length of loss runs (1.0 for isolated losses), smoothed.
+    pub burst_len: f64,
+    /// Receive rate over the last `rate_window`, bit/s.
+    pub recv_rate_bps: Option<u64>,
+    /// Smallest queuing delay seen in this report (one-way delay above its windowed minimum).
+    pub queue_delay: Duration,
+    /// Mean queuing delay of this report's packets.
+    pub queue_delay_mean: Duration,
+    /// Slope of the queuing delay over the recent reports, milliseconds per second.
+    pub delay_gradient: f64,
+    /// Bottleneck capacity from packet-train dispersion, when trains were sent faster than
+    /// the bottleneck passed them (median over the window), bit/s.
+    pub capacity_bps: Option<u64>,
+    /// The fastest train that passed undispersed: capacity is at least this, bit/s.
+    pub capacity_floor_bps: Option<u64>,
+}
+
+impl FeedbackAnalyzer {
+    pub fn new(epoch: Instant) -> Self {
+        FeedbackAnalyzer {
+            epoch,
+            first_pn: 0,
+            sent: VecDeque::new(),
+            cap: 1 << 15,
+            rtt: RttEstimator::default(),
+            owd_buckets: VecDeque::new(),
+            owd_window_s: 10,
+            trend: VecDeque::new(),
+            trend_points: 12,
+            arrivals: VecDeque::new(),
+            rate_window_us: 500_000,
+            loss: VecDeque::new(),
+            loss_window: Duration::from_secs(1),
+            burst_len: 1.0,
+            train: None,
+            capacity: VecDeque::new(),
+            capacity_window: Duration::from_millis(500),
+            last_report: None,
+            samples: Vec::new(),
+        }
+    }
+
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+
+    pub fn rtt_mut(&mut self) -> &mut RttEstimator {
+        &mut self.rtt
+    }
+
+    pub fn last_report(&self) -> Option<&FeedbackReport> {
+        self.last_report.as_ref()
+    }
+
+    /// Remember a sent packet. Packet numbers must be consecutive.
+    pub fn on_sent(&mut self, pn: u64, now: Instant, size: usize, train: u32) {
+        if self.sent.is_empty() {
+            self.first_pn = pn;
+        } else if pn != self.first_pn + self.sent.len() as u64 {
+            self.sent.clear();
+            self.first_pn = pn;
+        }
+        if self.sent.len() == self.cap {
+            self.sent.pop_front();
+            self.first_pn += 1;
+        }
+        self.sent.push_back(Sent {
+            at: now,
+            size: size as u32,
+            train,
+            reported: false,
+        });
+    }
+
+    fn sent_us(&self, t: Instant) -> i64 {
+        t.saturating_duration_since(self.epoch).as_micros() as i64
+    }
+
+    /// Digest a feedback packet received at `now`.
+    pub fn on_feedback(&mut self, now: Instant, fb: &Feedback<'_>) -> Option<FeedbackReport> {
+        let (mut packets, mut lost, mut run, mut runs, mut run_total) = (0u32, 0u32, 0u32, 0u32, 0u32);
+        let (mut q_min, mut q_sum, mut q_n) = (i64::MAX, 0i64, 0i64);
+        let mut last_received: Option<(Instant, u64)> = None;
+        let mut samples = std::mem::take(&mut self.samples);
+        samples.clear();
+        for (pn, arrival) in fb.packets() {
+            let Some(idx) = pn.checked_sub(self.first_pn) else { continue };
+            let Some(s) = self.sent.get_mut(idx as usize) else { continue };
+            if s.reported {
+                continue;
+            }
+            s.reported = true;
+            let s = *s;
+            packets += 1;
+            match arrival {
+                None => {
+                    lost += 1;
+                    run += 1;
+                }
+                Some(a) => {
+                    if run > 0 {
+                        runs += 1;
+                        run_total += run;
+                        run = 0;
+                    }
+                    last_received = Some((s.at, a));
+                    samples.push((s, a));
+                }
+            }
+        }
+        if run > 0 {
+            runs += 1;
+            run_total += run;
+        }
+        if packets == 0 {
+            return None;
+        }
+        // RTT from the newest packet the report acknowledges, minus the receiver's hold time.
+        let rtt_sample = last_received.map(|(sent_at, _)| {
+            now.saturating_duration_since(sent_at)
+                .saturating_sub(Duration::from_micros(fb.ack_delay_us as u64))
+        });
+        if let Some(r) = rtt_sample {
+            self.rtt.on_sample(r);
+        }
+        for &(s, a) in &samples {
+            let owd = a as i64 - self.sent_us(s.at);
+            let sec = (s.at.saturating_duration_since(self.epoch)).as_secs();
+            match self.owd_buckets.back_mut() {
+                Some((b, m)) if *b == sec => *m = (*m).min(owd),
+                _ => self.owd_buckets.push_back((sec, owd)),
+            }
+            while self
+                .owd_buckets
+                .front()
+                .is_some_and(|(b, _)| b + self.owd_window_s < sec)
+            {
+                self.owd_buckets.pop_front();
+            }
+            self.arrivals.push_back((a, s.size));
+            self.on_train_packet(now, s, a);
+        }
+        let base = self.owd_buckets.iter().map(|(_, m)| *m).min().unwrap_or(0);
+        for &(s, a) in &samples {
+            let q = (a as i64 - self.sent_us(s.at) - base).max(0);
+            q_min = q_min.min(q);
+            q_sum += q;
+            q_n += 1;
+        }
+        if lost > 0 && lost == packets {
+            // A report of only losses: end any train in progress.
+            if let Some(t) = self.train.as_mut() {
+                t.broken = true;
+            }
+        }
+        let newest = self.arrivals.back().map_or(0, |a| a.0);
+        while self
+            .arrivals
+            .front()
+            .is_some_and(|a| a.0 + self.rate_window_us < newest)
+        {
+            self.arrivals.pop_front();
+        }
+        let recv_rate_bps = match (self.arrivals.front(), self.arrivals.back()) {
+            (Some(f), Some(l)) if l.0 > f.0 + 50_000 => {
+                let bytes: u64 = self.arrivals.iter().skip(1).map(|a| a.1 as u64).sum();
+                Some(bytes * 8 * 1_000_000 / (l.0 - f.0))
+            }
+            _ => None,
+        };
+        self.loss.push_back((now, packets, lost));
+        while self
+            .loss
+            .front()
+            .is_some_and(|l| now.saturating_duration_since(l.0) > self.loss_window)
+        {
+            self.loss.pop_front();
+        }
+        let (tot, los) = self
+            .loss
+            .iter()
+            .fold((0u64, 0u64), |(t, l), x| (t + x.1 as u64, l + x.2 as u64));
+        if runs > 0 {
+            let mean = run_total as f64 / runs as f64;
+            self.burst_len = 0.9 * self.burst_len + 0.1 * mean;
+        }
+        let (queue_delay, queue_delay_mean) = if q_n > 0 {
+            (
+                Duration::from_micros(q_min as u64),
+                Duration::from_micros((q_sum / q_n) as u64),
+            )
+        } else {
+            self.last_report
+                .map_or((Duration::ZERO, Duration::ZERO), |r| (r.queue_delay, r.queue_delay_mean))
+        };
+        let t = now.saturating_duration_since(self.epoch).as_secs_f64();
+        if q_n > 0 {
+            self.trend.push_back((t, queue_delay_mean.as_secs_f64() * 1000.0));
+            if self.trend.len() > self.trend_points {
+                self.trend.pop_front();
+            }
+        }
+        self.samples = samples;
+        self.capacity
+            .retain(|c| now.saturating_duration_since(c.0) <= self.capacity_window);
+        let report = FeedbackReport {
+            at: now,
+            rtt_sample,
+            srtt: self.rtt.srtt(),
+            min_rtt: self.rtt.min_rtt(),
+            packets,
+            lost,
+            loss_rate: if tot > 0 { los as f64 / tot as f64 } else { 0.0 },
+            burst_len: self.burst_len,
+            recv_rate_bps,
+            queue_delay,
+            queue_delay_mean,
+            delay_gradient: slope(&self.trend),
+            capacity_bps: median(self.capacity.iter().filter(|c| c.2).map(|c| c.1)),
+            capacity_floor_bps: self.capacity.iter().filter(|c| !c.2).map(|c| c.1).max(),
+        };
+        self.last_report = Some(report);
+        Some(report)
+    }
+
+    /// Follow packet trains (one frame's burst) and turn each finished one into a capacity
+    /// sample: a train sent faster than it arrived was spread out by the bottleneck, so its
+    /// arrival rate is the bottleneck rate; one that arrived as fast as it was sent only tells
+    /// that capacity is at least that.
+    fn on_train_packet(&mut self, now: Instant, s: Sent, arrival: u64) {
+        match self.train.as_mut() {
+            Some(t) if t.id == s.train && s.train != 0 => {
+                t.packets += 1;
+                t.bytes += s.size as u64;
+                t.last_sent = s.at;
+                t.last_arrival = t.last_arrival.max(arrival);
+                return;
+            }
+            _ => {}
+        }
+        if let Some(t) = self.train.take() {
+            self.finish_train(now, t);
+        }
+        if s.train != 0 {
+            self.train = Some(Train {
+                id: s.train,
+                packets: 1,
+                bytes: 0,
+                first_sent: s.at,
+                last_sent: s.at,
+                first_arrival: arrival,
+                last_arrival: arrival,
+                broken: false,
+            });
+        }
+    }
+
+    fn finish_train(&mut self, now: Instant, t: Train) {
+        if t.broken || t.packets < 4 {
+            return;
+        }
+        let recv_us = t.last_arrival.saturating_sub(t.first_arrival);
+        let send_us = t.last_sent.saturating_duration_since(t.first_sent).as_micros() as u64;
+        if recv_us < 200 {
+            return;
+        }
+        let recv_rate = t.bytes * 8 * 1_000_000 / recv_us;
+        let dispersed = send_us == 0 || recv_us as f64 > 1.15 * send_us as f64;
+        self.capacity.push_back((now, recv_rate, dispersed));
+    }
+}
+
+fn median(it: impl Iterator<Item = u64>) -> Option<u64> {
+    let mut v: Vec<u64> = it.collect();
+    if v.is_empty() {
+        return None;
+    }
+    let mid = v.len() / 2;
+    Some(*v.select_nth_unstable(mid).1)
+}
+
+/// Least-squares slope of (x, y) points.
+fn slope(points: &VecDeque<(f64, f64)>) -> f64 {
+    let n = points.len() as f64;
+    if n < 3.0 {
+        return 0.0;
+    }
+    let (sx, sy) = points.iter().fold((0.0, 0.0), |(a, b), p| (a + p.0, b + p.1));
+    let (mx, my) = (sx / n, sy / n);
+    let (num, den) = points.iter().fold((0.0, 0.0), |(a, b), p| {
+        (a + (p.0 - mx) * (p.1 - my), b + (p.0 - mx) * (p.0 - mx))
+    });
+    if den <= f64::EPSILON {
+        0.0
+    } else {
+        num / den
+    }
+}
+
+/// Smoothed RTT (RFC 6298) and the minimum RTT seen.
+#[derive(Debug, Clone, Copy)]
+pub struct RttEstimator {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    min: Option<Duration>,
+    latest: Option<Duration>,
+}
+
+impl Default for RttEstimator {
+    fn default() -> Self {
+        RttEstimator {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            min: None,
+            latest: None,
+        }
+    }
+}
+
+/// RTT assumed before the first sample.
+pub const INITIAL_RTT: Duration = Duration::from_millis(100);
+
+impl RttEstimator {
+    pub fn on_sample(&mut self, r: Duration) {
+        self.latest = Some(r);
+        self.min = Some(self.min.map_or(r, |m| m.min(r)));
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(s) => {
+                let diff = if s > r { s - r } else { r - s };
+                self.rttvar = (self.rttvar * 3 + diff) / 4;
+                self.srtt = Some((s * 7 + r) / 8);
+            }
+        }
+    }
+
+    pub fn has_sample(&self) -> bool {
+        self.srtt.is_some()
+    }
+
+    pub fn srtt(&self) -> Duration {
+        self.srtt.unwrap_or(INITIAL_RTT)
+    }
+
+    pub fn rttvar(&self) -> Duration {
+        self.rttvar
+    }
+
+    pub fn min_rtt(&self) -> Duration {
+        self.min.unwrap_or(INITIAL_RTT)
+    }
+
+    pub fn latest(&self) -> Duration {
+        self.latest.unwrap_or(INITIAL_RTT)
+    }
+}

@@ -1,0 +1,12 @@
+//! RIFT protocol core, sans-IO: bytes and `Instant`s in, bytes and timers out.
+//!
+//! No sockets, threads or clocks live here; the transport drives these state machines and tests
+//! drive them deterministically.
+
+pub mod bitset;
+pub mod delta;
+pub mod fec;
+pub mod feedback;
+pub mod media;
+pub mod pacer;
+pub mod wire;
