@@ -11,6 +11,15 @@ use crate::media::FecPlan;
 use crate::wire::FecScheme;
 use std::time::{Duration, Instant};
 
+/// Share of the send rate taken by RIFT, UDP and IP headers and the AEAD tag on full-size media
+/// packets (14 + 24 + 16 + 28 bytes per 1200 payload bytes); the encoder gets the rest.
+pub const PACKET_OVERHEAD: f64 = 82.0 / 1200.0;
+
+/// Encoder bitrate that, with FEC and packet overhead, fills `target_bps`.
+pub fn encoder_bitrate(target_bps: f64, fec_ratio: f64) -> u64 {
+    (target_bps / (1.0 + fec_ratio) / (1.0 + PACKET_OVERHEAD)) as u64
+}
+
 /// The controller's view of the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeltaState {
@@ -28,7 +37,7 @@ pub struct RateDecision {
     pub state: DeltaState,
     /// Total send rate: media plus FEC, bit/s.
     pub target_bps: u64,
-    /// Bitrate for the encoder: `target / (1 + fec ratio)`.
+    /// Bitrate for the encoder: the target less FEC and packet overhead.
     pub encoder_bps: u64,
     pub fec: FecPlan,
     /// Rate at which the pacer releases media packets.
@@ -40,6 +49,8 @@ pub struct RateDecision {
 /// A congestion controller fed by transport feedback.
 pub trait CongestionController: Send {
     fn on_feedback(&mut self, report: &FeedbackReport);
+    /// A frame of `wire_bytes` (parity and headers included) was queued for sending.
+    fn on_frame(&mut self, _now: Instant, _wire_bytes: usize) {}
     fn decision(&self) -> RateDecision;
     fn name(&self) -> &'static str;
 }
@@ -69,7 +80,8 @@ impl Default for FecPolicy {
 
 impl FecPolicy {
     pub fn plan(&self, loss_rate: f64, burst_len: f64) -> FecPlan {
-        let ratio = (self.min_ratio + self.loss_gain * loss_rate).clamp(self.min_ratio, self.max_ratio);
+        let ratio =
+            (self.min_ratio + self.loss_gain * loss_rate).clamp(self.min_ratio, self.max_ratio);
         let scheme = if burst_len > self.burst_threshold {
             FecScheme::ReedSolomon
         } else {
@@ -106,6 +118,9 @@ pub struct DeltaConfig {
     pub max_growth: f64,
     /// Pacer rate as a multiple of the target rate.
     pub pacing_gain: f64,
+    /// A frame this many times the average size (a keyframe) is a burst whose own queue does
+    /// not count as congestion while it drains.
+    pub burst_factor: f64,
     /// Never let the target run further ahead of the measured receive rate than this factor
     /// (keeps an application-limited sender from inflating its target).
     pub max_over_recv: f64,
@@ -132,9 +147,10 @@ impl Default for DeltaConfig {
             drain_time: Duration::from_millis(400),
             additive_bps_per_s: 400_000,
             probe_gain: 0.25,
-            probe_target: 0.9,
+            probe_target: 0.95,
             max_growth: 1.1,
-            pacing_gain: 2.0,
+            pacing_gain: 1.5,
+            burst_factor: 2.5,
             max_over_recv: 1.5,
             fec: FecPolicy::default(),
             max_fps: 60.0,
@@ -155,6 +171,13 @@ pub struct Delta {
     last_report: Option<Instant>,
     hold_until: Option<Instant>,
     fps_ok_since: Option<Instant>,
+    /// Smoothed size of ordinary frames, bytes.
+    avg_frame: Option<f64>,
+    /// A frame far above average (a keyframe) is draining until then, adding up to `burst_delay`
+    /// of queue that is ours, expected, and gone by itself.
+    burst_until: Option<Instant>,
+    burst_delay: Duration,
+    srtt: Duration,
 }
 
 impl Delta {
@@ -167,6 +190,10 @@ impl Delta {
             last_report: None,
             hold_until: None,
             fps_ok_since: None,
+            avg_frame: None,
+            burst_until: None,
+            burst_delay: Duration::ZERO,
+            srtt: crate::feedback::INITIAL_RTT,
             cfg,
         }
     }
@@ -175,11 +202,33 @@ impl Delta {
         &self.cfg
     }
 
+    /// Thresholds never below a few packets' serialization time: at low rates one full-size
+    /// packet alone takes milliseconds, and a frame's first packet often waits for the last
+    /// packet of the frame before.
+    fn thresholds(&self) -> (Duration, Duration) {
+        let packet = Duration::from_secs_f64(1282.0 * 8.0 / self.target.max(1.0));
+        (
+            self.cfg.q_low.max(packet.mul_f64(1.5)),
+            self.cfg.q_high.max(packet.mul_f64(2.5)),
+        )
+    }
+
     fn classify(&self, r: &FeedbackReport) -> DeltaState {
-        if r.queue_delay >= self.cfg.q_high || r.loss_rate >= self.cfg.loss_congested {
+        let (q_low, mut q_high) = self.thresholds();
+        if self.burst_until.is_some_and(|t| r.at < t) {
+            q_high += self.burst_delay;
+        }
+        // Loss of this report alone: the one-second window would keep signalling long after
+        // a queue overflow has been dealt with.
+        let recent_loss = if r.packets >= 8 {
+            r.lost as f64 / r.packets as f64
+        } else {
+            0.0
+        };
+        if r.queue_delay >= q_high || recent_loss >= self.cfg.loss_congested {
             DeltaState::Congested
-        } else if r.queue_delay >= self.cfg.q_low
-            || (r.delay_gradient > self.cfg.rising_gradient && r.queue_delay_mean >= self.cfg.q_low)
+        } else if r.queue_delay >= q_low
+            || (r.delay_gradient > self.cfg.rising_gradient && r.queue_delay_mean >= q_low)
         {
             DeltaState::Rising
         } else {
@@ -188,7 +237,7 @@ impl Delta {
     }
 
     fn update_fps(&mut self, now: Instant) {
-        let encoder = self.target / (1.0 + self.fec.ratio);
+        let encoder = encoder_bitrate(self.target, self.fec.ratio) as f64;
         let min_bits = self.cfg.min_bits_per_frame as f64;
         while self.fps > self.cfg.min_fps && encoder / self.fps < min_bits {
             self.fps = (self.fps / 2.0).max(self.cfg.min_fps);
@@ -208,8 +257,21 @@ impl Delta {
 }
 
 impl CongestionController for Delta {
+    fn on_frame(&mut self, now: Instant, wire_bytes: usize) {
+        let bytes = wire_bytes as f64;
+        match self.avg_frame {
+            Some(avg) if bytes > self.cfg.burst_factor * avg => {
+                let drain = Duration::from_secs_f64(bytes * 8.0 / self.target.max(1.0));
+                self.burst_delay = drain;
+                self.burst_until = Some(now + drain + self.srtt + Duration::from_millis(50));
+            }
+            _ => self.avg_frame = Some(self.avg_frame.map_or(bytes, |a| 0.95 * a + 0.05 * bytes)),
+        }
+    }
+
     fn on_feedback(&mut self, r: &FeedbackReport) {
         let now = r.at;
+        self.srtt = r.srtt;
         let dt = self
             .last_report
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
@@ -221,19 +283,23 @@ impl CongestionController for Delta {
         let recv = r.recv_rate_bps.map(|b| b as f64);
         match self.state {
             DeltaState::Congested => {
-                if self.hold_until.is_none_or(|t| now >= t) {
-                    let base = recv.map_or(self.target, |rr| rr.min(self.target));
+                // Cut once per round trip, and again only if the queue is not already
+                // draining: the reports after a cut still show the queue it left behind.
+                let draining = r.delay_gradient < 0.0 && self.hold_until.is_some();
+                if self.hold_until.is_none_or(|t| now >= t) && !draining {
+                    // From the receive rate, which a standing queue pins at the bottleneck's
+                    // rate, so repeated cuts while the queue drains do not compound.
                     let q = r.queue_delay.as_secs_f64();
                     let drain = 1.0 - (q / self.cfg.drain_time.as_secs_f64()).min(0.5);
-                    self.target = base * self.cfg.backoff * drain;
-                    // One cut per round trip: the next reports still show the queue being drained.
+                    let cut = recv.unwrap_or(self.target) * self.cfg.backoff * drain;
+                    self.target = self.target.min(cut);
                     self.hold_until = Some(now + r.srtt + Duration::from_millis(50));
                 }
             }
             DeltaState::Rising => {
-                if let Some(rr) = recv {
-                    self.target = self.target.min(rr.max(self.cfg.min_bps as f64));
-                }
+                // Hold: a queue is forming but not standing yet. Cutting here to the receive
+                // rate would punish an application-limited sender (a static screen, the
+                // frames after a keyframe) for rate it never used.
             }
             DeltaState::Stable => {
                 if self.hold_until.is_some_and(|t| now < t) {
@@ -270,7 +336,7 @@ impl CongestionController for Delta {
         RateDecision {
             state: self.state,
             target_bps: target,
-            encoder_bps: (self.target / (1.0 + self.fec.ratio)) as u64,
+            encoder_bps: encoder_bitrate(self.target, self.fec.ratio),
             fec: self.fec,
             pacer_bps: (self.target * self.cfg.pacing_gain) as u64,
             fps: self.fps,
@@ -313,7 +379,7 @@ impl CongestionController for FixedRate {
         RateDecision {
             state: DeltaState::Stable,
             target_bps: self.bps,
-            encoder_bps: (self.bps as f64 / (1.0 + self.plan.ratio)) as u64,
+            encoder_bps: encoder_bitrate(self.bps as f64, self.plan.ratio),
             fec: self.plan,
             pacer_bps: (self.bps as f64 * self.pacing_gain) as u64,
             fps: self.fps,
@@ -397,7 +463,7 @@ impl CongestionController for LossAbr {
         RateDecision {
             state: DeltaState::Stable,
             target_bps: self.bps as u64,
-            encoder_bps: (self.bps / (1.0 + self.plan.ratio)) as u64,
+            encoder_bps: encoder_bitrate(self.bps, self.plan.ratio),
             fec: self.plan,
             pacer_bps: (self.bps * self.pacing_gain) as u64,
             fps: self.fps,

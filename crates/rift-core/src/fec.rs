@@ -204,7 +204,9 @@ impl FrameShards<'_> {
     pub fn needed(&self, mut f: impl FnMut(u16)) {
         let n = self.frag_count as usize;
         match self.scheme {
-            FecScheme::None => (0..n).filter(|&i| !self.have.get(i)).for_each(|i| f(i as u16)),
+            FecScheme::None => (0..n)
+                .filter(|&i| !self.have.get(i))
+                .for_each(|i| f(i as u16)),
             FecScheme::ReedSolomon => {
                 let short = n.saturating_sub(self.have.count() + self.parity_have.count());
                 (0..n)
@@ -321,7 +323,14 @@ mod tests {
     }
 
     /// Encode, drop the fragments in `lost`, recover, and check the frame byte for byte.
-    fn roundtrip(scheme: FecScheme, len: usize, n: u16, m: u16, lost: &[usize], lost_parity: &[usize]) -> bool {
+    fn roundtrip(
+        scheme: FecScheme,
+        len: usize,
+        n: u16,
+        m: u16,
+        lost: &[usize],
+        lost_parity: &[usize],
+    ) -> bool {
         let src = frame(len);
         let mut enc = FecEncoder::new();
         enc.encode(scheme, &src, n, m).unwrap();
@@ -372,7 +381,14 @@ mod tests {
     fn xor_recovers_one_loss_per_group_and_bursts_up_to_group_count() {
         // 10 fragments, 3 groups: any burst of 3 consecutive losses is recoverable.
         for start in 0..8 {
-            assert!(roundtrip(FecScheme::Xor, 11_999, 10, 3, &[start, start + 1, start + 2], &[]));
+            assert!(roundtrip(
+                FecScheme::Xor,
+                11_999,
+                10,
+                3,
+                &[start, start + 1, start + 2],
+                &[]
+            ));
         }
         // Two losses in one group are not.
         assert!(!roundtrip(FecScheme::Xor, 11_999, 10, 3, &[0, 3], &[]));
@@ -386,11 +402,39 @@ mod tests {
         let n = 20u16;
         let m = 5u16;
         for pattern in [vec![0, 1, 2, 3, 4], vec![19, 18, 10, 2, 0], vec![5, 6]] {
-            assert!(roundtrip(FecScheme::ReedSolomon, 23_457, n, m, &pattern, &[]));
+            assert!(roundtrip(
+                FecScheme::ReedSolomon,
+                23_457,
+                n,
+                m,
+                &pattern,
+                &[]
+            ));
         }
-        assert!(roundtrip(FecScheme::ReedSolomon, 23_457, n, m, &[1, 2, 3], &[0, 4]));
-        assert!(!roundtrip(FecScheme::ReedSolomon, 23_457, n, m, &[1, 2, 3], &[0, 1, 4]));
-        assert!(!roundtrip(FecScheme::ReedSolomon, 23_457, n, m, &[0, 1, 2, 3, 4, 5], &[]));
+        assert!(roundtrip(
+            FecScheme::ReedSolomon,
+            23_457,
+            n,
+            m,
+            &[1, 2, 3],
+            &[0, 4]
+        ));
+        assert!(!roundtrip(
+            FecScheme::ReedSolomon,
+            23_457,
+            n,
+            m,
+            &[1, 2, 3],
+            &[0, 1, 4]
+        ));
+        assert!(!roundtrip(
+            FecScheme::ReedSolomon,
+            23_457,
+            n,
+            m,
+            &[0, 1, 2, 3, 4, 5],
+            &[]
+        ));
     }
 
     #[test]

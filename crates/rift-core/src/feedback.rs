@@ -75,7 +75,11 @@ impl FeedbackRecorder {
     }
 
     /// Encode the next feedback body into `out` if one is due.
-    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Result<Option<usize>, EncodeError> {
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+    ) -> Result<Option<usize>, EncodeError> {
         if self.next_timeout().is_none_or(|t| now < t) {
             return Ok(None);
         }
@@ -151,6 +155,9 @@ struct Sent {
     size: u32,
     /// Burst the packet belongs to (a frame's packets); 0 for packets outside any burst.
     train: u32,
+    /// First packet of its train, or outside any train: its queuing delay is the standing
+    /// queue, not the frame's own burst queuing behind its earlier packets.
+    probe: bool,
     reported: bool,
 }
 
@@ -205,9 +212,11 @@ pub struct FeedbackReport {
     pub burst_len: f64,
     /// Receive rate over the last `rate_window`, bit/s.
     pub recv_rate_bps: Option<u64>,
-    /// Smallest queuing delay seen in this report (one-way delay above its windowed minimum).
+    /// Smallest queuing delay seen in this report (one-way delay above its windowed minimum),
+    /// over the packets that probe the standing queue: the first of each frame's train and
+    /// packets outside trains.
     pub queue_delay: Duration,
-    /// Mean queuing delay of this report's packets.
+    /// Mean queuing delay of this report's probe packets.
     pub queue_delay_mean: Duration,
     /// Slope of the queuing delay over the recent reports, milliseconds per second.
     pub delay_gradient: f64,
@@ -231,7 +240,7 @@ impl FeedbackAnalyzer {
             trend: VecDeque::new(),
             trend_points: 12,
             arrivals: VecDeque::new(),
-            rate_window_us: 500_000,
+            rate_window_us: 200_000,
             loss: VecDeque::new(),
             loss_window: Duration::from_secs(1),
             burst_len: 1.0,
@@ -267,10 +276,12 @@ impl FeedbackAnalyzer {
             self.sent.pop_front();
             self.first_pn += 1;
         }
+        let probe = train == 0 || self.sent.back().is_none_or(|p| p.train != train);
         self.sent.push_back(Sent {
             at: now,
             size: size as u32,
             train,
+            probe,
             reported: false,
         });
     }
@@ -281,14 +292,19 @@ impl FeedbackAnalyzer {
 
     /// Digest a feedback packet received at `now`.
     pub fn on_feedback(&mut self, now: Instant, fb: &Feedback<'_>) -> Option<FeedbackReport> {
-        let (mut packets, mut lost, mut run, mut runs, mut run_total) = (0u32, 0u32, 0u32, 0u32, 0u32);
+        let (mut packets, mut lost, mut run, mut runs, mut run_total) =
+            (0u32, 0u32, 0u32, 0u32, 0u32);
         let (mut q_min, mut q_sum, mut q_n) = (i64::MAX, 0i64, 0i64);
         let mut last_received: Option<(Instant, u64)> = None;
         let mut samples = std::mem::take(&mut self.samples);
         samples.clear();
         for (pn, arrival) in fb.packets() {
-            let Some(idx) = pn.checked_sub(self.first_pn) else { continue };
-            let Some(s) = self.sent.get_mut(idx as usize) else { continue };
+            let Some(idx) = pn.checked_sub(self.first_pn) else {
+                continue;
+            };
+            let Some(s) = self.sent.get_mut(idx as usize) else {
+                continue;
+            };
             if s.reported {
                 continue;
             }
@@ -344,7 +360,7 @@ impl FeedbackAnalyzer {
             self.on_train_packet(now, s, a);
         }
         let base = self.owd_buckets.iter().map(|(_, m)| *m).min().unwrap_or(0);
-        for &(s, a) in &samples {
+        for &(s, a) in samples.iter().filter(|(s, _)| s.probe) {
             let q = (a as i64 - self.sent_us(s.at) - base).max(0);
             q_min = q_min.min(q);
             q_sum += q;
@@ -394,11 +410,14 @@ impl FeedbackAnalyzer {
             )
         } else {
             self.last_report
-                .map_or((Duration::ZERO, Duration::ZERO), |r| (r.queue_delay, r.queue_delay_mean))
+                .map_or((Duration::ZERO, Duration::ZERO), |r| {
+                    (r.queue_delay, r.queue_delay_mean)
+                })
         };
         let t = now.saturating_duration_since(self.epoch).as_secs_f64();
         if q_n > 0 {
-            self.trend.push_back((t, queue_delay_mean.as_secs_f64() * 1000.0));
+            self.trend
+                .push_back((t, queue_delay_mean.as_secs_f64() * 1000.0));
             if self.trend.len() > self.trend_points {
                 self.trend.pop_front();
             }
@@ -413,7 +432,11 @@ impl FeedbackAnalyzer {
             min_rtt: self.rtt.min_rtt(),
             packets,
             lost,
-            loss_rate: if tot > 0 { los as f64 / tot as f64 } else { 0.0 },
+            loss_rate: if tot > 0 {
+                los as f64 / tot as f64
+            } else {
+                0.0
+            },
             burst_len: self.burst_len,
             recv_rate_bps,
             queue_delay,
@@ -459,11 +482,14 @@ impl FeedbackAnalyzer {
     }
 
     fn finish_train(&mut self, now: Instant, t: Train) {
-        if t.broken || t.packets < 4 {
+        if t.broken || t.packets < 2 {
             return;
         }
         let recv_us = t.last_arrival.saturating_sub(t.first_arrival);
-        let send_us = t.last_sent.saturating_duration_since(t.first_sent).as_micros() as u64;
+        let send_us = t
+            .last_sent
+            .saturating_duration_since(t.first_sent)
+            .as_micros() as u64;
         if recv_us < 200 {
             return;
         }
@@ -488,7 +514,9 @@ fn slope(points: &VecDeque<(f64, f64)>) -> f64 {
     if n < 3.0 {
         return 0.0;
     }
-    let (sx, sy) = points.iter().fold((0.0, 0.0), |(a, b), p| (a + p.0, b + p.1));
+    let (sx, sy) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), p| (a + p.0, b + p.1));
     let (mx, my) = (sx / n, sy / n);
     let (num, den) = points.iter().fold((0.0, 0.0), |(a, b), p| {
         (a + (p.0 - mx) * (p.1 - my), b + (p.0 - mx) * (p.0 - mx))
@@ -533,7 +561,7 @@ impl RttEstimator {
                 self.rttvar = r / 2;
             }
             Some(s) => {
-                let diff = if s > r { s - r } else { r - s };
+                let diff = s.abs_diff(r);
                 self.rttvar = (self.rttvar * 3 + diff) / 4;
                 self.srtt = Some((s * 7 + r) / 8);
             }

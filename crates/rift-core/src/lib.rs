@@ -4,9 +4,12 @@
 //! drive them deterministically.
 
 pub mod bitset;
+pub mod connection;
+pub mod control;
 pub mod delta;
 pub mod fec;
 pub mod feedback;
+pub mod input;
 pub mod media;
 pub mod pacer;
 pub mod wire;

@@ -111,6 +111,7 @@ pub struct MediaSender {
     /// Slot index of each frame in flight, oldest first.
     order: VecDeque<usize>,
     next_frame_id: u32,
+    last_keyframe: Option<u32>,
     retx: VecDeque<(u32, u16)>,
     queued_bytes: usize,
     pub stats: MediaSenderStats,
@@ -135,6 +136,7 @@ impl MediaSender {
             cfg,
             fec: FecEncoder::new(),
             next_frame_id: 0,
+            last_keyframe: None,
             retx: VecDeque::new(),
             queued_bytes: 0,
             stats: MediaSenderStats::default(),
@@ -150,6 +152,11 @@ impl MediaSender {
         self.next_frame_id
     }
 
+    /// Id of the newest keyframe pushed.
+    pub fn last_keyframe(&self) -> Option<u32> {
+        self.last_keyframe
+    }
+
     /// Bytes of packets queued for first transmission (frame data and parity).
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
@@ -161,7 +168,11 @@ impl MediaSender {
 
     /// Packetize a frame and compute its parity; its packets then come out of `poll_transmit`.
     /// A keyframe drops the unsent packets of older frames: nothing can use them any more.
-    pub fn push_frame(&mut self, frame: OutgoingFrame<'_>, plan: FecPlan) -> Result<u32, MediaError> {
+    pub fn push_frame(
+        &mut self,
+        frame: OutgoingFrame<'_>,
+        plan: FecPlan,
+    ) -> Result<u32, MediaError> {
         let len = frame.data.len();
         if len == 0 {
             return Err(MediaError::EmptyFrame);
@@ -212,6 +223,9 @@ impl MediaSender {
         self.fec.encode(scheme, frame.data, frag_count, fec_count)?;
         let frame_id = self.next_frame_id;
         self.next_frame_id = frame_id.wrapping_add(1);
+        if frame.keyframe {
+            self.last_keyframe = Some(frame_id);
+        }
         let header = MediaHeader {
             stream: self.cfg.stream,
             keyframe: frame.keyframe,
@@ -241,6 +255,19 @@ impl MediaSender {
         self.order.push_back(slot);
         self.stats.frames += 1;
         Ok(frame_id)
+    }
+
+    /// Bytes the last pushed frame takes on the wire: data, parity, and per-packet headers,
+    /// AEAD tag and UDP/IP headers.
+    pub fn last_frame_wire_bytes(&self) -> Option<usize> {
+        let f = &self.frames[*self.order.back()?];
+        let h = f.header?;
+        let packets = h.frag_count as usize + h.fec_count as usize;
+        let per_packet = crate::wire::HEADER_LEN
+            + crate::wire::MEDIA_HEADER_LEN
+            + crate::wire::TAG_LEN
+            + crate::wire::UDP_IP_OVERHEAD;
+        Some(f.data.len() + f.parity.len() + packets * per_packet)
     }
 
     fn unsent_packets(f: &SentFrame) -> usize {
@@ -277,7 +304,13 @@ impl MediaSender {
 
     /// Queue retransmissions of NACKed fragments; a fragment already retransmitted within the
     /// last `rtt` is not sent again (its first retransmission may still be in flight).
-    pub fn on_nack(&mut self, now: Instant, frame_id: u32, indices: impl Iterator<Item = u16>, rtt: Duration) {
+    pub fn on_nack(
+        &mut self,
+        now: Instant,
+        frame_id: u32,
+        indices: impl Iterator<Item = u16>,
+        rtt: Duration,
+    ) {
         let Some(slot) = self.slot_of(frame_id) else {
             self.stats.nacks_ignored += 1;
             return;
@@ -301,12 +334,15 @@ impl MediaSender {
     /// Encode the next media body (retransmissions first, then frames in order) into `out`.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<MediaTransmit>, MediaError> {
         while let Some((frame_id, index)) = self.retx.pop_front() {
-            let Some(slot) = self.slot_of(frame_id) else { continue };
+            let Some(slot) = self.slot_of(frame_id) else {
+                continue;
+            };
             let f = &self.frames[slot];
             let Some(mut h) = f.header else { continue };
             h.index = index;
             let off = MediaHeader::fragment_offset(h.frame_len, h.frag_count, index);
-            let payload = &f.data[off..off + MediaHeader::fragment_len(h.frame_len, h.frag_count, index)];
+            let payload =
+                &f.data[off..off + MediaHeader::fragment_len(h.frame_len, h.frag_count, index)];
             let len = Body::MediaData { header: h, payload }.encode(out)?;
             self.stats.retransmissions += 1;
             return Ok(Some(MediaTransmit {
@@ -328,12 +364,26 @@ impl MediaSender {
                 h.index = f.next as u16;
                 let off = MediaHeader::fragment_offset(h.frame_len, h.frag_count, h.index);
                 let l = MediaHeader::fragment_len(h.frame_len, h.frag_count, h.index);
-                (Body::MediaData { header: h, payload: &f.data[off..off + l] }, false, l)
+                (
+                    Body::MediaData {
+                        header: h,
+                        payload: &f.data[off..off + l],
+                    },
+                    false,
+                    l,
+                )
             } else {
                 h.index = (f.next - n) as u16;
                 let shard = h.parity_len();
                 let off = h.index as usize * shard;
-                (Body::MediaParity { header: h, payload: &f.parity[off..off + shard] }, true, shard)
+                (
+                    Body::MediaParity {
+                        header: h,
+                        payload: &f.parity[off..off + shard],
+                    },
+                    true,
+                    shard,
+                )
             };
             let len = body.encode(out)?;
             f.next += 1;
@@ -392,6 +442,9 @@ struct Slot {
     parity: Vec<u8>,
     parity_have: BitSet,
     first_at: Option<Instant>,
+    /// When the frame's last packet in send order arrived: anything missing before it is lost
+    /// or reordered.
+    tail_at: Option<Instant>,
     completed_at: Option<Instant>,
     recovered: usize,
     nack_rounds: u8,
@@ -404,7 +457,10 @@ pub enum MediaEvent {
     /// Ask for these fragments again.
     Nack { frame_id: u32, indices: Vec<u16> },
     /// `frame_id` could not be rebuilt in time: decoding waits for a keyframe or recovery point.
-    FrameLost { frame_id: u32, last_good: Option<u32> },
+    FrameLost {
+        frame_id: u32,
+        last_good: Option<u32>,
+    },
 }
 
 /// A complete frame, borrowed from the receiver until its next call.
@@ -467,6 +523,10 @@ impl MediaReceiver {
         }
     }
 
+    pub fn stream(&self) -> u8 {
+        self.cfg.stream
+    }
+
     pub fn set_rtt(&mut self, rtt: Duration) {
         self.rtt = rtt;
     }
@@ -489,7 +549,13 @@ impl MediaReceiver {
     }
 
     /// Handle a media data or parity packet.
-    pub fn on_packet(&mut self, now: Instant, header: &MediaHeader, payload: &[u8], parity: bool) -> Result<(), MediaError> {
+    pub fn on_packet(
+        &mut self,
+        now: Instant,
+        header: &MediaHeader,
+        payload: &[u8],
+        parity: bool,
+    ) -> Result<(), MediaError> {
         self.release_lent();
         if header.stream != self.cfg.stream {
             self.stats.rejected_packets += 1;
@@ -505,7 +571,10 @@ impl MediaReceiver {
                 max: self.cfg.max_frame_len,
             });
         }
-        if self.next_deliver.is_some_and(|d| frame_after(d, header.frame_id)) {
+        if self
+            .next_deliver
+            .is_some_and(|d| frame_after(d, header.frame_id))
+        {
             self.stats.late_packets += 1;
             return Ok(());
         }
@@ -548,6 +617,14 @@ impl MediaReceiver {
             self.stats.duplicate_packets += 1;
             return Ok(());
         }
+        let last = if h.fec_count == 0 {
+            !parity && header.index + 1 == h.frag_count
+        } else {
+            parity && header.index + 1 == h.fec_count
+        };
+        if last {
+            slot.tail_at.get_or_insert(now);
+        }
         self.try_complete(now, i)
     }
 
@@ -562,7 +639,10 @@ impl MediaReceiver {
                     .enumerate()
                     .filter(|(_, s)| s.header.is_some())
                     .min_by(|(_, a), (_, b)| {
-                        let (a, b) = (a.header.map_or(0, |h| h.frame_id), b.header.map_or(0, |h| h.frame_id));
+                        let (a, b) = (
+                            a.header.map_or(0, |h| h.frame_id),
+                            b.header.map_or(0, |h| h.frame_id),
+                        );
                         if frame_after(a, b) {
                             std::cmp::Ordering::Greater
                         } else {
@@ -587,9 +667,11 @@ impl MediaReceiver {
         s.buf.resize(header.frame_len as usize, 0);
         s.have.reset(header.frag_count as usize);
         s.parity.clear();
-        s.parity.resize(header.fec_count as usize * header.parity_len(), 0);
+        s.parity
+            .resize(header.fec_count as usize * header.parity_len(), 0);
         s.parity_have.reset(header.fec_count as usize);
         s.first_at = Some(now);
+        s.tail_at = None;
         s.completed_at = None;
         s.recovered = 0;
         s.nack_rounds = 0;
@@ -642,18 +724,13 @@ impl MediaReceiver {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.release_lent();
         loop {
-            let Some(d) = self.next_deliver.or_else(|| self.oldest_active()) else { return };
-            // Evidence that frame `d` had all its chances: a later frame started arriving.
-            let Some(later_at) = self
-                .slots
-                .iter()
-                .filter(|s| s.active && s.header.is_some_and(|h| frame_after(h.frame_id, d)))
-                .filter_map(|s| s.first_at)
-                .min()
-            else {
+            let Some(d) = self.next_deliver.or_else(|| self.oldest_active()) else {
                 return;
             };
-            let wait_from = later_at + self.cfg.reorder_wait;
+            let Some(evidence) = self.gap_evidence(d) else {
+                return;
+            };
+            let wait_from = evidence + self.cfg.reorder_wait;
             let Some(i) = self.find(d) else {
                 // Nothing of `d` arrived at all.
                 if now >= wait_from && self.next_deliver.is_some() {
@@ -688,7 +765,10 @@ impl MediaReceiver {
                 slot.nack_rounds += 1;
                 slot.last_nack = Some(now);
                 self.stats.nacked_packets += indices.len() as u64;
-                self.events.push_back(MediaEvent::Nack { frame_id: d, indices });
+                self.events.push_back(MediaEvent::Nack {
+                    frame_id: d,
+                    indices,
+                });
                 return;
             }
             if nack_ok && !nack_due {
@@ -696,6 +776,25 @@ impl MediaReceiver {
             }
             self.declare_lost(d);
         }
+    }
+
+    /// Since when frame `d` has had all its chances to arrive: its last packet in send order
+    /// arrived, or a later frame started arriving.
+    fn gap_evidence(&self, d: u32) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter(|s| s.active)
+            .filter_map(|s| {
+                let id = s.header?.frame_id;
+                if frame_after(id, d) {
+                    s.first_at
+                } else if id == d {
+                    s.tail_at
+                } else {
+                    None
+                }
+            })
+            .min()
     }
 
     fn oldest_active(&self) -> Option<u32> {
@@ -709,13 +808,7 @@ impl MediaReceiver {
     /// When `handle_timeout` next has work.
     pub fn next_timeout(&self) -> Option<Instant> {
         let d = self.next_deliver.or_else(|| self.oldest_active())?;
-        let later_at = self
-            .slots
-            .iter()
-            .filter(|s| s.active && s.header.is_some_and(|h| frame_after(h.frame_id, d)))
-            .filter_map(|s| s.first_at)
-            .min()?;
-        let wait_from = later_at + self.cfg.reorder_wait;
+        let wait_from = self.gap_evidence(d)? + self.cfg.reorder_wait;
         match self.find(d).map(|i| &self.slots[i]) {
             Some(s) if s.complete => None,
             Some(s) => Some(match s.last_nack {

@@ -18,6 +18,8 @@ pub const HEADER_LEN: usize = 14;
 pub const TAG_LEN: usize = 16;
 /// Largest body a packet can carry once header and tag are accounted for.
 pub const MAX_BODY: usize = MAX_DATAGRAM - HEADER_LEN - TAG_LEN;
+/// IPv4 and UDP headers in front of every datagram; links carry them too.
+pub const UDP_IP_OVERHEAD: usize = 28;
 /// Length of the media (data and parity) fragment header inside the body.
 pub const MEDIA_HEADER_LEN: usize = 24;
 /// Default number of frame bytes carried by one media data packet.
@@ -91,9 +93,10 @@ pub const STUN_MAGIC_COOKIE: u32 = 0x2112_A442;
 /// Classify a datagram by its first byte (and the STUN cookie).
 pub fn demux(datagram: &[u8]) -> Demux {
     match datagram.first() {
-        Some(b) if b & MARKER_MASK == 0
-            && datagram.len() >= 20
-            && datagram[4..8] == STUN_MAGIC_COOKIE.to_be_bytes() =>
+        Some(b)
+            if b & MARKER_MASK == 0
+                && datagram.len() >= 20
+                && datagram[4..8] == STUN_MAGIC_COOKIE.to_be_bytes() =>
         {
             Demux::Stun
         }
@@ -687,7 +690,10 @@ impl<'a> Body<'a> {
     }
 
     /// Build a version negotiation body from a list of versions (encoded into `scratch`).
-    pub fn version_negotiation(versions: &[u16], scratch: &'a mut [u8]) -> Result<Self, EncodeError> {
+    pub fn version_negotiation(
+        versions: &[u16],
+        scratch: &'a mut [u8],
+    ) -> Result<Self, EncodeError> {
         let mut w = Writer::new(scratch);
         for v in versions {
             w.u16(*v)?;
@@ -739,7 +745,10 @@ impl<'a> Body<'a> {
                 w.u32(seq)?;
                 w.bytes(message)?;
             }
-            Body::ControlAck { next_expected, sack } => {
+            Body::ControlAck {
+                next_expected,
+                sack,
+            } => {
                 w.u32(next_expected)?;
                 w.u64(sack)?;
             }
@@ -848,7 +857,9 @@ impl<'a> Body<'a> {
                         reason: "empty version list",
                     });
                 }
-                Body::VersionNegotiation(VersionNegotiation { raw: r.take(2 * n)? })
+                Body::VersionNegotiation(VersionNegotiation {
+                    raw: r.take(2 * n)?,
+                })
             }
             PacketType::Close => {
                 let code = r.u16()?;
@@ -859,10 +870,11 @@ impl<'a> Body<'a> {
                         reason: "longer than 256 bytes",
                     });
                 }
-                let reason = std::str::from_utf8(r.take(len)?).map_err(|_| DecodeError::Invalid {
-                    field: "close.reason",
-                    reason: "not UTF-8",
-                })?;
+                let reason =
+                    std::str::from_utf8(r.take(len)?).map_err(|_| DecodeError::Invalid {
+                        field: "close.reason",
+                        reason: "not UTF-8",
+                    })?;
                 Body::Close { code, reason }
             }
             PacketType::Ping => Body::Ping { id: r.u64()? },
@@ -1015,6 +1027,10 @@ impl<'a> Packet<'a> {
     /// Decode a plaintext packet (header followed by the decrypted body, tag removed).
     pub fn decode(buf: &'a [u8]) -> Result<Self, DecodeError> {
         let header = Header::decode(buf)?;
+        // The plaintext of an encrypted packet is its datagram less the tag.
+        if header.packet_type.is_encrypted() && buf.len() + TAG_LEN > MAX_DATAGRAM {
+            return Err(DecodeError::TooLong(buf.len() + TAG_LEN));
+        }
         let body = Body::decode(header.packet_type, &buf[HEADER_LEN..])?;
         Ok(Packet { header, body })
     }
