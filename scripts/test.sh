@@ -30,7 +30,8 @@ fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
-cargo fmt --manifest-path fuzz/Cargo.toml -- --check # the fuzz crate only
+# The fuzz crate is its own workspace (without --all: not rift-core a second time).
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
@@ -38,7 +39,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace"
 test_log=$(mktemp)
 trap 'rm -f "$test_log"' EXIT
-cargo test --workspace 2>&1 | tee "$test_log"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$test_log"
 # Sum the "test result:" lines of every test binary and doc-test run.
 read -r tests_passed tests_ignored < <(awk '
     /^test result:/ {

@@ -382,8 +382,11 @@ impl Connection {
                 if let Some(report) = self.analyzer.on_feedback(now, &fb) {
                     self.cc.on_feedback(&report);
                     self.pacer.set_rate(self.cc.decision().pacer_bps);
+                    // The control channel smooths samples itself; feed it raw ones.
+                    if let Some(sample) = report.rtt_sample {
+                        self.control.on_rtt_sample(sample);
+                    }
                     let rtt = self.analyzer.rtt().srtt();
-                    self.control.on_rtt_sample(rtt);
                     for r in &mut self.receivers {
                         r.rx.set_rtt(rtt);
                     }
@@ -451,11 +454,16 @@ impl Connection {
                         last_good,
                     } => {
                         self.events.push_back(Event::FrameLost { stream, frame_id });
-                        if r.pending_request.is_none() {
-                            r.pending_request = Some((frame_id, last_good, now));
-                            self.small
-                                .push_back(keyframe_request(stream, frame_id, last_good));
-                            self.stats.keyframe_requests_sent += 1;
+                        match &mut r.pending_request {
+                            None => {
+                                r.pending_request = Some((frame_id, last_good, now));
+                                self.small
+                                    .push_back(keyframe_request(stream, frame_id, last_good));
+                                self.stats.keyframe_requests_sent += 1;
+                            }
+                            // Already asking; a retry names the newest loss, so a lost keyframe
+                            // is not mistaken by the sender for an answer.
+                            Some(p) => p.0 = frame_id,
                         }
                     }
                 }
@@ -564,12 +572,15 @@ impl Connection {
         let Some((t, body_len, train)) = self.next_body(now, &mut out[HEADER_LEN..])? else {
             return Ok(None);
         };
+        let tag = if t.is_encrypted() { wire::TAG_LEN } else { 0 };
+        if HEADER_LEN + body_len + tag > wire::MAX_DATAGRAM {
+            return Err(EncodeError::TooLong(HEADER_LEN + body_len + tag).into());
+        }
         let header = self.header(t);
         header.encode(out)?;
         let len = HEADER_LEN + body_len;
         // Sizes as the link carries them (tag, UDP and IP headers included), for rate accounting.
-        let wire_len =
-            len + wire::UDP_IP_OVERHEAD + if t.is_encrypted() { wire::TAG_LEN } else { 0 };
+        let wire_len = len + tag + wire::UDP_IP_OVERHEAD;
         self.analyzer
             .on_sent(header.packet_number, now, wire_len, train);
         if t.priority() == Priority::Media {

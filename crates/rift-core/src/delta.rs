@@ -136,7 +136,7 @@ pub struct DeltaConfig {
 impl Default for DeltaConfig {
     fn default() -> Self {
         DeltaConfig {
-            initial_bps: 4_000_000,
+            initial_bps: 1_500_000,
             min_bps: 200_000,
             max_bps: 200_000_000,
             q_low: Duration::from_millis(3),

@@ -100,7 +100,7 @@ impl FecEncoder {
         if scheme == FecScheme::None || fec_count == 0 {
             return Ok(());
         }
-        if frag_count == 0 || frame.len() < frag_count as usize {
+        if frag_count == 0 || frame.len() < frag_count as usize || fec_count > frag_count {
             return Err(unsupported);
         }
         let shard = shard_len(scheme, frame_len, frag_count);

@@ -114,10 +114,12 @@ impl FeedbackRecorder {
                 covered = i + 1;
             }
         }
-        let _ = count;
         // End the report at the last received packet so the range never ends in unknowns.
         let Some(reference) = reference else {
-            self.arrivals.clear();
+            // A whole report's worth of losses: skip past them so later arrivals get reported.
+            let skip = count.max(1).min(self.arrivals.len());
+            self.arrivals.drain(..skip);
+            self.base += skip as u64;
             return Ok(None);
         };
         self.bitmap.truncate(covered.div_ceil(8));

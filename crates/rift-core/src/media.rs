@@ -128,7 +128,11 @@ pub struct MediaSenderStats {
 }
 
 impl MediaSender {
-    pub fn new(cfg: MediaSenderConfig) -> Self {
+    pub fn new(mut cfg: MediaSenderConfig) -> Self {
+        // A data packet must fit a datagram with its headers and tag.
+        cfg.payload = cfg
+            .payload
+            .clamp(1, crate::wire::MAX_BODY - crate::wire::MEDIA_HEADER_LEN);
         let history = cfg.history.max(2);
         MediaSender {
             frames: (0..history).map(|_| SentFrame::default()).collect(),
@@ -732,9 +736,21 @@ impl MediaReceiver {
             };
             let wait_from = evidence + self.cfg.reorder_wait;
             let Some(i) = self.find(d) else {
-                // Nothing of `d` arrived at all.
+                // Nothing of `d` arrived at all, nor of any frame up to the next one seen:
+                // report the gap once and skip to that frame (ids may jump arbitrarily far).
                 if now >= wait_from && self.next_deliver.is_some() {
+                    let next = self
+                        .slots
+                        .iter()
+                        .filter(|s| s.active)
+                        .filter_map(|s| s.header.map(|h| h.frame_id))
+                        .filter(|&id| frame_after(id, d))
+                        .reduce(|a, b| if frame_after(a, b) { b } else { a });
                     self.declare_lost(d);
+                    if let Some(next) = next {
+                        self.stats.frames_lost += u64::from(next.wrapping_sub(d)).saturating_sub(1);
+                        self.next_deliver = Some(next);
+                    }
                     continue;
                 }
                 return;

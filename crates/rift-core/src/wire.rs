@@ -203,6 +203,12 @@ impl Header {
                 needed: HEADER_LEN,
                 have,
             })?;
+        if self.connection_id == 0 && self.packet_type != PacketType::HandshakeInit {
+            return Err(EncodeError::Invalid {
+                field: "header.connection_id",
+                reason: "0 is only valid on a handshake initiation",
+            });
+        }
         out[0] = RIFT_MARKER | self.packet_type as u8;
         out[1] = self.flags;
         out[2..6].copy_from_slice(&self.connection_id.to_be_bytes());
@@ -345,7 +351,35 @@ impl MediaHeader {
             | ((self.fec as u8) << MEDIA_FEC_SHIFT)
     }
 
+    /// The layout rules both encoder and decoder enforce.
+    fn check(&self) -> Result<(), &'static str> {
+        if self.frag_count == 0 {
+            return Err("frag_count is 0");
+        }
+        if self.frame_len < self.frag_count as u32 {
+            return Err("frame shorter than its fragment count");
+        }
+        if (self.fec == FecScheme::None) != (self.fec_count == 0) {
+            return Err("fec_count disagrees with the FEC scheme");
+        }
+        // At most one parity packet per fragment: bounds a receiver's parity memory by the
+        // frame's own size.
+        if self.fec_count > self.frag_count {
+            return Err("more parity packets than fragments");
+        }
+        if self.fec == FecScheme::ReedSolomon
+            && !crate::fec::rs_supported(self.frag_count as usize, self.fec_count as usize)
+        {
+            return Err("Reed-Solomon shard counts out of range");
+        }
+        Ok(())
+    }
+
     fn write(&self, w: &mut Writer) -> Result<(), EncodeError> {
+        self.check().map_err(|reason| EncodeError::Invalid {
+            field: "media",
+            reason,
+        })?;
         w.u8(self.stream)?;
         w.u8(self.flags())?;
         w.u32(self.frame_id)?;
@@ -371,27 +405,10 @@ impl MediaHeader {
             fec_count: r.u16()?,
             index: r.u16()?,
         };
-        let invalid = |reason| DecodeError::Invalid {
+        h.check().map_err(|reason| DecodeError::Invalid {
             field: "media",
             reason,
-        };
-        if h.frag_count == 0 {
-            return Err(invalid("frag_count is 0"));
-        }
-        if h.frame_len < h.frag_count as u32 {
-            return Err(invalid("frame shorter than its fragment count"));
-        }
-        if (h.fec == FecScheme::None) != (h.fec_count == 0) {
-            return Err(invalid("fec_count disagrees with the FEC scheme"));
-        }
-        if h.fec == FecScheme::Xor && h.fec_count > h.frag_count {
-            return Err(invalid("more XOR groups than fragments"));
-        }
-        if h.fec == FecScheme::ReedSolomon
-            && !crate::fec::rs_supported(h.frag_count as usize, h.fec_count as usize)
-        {
-            return Err(invalid("Reed-Solomon shard counts out of range"));
-        }
+        })?;
         Ok(h)
     }
 }
@@ -643,6 +660,12 @@ impl<'a> InputEvents<'a> {
 
     /// Wrap already-encoded records (as produced by [`InputEvents::encode`]).
     pub fn from_encoded(count: u8, raw: &'a [u8]) -> Result<Self, DecodeError> {
+        if count as usize > MAX_INPUT_EVENTS {
+            return Err(DecodeError::Invalid {
+                field: "input",
+                reason: "more than MAX_INPUT_EVENTS events",
+            });
+        }
         let mut r = Reader::new(raw);
         for _ in 0..count {
             let len = r.u8()? as usize;
@@ -709,6 +732,12 @@ impl<'a> Body<'a> {
         let mut w = Writer::new(out);
         match *self {
             Body::HandshakeInit(h) | Body::HandshakeResponse(h) | Body::HandshakeFinish(h) => {
+                if h.source_connection_id == 0 {
+                    return Err(EncodeError::Invalid {
+                        field: "handshake.source_connection_id",
+                        reason: "must not be 0",
+                    });
+                }
                 w.u16(h.version)?;
                 w.u32(h.source_connection_id)?;
                 w.bytes(h.noise)?;

@@ -6,4 +6,5 @@
 
 pub mod encoder;
 pub mod link;
+pub mod plot;
 pub mod scenario;
