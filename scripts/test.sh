@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # All of Wavry's checks, as CI runs them: formatting, clippy, every test of the workspace, then a
-# short fuzz run of every fuzz target under fuzz/. Exits non-zero on the first failure.
+# short fuzz run of every fuzz target under fuzz/ (each target `cargo fuzz list` shows). Stops
+# with a non-zero exit at the first step that fails (all tests run before that step fails).
 #
 # Environment:
 #   FUZZ_SECONDS  seconds of fuzzing per target (default 30; 0 skips fuzzing)
@@ -41,14 +42,15 @@ test_log=$(mktemp)
 trap 'rm -f "$test_log"' EXIT
 cargo test --workspace --no-fail-fast 2>&1 | tee "$test_log"
 # Sum the "test result:" lines of every test binary and doc-test run.
-read -r tests_passed tests_ignored < <(awk '
+read -r tests_passed tests_failed tests_ignored < <(awk '
     /^test result:/ {
-        for (i = 1; i <= NF; i++) {
+        for (i = 1; i < NF; i++) {
             if ($(i + 1) ~ /^passed/) p += $i
+            if ($(i + 1) ~ /^failed/) f += $i
             if ($(i + 1) ~ /^ignored/) g += $i
         }
     }
-    END { print p + 0, g + 0 }' "$test_log")
+    END { print p + 0, f + 0, g + 0 }' "$test_log")
 
 fuzz_targets=()
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
@@ -82,4 +84,4 @@ printf '\n==> all checks passed\n'
 if [ "${#fuzz_targets[@]}" -gt 0 ]; then
     echo "fuzz: ${#fuzz_targets[@]} targets ran ${FUZZ_SECONDS} s each without a failure"
 fi
-echo "tests: ${tests_passed} passed, 0 failed, ${tests_ignored} skipped"
+echo "tests: ${tests_passed} passed, ${tests_failed} failed, ${tests_ignored} skipped"

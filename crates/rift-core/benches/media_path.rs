@@ -8,7 +8,8 @@
 //! Run: `cargo bench -p rift-core --bench media_path` (add a filter, e.g. `-- media_path/xor`).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rift_core::fec::{self, FecEncoder};
+use rift_core::bitset::BitSet;
+use rift_core::fec::{self, FecDecoder, FecEncoder, FrameShards};
 use rift_core::media::{
     FecPlan, MediaReceiver, MediaReceiverConfig, MediaSender, MediaSenderConfig, OutgoingFrame,
 };
@@ -253,10 +254,65 @@ fn bench_fec_encode(c: &mut Criterion) {
     g.finish();
 }
 
+/// FEC recovery alone: the receiver's `FecDecoder::recover` rebuilding the 4 fragments the
+/// `loss_5pct` cases drop (10, 30, 50, 70 of 84) from 80 data + 17 parity packets.
+fn bench_fec_recover(c: &mut Criterion) {
+    let src = frame_bytes(FRAME_LEN);
+    let frame_len = FRAME_LEN as u32;
+    let n = FRAME_LEN.div_ceil(DEFAULT_MEDIA_PAYLOAD) as u16;
+    let mut g = c.benchmark_group("fec_recover");
+    g.throughput(Throughput::Bytes(FRAME_LEN as u64));
+    for (name, scheme) in [
+        ("xor_20pct/4_lost", FecScheme::Xor),
+        ("rs_20pct/4_lost", FecScheme::ReedSolomon),
+    ] {
+        let m = fec::parity_count(scheme, n, FEC_RATIO);
+        let mut enc = FecEncoder::new();
+        enc.encode(scheme, &src, n, m).expect("encode");
+        let parity: Vec<u8> = (0..m as usize)
+            .flat_map(|j| enc.parity(j).expect("parity").to_vec())
+            .collect();
+        let mut parity_have = BitSet::with_len(m as usize);
+        (0..m as usize).for_each(|j| {
+            parity_have.set(j);
+        });
+        let mut frame = src.clone();
+        let mut have = BitSet::with_len(n as usize);
+        let mut dec = FecDecoder::new();
+        let mut recover = |frame: &mut Vec<u8>, have: &mut BitSet| {
+            have.reset(n as usize);
+            for i in (0..n).filter(|i| !Loss::EveryTwentieth.drops(*i)) {
+                have.set(i as usize);
+            }
+            let mut shards = FrameShards {
+                scheme,
+                frame_len,
+                frag_count: n,
+                fec_count: m,
+                frame,
+                have,
+                parity: &parity,
+                parity_have: &parity_have,
+            };
+            dec.recover(&mut shards).expect("recover")
+        };
+        // Wipe the lost fragments and check they come back byte-exact.
+        for i in (0..n).filter(|i| Loss::EveryTwentieth.drops(*i)) {
+            let off = MediaHeader::fragment_offset(frame_len, n, i);
+            frame[off..off + MediaHeader::fragment_len(frame_len, n, i)].fill(0);
+        }
+        assert_eq!(recover(&mut frame, &mut have), 4);
+        assert!(frame == src && have.count() == n as usize);
+        g.bench_function(name, |b| b.iter(|| recover(&mut frame, &mut have)));
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_media_path,
     bench_packet_decode,
-    bench_fec_encode
+    bench_fec_encode,
+    bench_fec_recover
 );
 criterion_main!(benches);

@@ -147,7 +147,7 @@ impl Default for DeltaConfig {
             drain_time: Duration::from_millis(400),
             additive_bps_per_s: 400_000,
             probe_gain: 0.25,
-            probe_target: 0.95,
+            probe_target: 0.92,
             max_growth: 1.1,
             pacing_gain: 1.5,
             burst_factor: 2.5,
@@ -178,6 +178,8 @@ pub struct Delta {
     burst_until: Option<Instant>,
     burst_delay: Duration,
     srtt: Duration,
+    /// Rate to restore once a drained queue is gone.
+    recover_to: Option<f64>,
 }
 
 impl Delta {
@@ -194,6 +196,7 @@ impl Delta {
             burst_until: None,
             burst_delay: Duration::ZERO,
             srtt: crate::feedback::INITIAL_RTT,
+            recover_to: None,
             cfg,
         }
     }
@@ -209,7 +212,7 @@ impl Delta {
         let packet = Duration::from_secs_f64(1282.0 * 8.0 / self.target.max(1.0));
         (
             self.cfg.q_low.max(packet.mul_f64(1.5)),
-            self.cfg.q_high.max(packet.mul_f64(2.5)),
+            self.cfg.q_high.max(packet * 2),
         )
     }
 
@@ -291,8 +294,11 @@ impl CongestionController for Delta {
                     // rate, so repeated cuts while the queue drains do not compound.
                     let q = r.queue_delay.as_secs_f64();
                     let drain = 1.0 - (q / self.cfg.drain_time.as_secs_f64()).min(0.5);
-                    let cut = recv.unwrap_or(self.target) * self.cfg.backoff * drain;
-                    self.target = self.target.min(cut);
+                    let base = recv.unwrap_or(self.target) * self.cfg.backoff;
+                    self.target = self.target.min(base * drain);
+                    // Once the queue has drained, come straight back to the rate the path
+                    // carried: the drain term was for the queue, not a verdict on capacity.
+                    self.recover_to = Some(base.min(self.target / drain));
                     self.hold_until = Some(now + r.srtt + Duration::from_millis(50));
                 }
             }
@@ -304,6 +310,8 @@ impl CongestionController for Delta {
             DeltaState::Stable => {
                 if self.hold_until.is_some_and(|t| now < t) {
                     // Still inside the post-cut hold: let the queue finish draining.
+                } else if let Some(r) = self.recover_to.take() {
+                    self.target = self.target.max(r);
                 } else {
                     let mut next = self.target + self.cfg.additive_bps_per_s as f64 * dt;
                     let probe = match (r.capacity_bps, r.capacity_floor_bps) {
@@ -472,5 +480,149 @@ impl CongestionController for LossAbr {
 
     fn name(&self) -> &'static str {
         "loss-ABR"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(at: Instant, q_ms: f64, recv_bps: u64) -> FeedbackReport {
+        FeedbackReport {
+            at,
+            rtt_sample: Some(Duration::from_millis(50)),
+            srtt: Duration::from_millis(50),
+            min_rtt: Duration::from_millis(50),
+            packets: 40,
+            lost: 0,
+            loss_rate: 0.0,
+            burst_len: 1.0,
+            recv_rate_bps: Some(recv_bps),
+            queue_delay: Duration::from_secs_f64(q_ms / 1000.0),
+            queue_delay_mean: Duration::from_secs_f64(q_ms / 1000.0),
+            delay_gradient: 0.0,
+            capacity_bps: None,
+            capacity_floor_bps: None,
+        }
+    }
+
+    fn delta(initial: u64) -> Delta {
+        Delta::new(DeltaConfig {
+            initial_bps: initial,
+            ..DeltaConfig::default()
+        })
+    }
+
+    #[test]
+    fn congestion_cuts_from_the_receive_rate_once_per_round_trip() {
+        let t0 = Instant::now();
+        let mut d = delta(10_000_000);
+        d.on_feedback(&report(t0, 50.0, 2_500_000));
+        let first = d.decision();
+        assert_eq!(first.state, DeltaState::Congested);
+        // 2.5 Mbit/s × 0.9 × (1 − 50/400).
+        assert!((first.target_bps as f64 - 2_500_000.0 * 0.9 * 0.875).abs() < 1000.0);
+        // Still congested a report later: the queue is the one the cut is draining.
+        d.on_feedback(&report(t0 + Duration::from_millis(25), 60.0, 2_500_000));
+        assert_eq!(d.decision().target_bps, first.target_bps);
+        // After the hold, a queue that still grows earns another cut, never a raise.
+        d.on_feedback(&report(t0 + Duration::from_millis(200), 60.0, 1_500_000));
+        assert!(d.decision().target_bps < first.target_bps);
+    }
+
+    #[test]
+    fn rising_holds_and_stable_grows_toward_the_measured_capacity() {
+        let t0 = Instant::now();
+        let mut d = delta(2_000_000);
+        // At 2 Mbit/s one packet takes 5.1 ms, so Rising starts at 7.7 ms and Congested at 12.8.
+        d.on_feedback(&report(t0, 9.0, 2_000_000));
+        assert_eq!(d.decision().state, DeltaState::Rising);
+        assert_eq!(d.decision().target_bps, 2_000_000);
+        let mut t = t0;
+        for _ in 0..40 {
+            t += Duration::from_millis(25);
+            let mut r = report(t, 0.5, d.decision().target_bps);
+            r.capacity_bps = Some(6_000_000);
+            d.on_feedback(&r);
+        }
+        let got = d.decision().target_bps as f64;
+        assert!(got > 5_000_000.0 && got < 6_000_000.0, "{got}");
+    }
+
+    #[test]
+    fn application_limited_sender_does_not_inflate_its_target() {
+        let t0 = Instant::now();
+        let mut d = delta(2_000_000);
+        for i in 1..200 {
+            d.on_feedback(&report(t0 + Duration::from_millis(25 * i), 0.0, 300_000));
+        }
+        assert!(d.decision().target_bps <= 2_000_000);
+    }
+
+    #[test]
+    fn keyframe_queue_is_not_congestion() {
+        let t0 = Instant::now();
+        let mut d = delta(4_000_000);
+        for i in 0..20 {
+            d.on_frame(t0 + Duration::from_millis(16 * i), 8_000);
+        }
+        // A 60 kB keyframe at 4 Mbit/s drains in 120 ms: its queue must not cut the rate.
+        d.on_frame(t0 + Duration::from_millis(400), 60_000);
+        d.on_feedback(&report(t0 + Duration::from_millis(450), 80.0, 4_000_000));
+        assert_ne!(d.decision().state, DeltaState::Congested);
+        assert_eq!(d.decision().target_bps, 4_000_000);
+        // Long after it, the same queue is congestion.
+        d.on_feedback(&report(t0 + Duration::from_secs(2), 80.0, 4_000_000));
+        assert_eq!(d.decision().state, DeltaState::Congested);
+    }
+
+    #[test]
+    fn frame_rate_steps_down_and_recovers() {
+        let t0 = Instant::now();
+        let mut d = delta(1_000_000);
+        // 20 kbit per frame at 60 fps needs 1.2 Mbit/s of encoder rate.
+        d.on_feedback(&report(t0, 0.0, 1_000_000));
+        assert_eq!(d.decision().fps, 30.0);
+        let mut t = t0;
+        for _ in 0..200 {
+            t += Duration::from_millis(25);
+            let mut r = report(t, 0.0, d.decision().target_bps);
+            r.capacity_bps = Some(5_000_000);
+            d.on_feedback(&r);
+        }
+        assert_eq!(d.decision().fps, 60.0);
+    }
+
+    #[test]
+    fn fec_follows_loss_and_burstiness() {
+        let p = FecPolicy::default();
+        assert_eq!(
+            p.plan(0.0, 1.0),
+            FecPlan {
+                scheme: FecScheme::Xor,
+                ratio: 0.05
+            }
+        );
+        assert!((p.plan(0.05, 1.0).ratio - 0.20).abs() < 1e-9);
+        assert_eq!(p.plan(0.5, 1.0).ratio, 0.5);
+        assert_eq!(p.plan(0.02, 3.0).scheme, FecScheme::ReedSolomon);
+    }
+
+    #[test]
+    fn loss_abr_follows_its_rules() {
+        let t0 = Instant::now();
+        let mut c = LossAbr::new(10_000_000, 60.0);
+        let mut r = report(t0, 0.0, 0);
+        r.loss_rate = 0.06;
+        r.lost = 3;
+        c.on_feedback(&r);
+        assert_eq!(c.decision().target_bps, 7_000_000);
+        r.loss_rate = 0.0;
+        r.lost = 0;
+        for i in 1..=161 {
+            r.at = t0 + Duration::from_millis(25 * i);
+            c.on_feedback(&r);
+        }
+        assert_eq!(c.decision().target_bps, 7_350_000);
     }
 }
