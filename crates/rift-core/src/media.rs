@@ -455,6 +455,21 @@ struct Slot {
     last_nack: Option<Instant>,
 }
 
+impl Slot {
+    fn shards(&mut self, h: &MediaHeader) -> FrameShards<'_> {
+        FrameShards {
+            scheme: h.fec,
+            frame_len: h.frame_len,
+            frag_count: h.frag_count,
+            fec_count: h.fec_count,
+            frame: &mut self.buf,
+            have: &mut self.have,
+            parity: &self.parity,
+            parity_have: &self.parity_have,
+        }
+    }
+}
+
 /// Something the receiver wants the connection to tell the sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaEvent {
@@ -688,16 +703,7 @@ impl MediaReceiver {
         let Some(h) = slot.header else { return Ok(()) };
         let n = h.frag_count as usize;
         if slot.have.count() < n && slot.have.count() + slot.parity_have.count() >= n {
-            let mut shards = FrameShards {
-                scheme: h.fec,
-                frame_len: h.frame_len,
-                frag_count: h.frag_count,
-                fec_count: h.fec_count,
-                frame: &mut slot.buf,
-                have: &mut slot.have,
-                parity: &slot.parity,
-                parity_have: &slot.parity_have,
-            };
+            let mut shards = slot.shards(&h);
             if shards.recoverable() {
                 let r = self.fec.recover(&mut shards)?;
                 slot.recovered += r;
@@ -765,16 +771,7 @@ impl MediaReceiver {
             if nack_ok && slot.nack_rounds < self.cfg.max_nack_rounds && nack_due {
                 let slot = &mut self.slots[i];
                 let Some(h) = slot.header else { return };
-                let shards = FrameShards {
-                    scheme: h.fec,
-                    frame_len: h.frame_len,
-                    frag_count: h.frag_count,
-                    fec_count: h.fec_count,
-                    frame: &mut slot.buf,
-                    have: &mut slot.have,
-                    parity: &slot.parity,
-                    parity_have: &slot.parity_have,
-                };
+                let shards = slot.shards(&h);
                 let mut indices = Vec::new();
                 shards.needed(|i| indices.push(i));
                 indices.truncate(crate::wire::MAX_NACK_ENTRIES);

@@ -4,7 +4,7 @@
 //! Drawing is pure Rust (plotters' bitmap backend and PNG encoder) and the text uses DejaVu Sans
 //! embedded from the `dejavu` crate, so plotting needs no system library or installed font.
 
-use crate::scenario::{run, Controller, Scenario, ScenarioResult};
+use crate::scenario::{capacity_steps_with_baselines, run, Controller, Scenario, ScenarioResult};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
@@ -216,18 +216,7 @@ pub fn plot_three_flows(s: &Scenario, r: &ScenarioResult, path: &Path) -> Result
 /// missing). Returns the paths written.
 pub fn render_all(dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
     std::fs::create_dir_all(dir)?;
-    let runs: Vec<(Scenario, ScenarioResult)> = [
-        Controller::delta(),
-        Controller::Fixed(10_000_000),
-        Controller::LossAbr(10_000_000),
-    ]
-    .into_iter()
-    .map(|c| {
-        let s = Scenario::capacity_steps(c);
-        let r = run(&s);
-        (s, r)
-    })
-    .collect();
+    let runs = capacity_steps_with_baselines();
     let steps = dir.join("delta-capacity-steps.png");
     plot_capacity_steps(&runs, &steps)?;
     let s = Scenario::three_flows();

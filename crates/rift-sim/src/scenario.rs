@@ -141,6 +141,23 @@ impl Scenario {
     }
 }
 
+/// The capacity-step trace run with DELTA, a fixed 10 Mbit/s sender and the loss-threshold ABR,
+/// in that order.
+pub fn capacity_steps_with_baselines() -> Vec<(Scenario, ScenarioResult)> {
+    [
+        Controller::delta(),
+        Controller::Fixed(10_000_000),
+        Controller::LossAbr(10_000_000),
+    ]
+    .into_iter()
+    .map(|c| {
+        let s = Scenario::capacity_steps(c);
+        let r = run(&s);
+        (s, r)
+    })
+    .collect()
+}
+
 /// One row of the timeline, every `sample_every`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {

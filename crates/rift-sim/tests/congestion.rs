@@ -7,16 +7,7 @@ use std::time::Duration;
 
 #[test]
 fn delta_follows_capacity_steps_and_beats_the_baselines() {
-    let delta = Scenario::capacity_steps(Controller::delta());
-    let fixed = Scenario::capacity_steps(Controller::Fixed(10_000_000));
-    let abr = Scenario::capacity_steps(Controller::LossAbr(10_000_000));
-    let runs: Vec<(Scenario, ScenarioResult)> = [delta, fixed, abr]
-        .into_iter()
-        .map(|s| {
-            let r = run(&s);
-            (s, r)
-        })
-        .collect();
+    let runs = capacity_steps_with_baselines();
 
     let (ds, dr) = &runs[0];
     println!("DELTA on 10 → 2.5 → 6 → 10 Mbit/s, 50 ms one way, 300 ms drop-tail queue:");

@@ -4,8 +4,8 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use rift_sim::link::LossModel;
 use rift_sim::scenario::{
-    analyze_steps, describe_loss, jain_fairness, run, run_figures, Controller, Scenario,
-    ScenarioResult,
+    analyze_steps, capacity_steps_with_baselines, describe_loss, jain_fairness, run, run_figures,
+    Controller, Scenario, ScenarioResult,
 };
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -218,18 +218,7 @@ fn print_summary(s: &Scenario, r: &ScenarioResult, wall: Duration) {
 pub fn run_sim(cmd: &SimCommand) -> Result<()> {
     match cmd {
         SimCommand::Steps => {
-            let runs: Vec<(Scenario, ScenarioResult)> = [
-                Controller::delta(),
-                Controller::Fixed(10_000_000),
-                Controller::LossAbr(10_000_000),
-            ]
-            .into_iter()
-            .map(|c| {
-                let s = Scenario::capacity_steps(c);
-                let r = run(&s);
-                (s, r)
-            })
-            .collect();
+            let runs = capacity_steps_with_baselines();
             println!("Capacity 10 → 2.5 → 6 → 10 Mbit/s, 50 ms one way, 300 ms drop-tail queue");
             let (ds, dr) = &runs[0];
             println!("DELTA per step (converged: the 500 ms send rate within 80–110 % of capacity and the queue under 20 ms):");
