@@ -28,7 +28,11 @@ fuzz_target!(|data: &[u8]| {
         let (packet, tail) = body.split_at(len);
         rest = tail;
         now += Duration::from_micros(u64::from(control >> 1) * 100);
-        let t = if control & 1 == 0 { PacketType::MediaData } else { PacketType::MediaParity };
+        let t = if control & 1 == 0 {
+            PacketType::MediaData
+        } else {
+            PacketType::MediaParity
+        };
         if let Ok(Body::MediaData { header, payload } | Body::MediaParity { header, payload }) =
             Body::decode(t, packet)
         {
