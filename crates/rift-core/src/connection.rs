@@ -146,7 +146,8 @@ pub struct ConnectionStats {
 struct RecvStream {
     rx: MediaReceiver,
     /// Waiting for a keyframe since this loss; the request is repeated until one arrives.
-    pending_request: Option<(u32, Option<u32>, Instant)>,
+    /// The newest frame declared lost, and when the last request went out.
+    pending_request: Option<(u32, Instant)>,
 }
 
 /// A small protocol packet waiting to be sent.
@@ -456,7 +457,7 @@ impl Connection {
                         self.events.push_back(Event::FrameLost { stream, frame_id });
                         match &mut r.pending_request {
                             None => {
-                                r.pending_request = Some((frame_id, last_good, now));
+                                r.pending_request = Some((frame_id, now));
                                 self.small
                                     .push_back(keyframe_request(stream, frame_id, last_good));
                                 self.stats.keyframe_requests_sent += 1;
@@ -501,14 +502,13 @@ impl Connection {
         self.collect_media_events(now);
         let retry = self.cfg.keyframe_retry.max(self.analyzer.rtt().srtt() * 2);
         for r in &mut self.receivers {
-            if let Some((frame_id, last_good, at)) = r.pending_request {
+            if let Some((frame_id, at)) = r.pending_request {
                 if r.rx.gated() && now.saturating_duration_since(at) >= retry {
                     // Unanswered: ask again, for a keyframe this time.
-                    r.pending_request = Some((frame_id, None, now));
+                    r.pending_request = Some((frame_id, now));
                     self.small
                         .push_back(keyframe_request(r.rx_stream(), frame_id, None));
                     self.stats.keyframe_requests_sent += 1;
-                    let _ = last_good;
                 }
             }
         }
@@ -535,7 +535,7 @@ impl Connection {
         .chain(
             self.receivers
                 .iter()
-                .map(|r| r.pending_request.map(|(_, _, at)| at + retry)),
+                .map(|r| r.pending_request.map(|(_, at)| at + retry)),
         )
         .flatten()
         .min()
