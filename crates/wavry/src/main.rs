@@ -2,6 +2,7 @@
 //! lives in the libraries.
 
 mod demo;
+mod identity_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -31,6 +32,11 @@ enum Command {
         #[command(subcommand)]
         scenario: demo::SimCommand,
     },
+    /// Create this device's identity (its static key for the encrypted RIFT handshake) and print
+    /// its fingerprint.
+    Keygen(identity_cmd::KeygenArgs),
+    /// Print this device's identity fingerprint (and with --public its public key).
+    Id(identity_cmd::IdArgs),
 }
 
 fn main() -> Result<()> {
@@ -44,5 +50,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Demo(args) => demo::run_demo(&args),
         Command::Sim { scenario } => demo::run_sim(&scenario),
+        Command::Keygen(args) => identity_cmd::run_keygen(args),
+        Command::Id(args) => identity_cmd::run_id(args),
     }
 }
