@@ -163,6 +163,7 @@ enum Small {
         first_lost: u32,
         last_good: u32,
     },
+    Ping(u64),
     Pong(u64),
     Close {
         code: u16,
@@ -303,6 +304,11 @@ impl Connection {
 
     pub fn send_input(&mut self, now: Instant, event: &[u8]) -> Result<u32, ConnectionError> {
         Ok(self.input_tx.push(now, event)?)
+    }
+
+    /// Queue a Ping (a keepalive; the peer answers with a Pong).
+    pub fn send_ping(&mut self, id: u64) {
+        self.small.push_back(Small::Ping(id));
     }
 
     pub fn close(&mut self, code: u16, reason: &str) {
@@ -651,6 +657,7 @@ impl Connection {
                         last_good_frame: *last_good,
                     },
                 ),
+                Small::Ping(id) => (PacketType::Ping, Body::Ping { id: *id }),
                 Small::Pong(id) => (PacketType::Pong, Body::Pong { id: *id }),
                 Small::Close { code, reason } => (
                     PacketType::Close,

@@ -1,0 +1,557 @@
+//! One RIFT session, sans-IO: the Noise_XX handshake carried in RIFT handshake packets with
+//! retransmission, connection ids, then packet protection around a rift-core `Connection`.
+//! The socket driver feeds it datagrams with their source address and sends what it returns.
+//!
+//! Handshake loss is repaired by retransmission in both directions: the client resends message
+//! 1 until message 2 arrives; the host resends message 2 until message 3 arrives; a client that
+//! sees message 2 again (its message 3 was lost) resends message 3. The client counts as
+//! confirmed once any authenticated packet from the host arrives.
+
+use rift_core::connection::{Connection, ConnectionError};
+use rift_core::wire::{
+    self, Body, DecodeError, Handshake as HandshakeBody, Header, Packet, PacketType, Priority,
+    HEADER_LEN, MAX_DATAGRAM,
+};
+use rift_crypto::handshake::{Handshake, HandshakeError, Verifier, MAX_HANDSHAKE_MESSAGE};
+use rift_crypto::identity::{Identity, PublicKey};
+use rift_crypto::protect::{ProtectError, Protection};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Builds the connection once the handshake has fixed both connection ids.
+pub type ConnectionFactory = Box<dyn FnOnce(u32, u32, Instant) -> Connection + Send>;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub version: u16,
+    /// First handshake retransmission timeout; doubles up to `max_handshake_rto`.
+    pub handshake_rto: Duration,
+    pub max_handshake_rto: Duration,
+    /// Give up a handshake after this long.
+    pub handshake_timeout: Duration,
+    /// Close after this long without an authenticated packet.
+    pub idle_timeout: Duration,
+    /// Send a Ping after this long without sending anything.
+    pub keepalive: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            version: wire::VERSION,
+            handshake_rto: Duration::from_millis(100),
+            max_handshake_rto: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error("malformed packet: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("packet refused: {0}")]
+    Protect(#[from] ProtectError),
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error("{0:?} packet not expected now")]
+    Unexpected(PacketType),
+    #[error("packet for connection {got:#010x}, this session is {want:#010x}")]
+    WrongConnection { got: u32, want: u32 },
+    #[error("the peer speaks RIFT versions {0:?}, this end speaks {1}")]
+    VersionMismatch(Vec<u16>, u16),
+    #[error("cannot encode a handshake packet: {0}")]
+    Encode(#[from] wire::EncodeError),
+    #[error("no randomness for a connection id: {0}")]
+    Random(String),
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    HandshakeTimeout,
+    IdleTimeout,
+    /// The handshake failed: a refused key, a version mismatch, a broken message.
+    HandshakeFailed(String),
+    /// The peer closed, with its code and reason.
+    Peer {
+        code: u16,
+        reason: String,
+    },
+    /// This end closed.
+    Local,
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    pub len: usize,
+    pub to: SocketAddr,
+    pub priority: Priority,
+}
+
+enum Phase {
+    /// Client: message 1 sent, waiting for message 2.
+    AwaitResponse {
+        hs: Box<Handshake>,
+        msg1: Vec<u8>,
+    },
+    /// Host: message 2 sent, waiting for message 3.
+    AwaitFinish {
+        hs: Box<Handshake>,
+        msg1: Vec<u8>,
+        msg2: Vec<u8>,
+    },
+    Established(Box<Established>),
+    Closed(CloseReason),
+}
+
+struct Established {
+    conn: Connection,
+    prot: Protection,
+    /// Client: message 3, kept until the host is heard under the new keys.
+    msg3: Option<Vec<u8>>,
+}
+
+/// Counters of what the session refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub handshake_retransmits: u64,
+    pub rejected: u64,
+    pub roamed: u64,
+}
+
+pub struct Session {
+    cfg: SessionConfig,
+    local_cid: u32,
+    remote_cid: u32,
+    peer: SocketAddr,
+    remote_key: Option<PublicKey>,
+    phase: Phase,
+    factory: Option<ConnectionFactory>,
+    started: Instant,
+    rto: Duration,
+    next_retransmit: Instant,
+    last_rx: Instant,
+    last_tx: Instant,
+    next_ping: u64,
+    outbox: VecDeque<Vec<u8>>,
+    pub stats: SessionStats,
+}
+
+/// A random non-zero connection id.
+pub fn random_cid() -> Result<u32, SessionError> {
+    loop {
+        let mut b = [0u8; 4];
+        getrandom::fill(&mut b).map_err(|e| SessionError::Random(e.to_string()))?;
+        let cid = u32::from_be_bytes(b);
+        if cid != 0 {
+            return Ok(cid);
+        }
+    }
+}
+
+fn handshake_packet(
+    t: PacketType,
+    cid: u32,
+    version: u16,
+    source: u32,
+    noise: &[u8],
+) -> Result<Vec<u8>, SessionError> {
+    let hs = HandshakeBody {
+        version,
+        source_connection_id: source,
+        noise,
+    };
+    let body = match t {
+        PacketType::HandshakeInit => Body::HandshakeInit(hs),
+        PacketType::HandshakeResponse => Body::HandshakeResponse(hs),
+        _ => Body::HandshakeFinish(hs),
+    };
+    let mut out = vec![0u8; MAX_DATAGRAM];
+    let n = Packet {
+        header: Header {
+            packet_type: t,
+            flags: 0,
+            connection_id: cid,
+            packet_number: 0,
+        },
+        body,
+    }
+    .encode(&mut out)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+impl Session {
+    /// Start a session as the client: message 1 is queued at once.
+    pub fn connect(
+        cfg: SessionConfig,
+        identity: &Identity,
+        verify: Verifier,
+        peer: SocketAddr,
+        factory: ConnectionFactory,
+        now: Instant,
+    ) -> Result<Self, SessionError> {
+        let local_cid = random_cid()?;
+        let mut hs = Box::new(Handshake::initiator(identity, cfg.version, verify)?);
+        let mut noise = [0u8; MAX_HANDSHAKE_MESSAGE];
+        let n = hs.write_message(b"", &mut noise)?;
+        let msg1 = handshake_packet(
+            PacketType::HandshakeInit,
+            0,
+            cfg.version,
+            local_cid,
+            &noise[..n],
+        )?;
+        let mut s = Session::new(cfg, local_cid, 0, peer, factory, now);
+        s.outbox.push_back(msg1.clone());
+        s.phase = Phase::AwaitResponse { hs, msg1 };
+        Ok(s)
+    }
+
+    /// Start a session as the host from a client's `HandshakeInit`; message 2 is queued.
+    pub fn accept(
+        cfg: SessionConfig,
+        identity: &Identity,
+        allow: Verifier,
+        datagram: &[u8],
+        from: SocketAddr,
+        factory: ConnectionFactory,
+        now: Instant,
+    ) -> Result<Self, SessionError> {
+        let packet = Packet::decode(datagram)?;
+        let Body::HandshakeInit(init) = packet.body else {
+            return Err(SessionError::Unexpected(packet.header.packet_type));
+        };
+        if init.version != cfg.version {
+            return Err(SessionError::VersionMismatch(
+                vec![init.version],
+                cfg.version,
+            ));
+        }
+        let local_cid = random_cid()?;
+        let mut hs = Box::new(Handshake::responder(identity, cfg.version, allow)?);
+        let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];
+        hs.read_message(init.noise, &mut buf)?;
+        let n = hs.write_message(b"", &mut buf)?;
+        let msg2 = handshake_packet(
+            PacketType::HandshakeResponse,
+            init.source_connection_id,
+            cfg.version,
+            local_cid,
+            &buf[..n],
+        )?;
+        let mut s = Session::new(
+            cfg,
+            local_cid,
+            init.source_connection_id,
+            from,
+            factory,
+            now,
+        );
+        s.outbox.push_back(msg2.clone());
+        s.phase = Phase::AwaitFinish {
+            hs,
+            msg1: datagram.to_vec(),
+            msg2,
+        };
+        Ok(s)
+    }
+
+    fn new(
+        cfg: SessionConfig,
+        local_cid: u32,
+        remote_cid: u32,
+        peer: SocketAddr,
+        factory: ConnectionFactory,
+        now: Instant,
+    ) -> Self {
+        Session {
+            rto: cfg.handshake_rto,
+            next_retransmit: now + cfg.handshake_rto,
+            cfg,
+            local_cid,
+            remote_cid,
+            peer,
+            remote_key: None,
+            phase: Phase::Closed(CloseReason::Local),
+            factory: Some(factory),
+            started: now,
+            last_rx: now,
+            last_tx: now,
+            next_ping: 0,
+            outbox: VecDeque::new(),
+            stats: SessionStats::default(),
+        }
+    }
+
+    pub fn local_cid(&self) -> u32 {
+        self.local_cid
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The peer's verified device key, once the handshake has checked it.
+    pub fn remote_key(&self) -> Option<PublicKey> {
+        self.remote_key
+    }
+
+    pub fn is_established(&self) -> bool {
+        matches!(self.phase, Phase::Established(_))
+    }
+
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        match &self.phase {
+            Phase::Closed(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The connection, once established.
+    pub fn connection(&mut self) -> Option<&mut Connection> {
+        match &mut self.phase {
+            Phase::Established(e) => Some(&mut e.conn),
+            _ => None,
+        }
+    }
+
+    pub fn protection_stats(&self) -> Option<rift_crypto::protect::ProtectStats> {
+        match &self.phase {
+            Phase::Established(e) => Some(e.prot.stats),
+            _ => None,
+        }
+    }
+
+    fn fail(&mut self, reason: CloseReason) {
+        self.outbox.clear();
+        self.phase = Phase::Closed(reason);
+    }
+
+    fn establish(
+        &mut self,
+        hs: Box<Handshake>,
+        msg3: Option<Vec<u8>>,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        let (keys, remote) = hs.into_keys()?;
+        self.remote_key = Some(remote);
+        let Some(factory) = self.factory.take() else {
+            return Err(SessionError::Unexpected(PacketType::HandshakeFinish));
+        };
+        self.phase = Phase::Established(Box::new(Established {
+            conn: factory(self.local_cid, self.remote_cid, now),
+            prot: Protection::new(&keys, now),
+            msg3,
+        }));
+        self.last_rx = now;
+        Ok(())
+    }
+
+    /// Handle a datagram from `from`. Errors describe a packet that was dropped; the session
+    /// carries on unless `close_reason` says otherwise.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> Result<(), SessionError> {
+        let r = self.handle(now, from, datagram);
+        if r.is_err() {
+            self.stats.rejected += 1;
+        }
+        r
+    }
+
+    fn handle(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> Result<(), SessionError> {
+        let header = Header::decode(datagram)?;
+        let t = header.packet_type;
+        if t != PacketType::HandshakeInit && header.connection_id != self.local_cid {
+            return Err(SessionError::WrongConnection {
+                got: header.connection_id,
+                want: self.local_cid,
+            });
+        }
+        match (&mut self.phase, t) {
+            (Phase::Closed(_), _) => Err(SessionError::Unexpected(t)),
+            (Phase::AwaitResponse { .. }, PacketType::HandshakeResponse) => {
+                let packet = Packet::decode(datagram)?;
+                let Body::HandshakeResponse(resp) = packet.body else {
+                    return Err(SessionError::Unexpected(t));
+                };
+                let Phase::AwaitResponse { mut hs, .. } =
+                    std::mem::replace(&mut self.phase, Phase::Closed(CloseReason::Local))
+                else {
+                    return Err(SessionError::Unexpected(t));
+                };
+                let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];
+                if let Err(e) = hs.read_message(resp.noise, &mut buf) {
+                    self.fail(CloseReason::HandshakeFailed(e.to_string()));
+                    return Err(e.into());
+                }
+                self.remote_cid = resp.source_connection_id;
+                let n = hs.write_message(b"", &mut buf)?;
+                let msg3 = handshake_packet(
+                    PacketType::HandshakeFinish,
+                    self.remote_cid,
+                    self.cfg.version,
+                    self.local_cid,
+                    &buf[..n],
+                )?;
+                self.outbox.push_back(msg3.clone());
+                self.peer = from;
+                self.establish(hs, Some(msg3), now)
+            }
+            (Phase::AwaitResponse { .. }, PacketType::VersionNegotiation) => {
+                let packet = Packet::decode(datagram)?;
+                if let Body::VersionNegotiation(v) = packet.body {
+                    let versions: Vec<u16> = v.versions().collect();
+                    if !versions.contains(&self.cfg.version) {
+                        let e = SessionError::VersionMismatch(versions, self.cfg.version);
+                        self.fail(CloseReason::HandshakeFailed(e.to_string()));
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            }
+            (Phase::AwaitFinish { msg1, msg2, .. }, PacketType::HandshakeInit) => {
+                // Our message 2 was lost: the client repeats message 1.
+                if datagram == msg1.as_slice() {
+                    self.outbox.push_back(msg2.clone());
+                    self.stats.handshake_retransmits += 1;
+                }
+                Ok(())
+            }
+            (Phase::AwaitFinish { .. }, PacketType::HandshakeFinish) => {
+                let packet = Packet::decode(datagram)?;
+                let Body::HandshakeFinish(fin) = packet.body else {
+                    return Err(SessionError::Unexpected(t));
+                };
+                let Phase::AwaitFinish { mut hs, .. } =
+                    std::mem::replace(&mut self.phase, Phase::Closed(CloseReason::Local))
+                else {
+                    return Err(SessionError::Unexpected(t));
+                };
+                let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];
+                if let Err(e) = hs.read_message(fin.noise, &mut buf) {
+                    self.fail(CloseReason::HandshakeFailed(e.to_string()));
+                    return Err(e.into());
+                }
+                self.peer = from;
+                self.establish(hs, None, now)
+            }
+            (Phase::Established(e), PacketType::HandshakeResponse) => {
+                // Our message 3 was lost: the host repeats message 2.
+                if let Some(m3) = &e.msg3 {
+                    self.outbox.push_back(m3.clone());
+                    self.stats.handshake_retransmits += 1;
+                }
+                Ok(())
+            }
+            (Phase::Established(_), PacketType::HandshakeInit | PacketType::HandshakeFinish) => {
+                Ok(())
+            }
+            (Phase::Established(e), t) if t.is_encrypted() => {
+                let n = e.prot.open(now, datagram)?;
+                e.msg3 = None;
+                self.last_rx = now;
+                if from != self.peer {
+                    // Authenticated from a new address: the peer roamed.
+                    self.peer = from;
+                    self.stats.roamed += 1;
+                }
+                Ok(e.conn.handle_packet(now, &datagram[..n])?)
+            }
+            _ => Err(SessionError::Unexpected(t)),
+        }
+    }
+
+    /// Run timers due at `now`: handshake retransmission and timeout, idle timeout, keepalive,
+    /// and the connection's own timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &mut self.phase {
+            Phase::AwaitResponse { msg1: m, .. } | Phase::AwaitFinish { msg2: m, .. } => {
+                if now.saturating_duration_since(self.started) >= self.cfg.handshake_timeout {
+                    self.fail(CloseReason::HandshakeTimeout);
+                } else if now >= self.next_retransmit {
+                    self.outbox.push_back(m.clone());
+                    self.stats.handshake_retransmits += 1;
+                    self.rto = (self.rto * 2).min(self.cfg.max_handshake_rto);
+                    self.next_retransmit = now + self.rto;
+                }
+            }
+            Phase::Established(e) => {
+                if now.saturating_duration_since(self.last_rx) >= self.cfg.idle_timeout {
+                    self.fail(CloseReason::IdleTimeout);
+                    return;
+                }
+                if now.saturating_duration_since(self.last_tx) >= self.cfg.keepalive {
+                    e.conn.send_ping(self.next_ping);
+                    self.next_ping += 1;
+                }
+                e.conn.handle_timeout(now);
+            }
+            Phase::Closed(_) => {}
+        }
+    }
+
+    /// Earliest time `handle_timeout` has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::AwaitResponse { .. } | Phase::AwaitFinish { .. } => Some(
+                self.next_retransmit
+                    .min(self.started + self.cfg.handshake_timeout),
+            ),
+            Phase::Established(e) => {
+                let own =
+                    (self.last_rx + self.cfg.idle_timeout).min(self.last_tx + self.cfg.keepalive);
+                Some(e.conn.poll_timeout().map_or(own, |t| t.min(own)))
+            }
+            Phase::Closed(_) => None,
+        }
+    }
+
+    /// The next datagram to send, written into `out` (at least `MAX_DATAGRAM` bytes).
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+    ) -> Result<Option<Transmit>, SessionError> {
+        if let Some(d) = self.outbox.pop_front() {
+            out[..d.len()].copy_from_slice(&d);
+            self.last_tx = now;
+            return Ok(Some(Transmit {
+                len: d.len(),
+                to: self.peer,
+                priority: Priority::Control,
+            }));
+        }
+        let Phase::Established(e) = &mut self.phase else {
+            return Ok(None);
+        };
+        let Some(tx) = e.conn.poll_transmit(now, out)? else {
+            return Ok(None);
+        };
+        let len = e.prot.seal(out, tx.len)?;
+        debug_assert!(len > HEADER_LEN);
+        self.last_tx = now;
+        Ok(Some(Transmit {
+            len,
+            to: self.peer,
+            priority: tx.priority,
+        }))
+    }
+}
