@@ -2,3 +2,4 @@
 //! driven over one UDP socket per endpoint.
 
 pub mod session;
+pub mod udp;

@@ -1,0 +1,163 @@
+//! Drives a `Session` over a real UDP socket on the calling thread: receive with a timeout set
+//! by the session's next timer, run due timers, send everything the session has ready.
+//!
+//! Waits under 2 ms (the pacer's gaps inside a frame burst) are spent polling the socket, so
+//! pacing is as fine as the loop; longer waits sleep in `recv`. A dedicated sender thread with
+//! batched sends and per-class DSCP marks is the next step of the transport.
+
+use crate::session::{ConnectionFactory, Session, SessionConfig};
+use rift_core::wire::{Demux, Header, PacketType, MAX_DATAGRAM};
+use rift_crypto::handshake::Verifier;
+use rift_crypto::identity::Identity;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// Shortest receive timeout.
+const MIN_WAIT: Duration = Duration::from_micros(50);
+/// Waits shorter than this are spent polling the socket instead of sleeping in the kernel.
+const SPIN_BELOW: Duration = Duration::from_millis(2);
+
+pub struct UdpDriver {
+    socket: UdpSocket,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+    nonblocking: bool,
+    /// Datagrams that were not RIFT or that the session refused.
+    pub dropped: u64,
+}
+
+impl UdpDriver {
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
+        let socket = UdpSocket::bind(addr)?;
+        Ok(UdpDriver {
+            socket,
+            rx: vec![0u8; 2048],
+            tx: vec![0u8; MAX_DATAGRAM],
+            nonblocking: false,
+            dropped: 0,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    fn recv(&mut self, wait: Duration) -> io::Result<Option<(usize, SocketAddr)>> {
+        // A kernel timer wakes the thread a millisecond or more late on a loaded machine, which
+        // would stretch the pacer's microsecond gaps: for short waits, poll without sleeping.
+        let nonblocking = wait < SPIN_BELOW;
+        if nonblocking != self.nonblocking {
+            self.socket.set_nonblocking(nonblocking)?;
+            self.nonblocking = nonblocking;
+        }
+        if nonblocking {
+            std::thread::yield_now();
+        } else {
+            self.socket.set_read_timeout(Some(wait.max(MIN_WAIT)))?;
+        }
+        match self.socket.recv_from(&mut self.rx) {
+            Ok(r) => Ok(Some(r)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Host side: wait until `deadline` for a client's handshake initiation and start a session
+    /// for it. Anything else that arrives is dropped and counted.
+    pub fn accept(
+        &mut self,
+        cfg: &SessionConfig,
+        identity: &Identity,
+        mut allow: impl FnMut() -> Verifier,
+        mut factory: impl FnMut() -> ConnectionFactory,
+        deadline: Instant,
+    ) -> io::Result<Option<Session>> {
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let Some((n, from)) = self.recv(deadline - now)? else {
+                continue;
+            };
+            let d = &self.rx[..n];
+            let is_init = rift_core::wire::demux(d) == Demux::Rift
+                && Header::decode(d).is_ok_and(|h| h.packet_type == PacketType::HandshakeInit);
+            if !is_init {
+                self.dropped += 1;
+                continue;
+            }
+            match Session::accept(
+                cfg.clone(),
+                identity,
+                allow(),
+                d,
+                from,
+                factory(),
+                Instant::now(),
+            ) {
+                Ok(mut s) => {
+                    self.flush(&mut s, Instant::now())?;
+                    return Ok(Some(s));
+                }
+                Err(e) => {
+                    tracing::debug!(%from, error = %e, "refused a handshake initiation");
+                    self.dropped += 1;
+                }
+            }
+        }
+    }
+
+    /// Send everything the session has ready now.
+    pub fn flush(&mut self, session: &mut Session, now: Instant) -> io::Result<()> {
+        loop {
+            match session.poll_transmit(now, &mut self.tx) {
+                Ok(Some(t)) => {
+                    if let Err(e) = self.socket.send_to(&self.tx[..t.len], t.to) {
+                        // A full socket buffer drops the packet, as the network would.
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "session could not produce a packet");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Run the session until `deadline` (or until it closes): timers, receive, send.
+    pub fn drive(&mut self, session: &mut Session, deadline: Instant) -> io::Result<()> {
+        loop {
+            let now = Instant::now();
+            if session.poll_timeout().is_some_and(|t| t <= now) {
+                session.handle_timeout(now);
+            }
+            self.flush(session, now)?;
+            if now >= deadline || session.close_reason().is_some() {
+                return Ok(());
+            }
+            let wake = session.poll_timeout().map_or(deadline, |t| t.min(deadline));
+            if let Some((n, from)) = self.recv(wake.saturating_duration_since(now))? {
+                let now = Instant::now();
+                let datagram = &mut self.rx[..n];
+                if rift_core::wire::demux(datagram) != Demux::Rift
+                    || session.handle_datagram(now, from, datagram).is_err()
+                {
+                    self.dropped += 1;
+                }
+            }
+        }
+    }
+}
