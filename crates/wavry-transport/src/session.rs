@@ -12,7 +12,7 @@ use rift_core::wire::{
     self, Body, DecodeError, Handshake as HandshakeBody, Header, Packet, PacketType, Priority,
     HEADER_LEN, MAX_DATAGRAM,
 };
-use rift_crypto::handshake::{Handshake, HandshakeError, Verifier, MAX_HANDSHAKE_MESSAGE};
+use rift_crypto::handshake::{pinned, Handshake, HandshakeError, Verifier, MAX_HANDSHAKE_MESSAGE};
 use rift_crypto::identity::{Identity, PublicKey};
 use rift_crypto::protect::{ProtectError, Protection};
 use std::collections::VecDeque;
@@ -117,6 +117,30 @@ struct Established {
     prot: Protection,
     /// Client: message 3, kept until the host is heard under the new keys.
     msg3: Option<Vec<u8>>,
+    rekey: Rekey,
+}
+
+/// A rekey handshake in progress on an established session.
+enum Rekey {
+    Idle,
+    /// Client: rekey message 1 sent.
+    AwaitResponse {
+        hs: Box<Handshake>,
+        msg1: Vec<u8>,
+        next: Instant,
+    },
+    /// Client: message 3 sent and the new keys pending until the host uses them (`phase`).
+    AwaitSwitch {
+        msg3: Vec<u8>,
+        next: Instant,
+        phase: bool,
+    },
+    /// Host: message 2 sent, waiting for message 3.
+    AwaitFinish {
+        hs: Box<Handshake>,
+        msg1: Vec<u8>,
+        msg2: Vec<u8>,
+    },
 }
 
 /// Counters of what the session refused.
@@ -129,6 +153,9 @@ pub struct SessionStats {
 
 pub struct Session {
     cfg: SessionConfig,
+    /// This device's identity, for rekey handshakes.
+    identity: Identity,
+    is_client: bool,
     local_cid: u32,
     remote_cid: u32,
     peer: SocketAddr,
@@ -210,7 +237,7 @@ impl Session {
             local_cid,
             &noise[..n],
         )?;
-        let mut s = Session::new(cfg, local_cid, 0, peer, factory, now);
+        let mut s = Session::new(cfg, identity, true, local_cid, 0, peer, factory, now);
         s.outbox.push_back(msg1.clone());
         s.phase = Phase::AwaitResponse { hs, msg1 };
         Ok(s)
@@ -250,6 +277,8 @@ impl Session {
         )?;
         let mut s = Session::new(
             cfg,
+            identity,
+            false,
             local_cid,
             init.source_connection_id,
             from,
@@ -265,8 +294,11 @@ impl Session {
         Ok(s)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn new(
         cfg: SessionConfig,
+        identity: &Identity,
+        is_client: bool,
         local_cid: u32,
         remote_cid: u32,
         peer: SocketAddr,
@@ -274,6 +306,8 @@ impl Session {
         now: Instant,
     ) -> Self {
         Session {
+            identity: Identity::from_secret(*identity.secret()),
+            is_client,
             rto: cfg.handshake_rto,
             next_retransmit: now + cfg.handshake_rto,
             cfg,
@@ -351,6 +385,7 @@ impl Session {
             conn: factory(self.local_cid, self.remote_cid, now),
             prot: Protection::new(&keys, now),
             msg3,
+            rekey: Rekey::Idle,
         }));
         self.last_rx = now;
         Ok(())
@@ -453,20 +488,20 @@ impl Session {
                 self.peer = from;
                 self.establish(hs, None, now)
             }
-            (Phase::Established(e), PacketType::HandshakeResponse) => {
-                // Our message 3 was lost: the host repeats message 2.
-                if let Some(m3) = &e.msg3 {
-                    self.outbox.push_back(m3.clone());
-                    self.stats.handshake_retransmits += 1;
-                }
-                Ok(())
-            }
-            (Phase::Established(_), PacketType::HandshakeInit | PacketType::HandshakeFinish) => {
-                Ok(())
-            }
+            (
+                Phase::Established(_),
+                PacketType::HandshakeInit
+                | PacketType::HandshakeResponse
+                | PacketType::HandshakeFinish,
+            ) => self.handle_rekey(now, datagram),
             (Phase::Established(e), t) if t.is_encrypted() => {
                 let n = e.prot.open(now, datagram)?;
                 e.msg3 = None;
+                if let Rekey::AwaitSwitch { phase, .. } = e.rekey {
+                    if e.prot.key_phase() == phase {
+                        e.rekey = Rekey::Idle;
+                    }
+                }
                 self.last_rx = now;
                 if from != self.peer {
                     // Authenticated from a new address: the peer roamed.
@@ -477,6 +512,132 @@ impl Session {
             }
             _ => Err(SessionError::Unexpected(t)),
         }
+    }
+
+    /// Handshake packets on an established session: the rekey handshake (same identities, the
+    /// peer's key pinned to the one it proved first), or repeats of the first handshake.
+    fn handle_rekey(&mut self, now: Instant, datagram: &[u8]) -> Result<(), SessionError> {
+        let Phase::Established(e) = &mut self.phase else {
+            return Err(SessionError::Unexpected(PacketType::HandshakeInit));
+        };
+        let packet = Packet::decode(datagram)?;
+        let version = self.cfg.version;
+        let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];
+        match (packet.body, &mut e.rekey) {
+            // The first handshake's message 3 was lost: the host repeats message 2.
+            (Body::HandshakeResponse(_), Rekey::Idle) => {
+                if let Some(m3) = &e.msg3 {
+                    self.outbox.push_back(m3.clone());
+                    self.stats.handshake_retransmits += 1;
+                }
+            }
+            (Body::HandshakeResponse(resp), Rekey::AwaitResponse { hs, .. }) => {
+                hs.read_message(resp.noise, &mut buf)?;
+                let n = hs.write_message(b"", &mut buf)?;
+                let msg3 = handshake_packet(
+                    PacketType::HandshakeFinish,
+                    self.remote_cid,
+                    version,
+                    self.local_cid,
+                    &buf[..n],
+                )?;
+                let Rekey::AwaitResponse { hs, .. } = std::mem::replace(&mut e.rekey, Rekey::Idle)
+                else {
+                    return Ok(());
+                };
+                let (keys, _) = hs.into_keys()?;
+                e.prot.rekey_pending(&keys)?;
+                self.outbox.push_back(msg3.clone());
+                e.rekey = Rekey::AwaitSwitch {
+                    msg3,
+                    next: now + self.cfg.handshake_rto,
+                    phase: !e.prot.key_phase(),
+                };
+            }
+            (Body::HandshakeResponse(_), Rekey::AwaitSwitch { msg3, .. }) => {
+                self.outbox.push_back(msg3.clone());
+                self.stats.handshake_retransmits += 1;
+            }
+            (Body::HandshakeInit(init), Rekey::Idle)
+                if !self.is_client && packet.header.connection_id == self.local_cid =>
+            {
+                let Some(client) = self.remote_key else {
+                    return Err(SessionError::Unexpected(PacketType::HandshakeInit));
+                };
+                let mut hs = Box::new(Handshake::responder(
+                    &self.identity,
+                    version,
+                    pinned(client),
+                )?);
+                hs.read_message(init.noise, &mut buf)?;
+                let n = hs.write_message(b"", &mut buf)?;
+                let msg2 = handshake_packet(
+                    PacketType::HandshakeResponse,
+                    self.remote_cid,
+                    version,
+                    self.local_cid,
+                    &buf[..n],
+                )?;
+                self.outbox.push_back(msg2.clone());
+                e.rekey = Rekey::AwaitFinish {
+                    hs,
+                    msg1: datagram.to_vec(),
+                    msg2,
+                };
+            }
+            (Body::HandshakeInit(_), Rekey::AwaitFinish { msg1, msg2, .. }) => {
+                if datagram == msg1.as_slice() {
+                    self.outbox.push_back(msg2.clone());
+                    self.stats.handshake_retransmits += 1;
+                }
+            }
+            (Body::HandshakeFinish(fin), Rekey::AwaitFinish { hs, .. }) => {
+                hs.read_message(fin.noise, &mut buf)?;
+                let Rekey::AwaitFinish { hs, .. } = std::mem::replace(&mut e.rekey, Rekey::Idle)
+                else {
+                    return Ok(());
+                };
+                let (keys, _) = hs.into_keys()?;
+                e.prot.rekey_now(&keys, now);
+            }
+            // Repeats of finished exchanges.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Start a rekey handshake now (the client does this by itself when the keys are due).
+    pub fn rekey(&mut self, now: Instant) -> Result<(), SessionError> {
+        let Phase::Established(e) = &mut self.phase else {
+            return Err(SessionError::Unexpected(PacketType::HandshakeInit));
+        };
+        if !self.is_client || !matches!(e.rekey, Rekey::Idle) {
+            return Ok(());
+        }
+        let Some(host) = self.remote_key else {
+            return Ok(());
+        };
+        let mut hs = Box::new(Handshake::initiator(
+            &self.identity,
+            self.cfg.version,
+            pinned(host),
+        )?);
+        let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];
+        let n = hs.write_message(b"", &mut buf)?;
+        let msg1 = handshake_packet(
+            PacketType::HandshakeInit,
+            self.remote_cid,
+            self.cfg.version,
+            self.local_cid,
+            &buf[..n],
+        )?;
+        self.outbox.push_back(msg1.clone());
+        e.rekey = Rekey::AwaitResponse {
+            hs,
+            msg1,
+            next: now + self.cfg.handshake_rto,
+        };
+        Ok(())
     }
 
     /// Run timers due at `now`: handshake retransmission and timeout, idle timeout, keepalive,
@@ -503,6 +664,25 @@ impl Session {
                     self.next_ping += 1;
                 }
                 e.conn.handle_timeout(now);
+                let rto = self.cfg.handshake_rto;
+                let start = match &mut e.rekey {
+                    Rekey::AwaitResponse { msg1: m, next, .. }
+                    | Rekey::AwaitSwitch { msg3: m, next, .. } => {
+                        if now >= *next {
+                            self.outbox.push_back(m.clone());
+                            self.stats.handshake_retransmits += 1;
+                            *next = now + rto;
+                        }
+                        false
+                    }
+                    Rekey::Idle => self.is_client && e.prot.needs_rekey(now),
+                    Rekey::AwaitFinish { .. } => false,
+                };
+                if start {
+                    if let Err(err) = self.rekey(now) {
+                        tracing::warn!(error = %err, "could not start a rekey");
+                    }
+                }
             }
             Phase::Closed(_) => {}
         }
@@ -516,8 +696,13 @@ impl Session {
                     .min(self.started + self.cfg.handshake_timeout),
             ),
             Phase::Established(e) => {
-                let own =
+                let mut own =
                     (self.last_rx + self.cfg.idle_timeout).min(self.last_tx + self.cfg.keepalive);
+                if let Rekey::AwaitResponse { next, .. } | Rekey::AwaitSwitch { next, .. } =
+                    &e.rekey
+                {
+                    own = own.min(*next);
+                }
                 Some(e.conn.poll_timeout().map_or(own, |t| t.min(own)))
             }
             Phase::Closed(_) => None,

@@ -91,6 +91,16 @@ impl Net {
 
     /// Run until `until`, dropping the datagrams whose send index `drop` selects.
     fn run(&mut self, until: Duration, drop: &dyn Fn(usize) -> bool) {
+        let sent = std::cell::Cell::new(self.sent);
+        self.run_filtered(until, &|_: &[u8]| {
+            let i = sent.get();
+            sent.set(i + 1);
+            drop(i)
+        });
+    }
+
+    /// Run until `until`, dropping the datagrams `drop` selects by content.
+    fn run_filtered(&mut self, until: Duration, drop: &dyn Fn(&[u8]) -> bool) {
         let mut buf = [0u8; MAX_DATAGRAM];
         let end = self.t0 + until;
         while self.now < end {
@@ -132,7 +142,7 @@ impl Net {
                 h.handle_timeout(self.now);
             }
             while let Ok(Some(tx)) = self.client.poll_transmit(self.now, &mut buf) {
-                if !drop(self.sent) {
+                if !drop(&buf[..tx.len]) {
                     self.wire.push((
                         self.now + DELAY,
                         true,
@@ -144,7 +154,7 @@ impl Net {
             }
             if let Some(h) = self.host.as_mut() {
                 while let Ok(Some(tx)) = h.poll_transmit(self.now, &mut buf) {
-                    if !drop(self.sent) {
+                    if !drop(&buf[..tx.len]) {
                         self.wire.push((
                             self.now + DELAY,
                             false,
@@ -308,4 +318,59 @@ fn client_address_change_keeps_the_session() {
             b"after roaming".to_vec()
         ))
     );
+}
+
+#[test]
+fn rekey_switches_both_ends_without_interrupting_traffic_even_when_a_rekey_packet_is_lost() {
+    for lost in [None, Some(0), Some(1), Some(2)] {
+        let mut n = Net::new(true);
+        n.run(Duration::from_millis(300), &|_| false);
+        assert!(n.both_established());
+        n.client.rekey(n.now).unwrap();
+        // Count datagrams from here; drop the `lost`-th handshake datagram of the rekey.
+        let handshake_seen = std::cell::Cell::new(0usize);
+        let until = n.now - n.t0 + Duration::from_millis(600);
+        // Keep traffic flowing through the switch.
+        n.host
+            .as_mut()
+            .unwrap()
+            .connection()
+            .unwrap()
+            .send_control(b"during")
+            .unwrap();
+        n.run_filtered(until, &|bytes: &[u8]| {
+            let is_handshake = bytes[0] & 0x3F <= 0x02;
+            if !is_handshake {
+                return false;
+            }
+            let i = handshake_seen.get();
+            handshake_seen.set(i + 1);
+            Some(i) == lost
+        });
+        let h = n.host.as_mut().unwrap();
+        assert_eq!(
+            h.protection_stats().unwrap().rekeys,
+            1,
+            "host, lost {lost:?}"
+        );
+        assert_eq!(
+            n.client.protection_stats().unwrap().rekeys,
+            1,
+            "client, lost {lost:?}"
+        );
+        h.connection().unwrap().send_control(b"after").unwrap();
+        let until = n.now - n.t0 + Duration::from_millis(300);
+        n.run(until, &|_| false);
+        let got: Vec<_> = std::iter::from_fn(|| n.client.connection().unwrap().poll_event())
+            .filter_map(|e| match e {
+                rift_core::connection::Event::Control(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![b"during".to_vec(), b"after".to_vec()],
+            "lost {lost:?}"
+        );
+    }
 }
