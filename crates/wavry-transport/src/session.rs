@@ -585,11 +585,12 @@ impl Session {
                     msg2,
                 };
             }
-            (Body::HandshakeInit(_), Rekey::AwaitFinish { msg1, msg2, .. }) => {
-                if datagram == msg1.as_slice() {
-                    self.outbox.push_back(msg2.clone());
-                    self.stats.handshake_retransmits += 1;
-                }
+            // Our rekey message 2 was lost: the client repeats message 1.
+            (Body::HandshakeInit(_), Rekey::AwaitFinish { msg1, msg2, .. })
+                if datagram == msg1.as_slice() =>
+            {
+                self.outbox.push_back(msg2.clone());
+                self.stats.handshake_retransmits += 1;
             }
             (Body::HandshakeFinish(fin), Rekey::AwaitFinish { hs, .. }) => {
                 hs.read_message(fin.noise, &mut buf)?;
