@@ -3,15 +3,27 @@
 //!
 //! Waits under 2 ms (the pacer's gaps inside a frame burst) are spent polling the socket, so
 //! pacing is as fine as the loop; longer waits sleep in `recv`. A dedicated sender thread with
-//! batched sends and per-class DSCP marks is the next step of the transport.
+//! batched sends is the next step of the transport. Each datagram carries the DSCP of its class
+//! (input above control above media), set on the socket when the class changes.
 
 use crate::session::{ConnectionFactory, Session, SessionConfig};
-use rift_core::wire::{Demux, Header, PacketType, MAX_DATAGRAM};
+use rift_core::wire::{Demux, Header, PacketType, Priority, MAX_DATAGRAM};
 use rift_crypto::handshake::Verifier;
 use rift_crypto::identity::Identity;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
+
+/// IPv4 TOS byte (DSCP << 2) per send class, so routers that honour DiffServ forward input and
+/// control ahead of video: input EF (46), control AF41 (34), media AF42 (36).
+pub fn tos(priority: Priority) -> u32 {
+    let dscp = match priority {
+        Priority::Input => 46,
+        Priority::Control => 34,
+        Priority::Media => 36,
+    };
+    dscp << 2
+}
 
 /// Shortest receive timeout.
 const MIN_WAIT: Duration = Duration::from_micros(50);
@@ -23,6 +35,8 @@ pub struct UdpDriver {
     rx: Vec<u8>,
     tx: Vec<u8>,
     nonblocking: bool,
+    /// TOS the socket currently marks with (changed only when the class changes).
+    tos: Option<u32>,
     /// Datagrams that were not RIFT or that the session refused.
     pub dropped: u64,
 }
@@ -35,6 +49,7 @@ impl UdpDriver {
             rx: vec![0u8; 2048],
             tx: vec![0u8; MAX_DATAGRAM],
             nonblocking: false,
+            tos: None,
             dropped: 0,
         })
     }
@@ -121,6 +136,7 @@ impl UdpDriver {
         loop {
             match session.poll_transmit(now, &mut self.tx) {
                 Ok(Some(t)) => {
+                    self.mark(t.priority);
                     if let Err(e) = self.socket.send_to(&self.tx[..t.len], t.to) {
                         // A full socket buffer drops the packet, as the network would.
                         if e.kind() != io::ErrorKind::WouldBlock {
@@ -135,6 +151,26 @@ impl UdpDriver {
                 }
             }
         }
+    }
+
+    fn mark(&mut self, priority: Priority) {
+        let want = tos(priority);
+        if self.tos == Some(want) {
+            return;
+        }
+        // IPv4 only for now; on an IPv6 socket this fails and packets go unmarked.
+        match socket2::SockRef::from(&self.socket).set_tos_v4(want) {
+            Ok(()) => self.tos = Some(want),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot set the TOS byte; packets go unmarked");
+                self.tos = Some(want);
+            }
+        }
+    }
+
+    /// The TOS byte the socket marks with now (for tests and diagnostics).
+    pub fn current_tos(&self) -> io::Result<u32> {
+        socket2::SockRef::from(&self.socket).tos_v4()
     }
 
     /// Run the session until `deadline` (or until it closes): timers, receive, send.
