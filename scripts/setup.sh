@@ -13,6 +13,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential # cc/c++ for crates that build C (libfuzzer-sys builds libFuzzer in C++)
     pkg-config      # finds system libraries for -sys crates
+    iproute2        # ip netns, veth and tc for the network-namespace transport tests
 )
 
 FUZZ=0

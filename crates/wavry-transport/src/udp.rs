@@ -173,7 +173,9 @@ impl UdpDriver {
         socket2::SockRef::from(&self.socket).tos_v4()
     }
 
-    /// Run the session until `deadline` (or until it closes): timers, receive, send.
+    /// Run the session until `deadline` (or until it closes): timers, receive, send. Datagrams
+    /// already waiting are always read, even when `deadline` has passed, so a caller that
+    /// drives in short slices never starves the receive side.
     pub fn drive(&mut self, session: &mut Session, deadline: Instant) -> io::Result<()> {
         loop {
             let now = Instant::now();
@@ -181,18 +183,26 @@ impl UdpDriver {
                 session.handle_timeout(now);
             }
             self.flush(session, now)?;
-            if now >= deadline || session.close_reason().is_some() {
+            if session.close_reason().is_some() {
                 return Ok(());
             }
             let wake = session.poll_timeout().map_or(deadline, |t| t.min(deadline));
-            if let Some((n, from)) = self.recv(wake.saturating_duration_since(now))? {
-                let now = Instant::now();
-                let datagram = &mut self.rx[..n];
-                if rift_core::wire::demux(datagram) != Demux::Rift
-                    || session.handle_datagram(now, from, datagram).is_err()
-                {
-                    self.dropped += 1;
+            match self.recv(wake.saturating_duration_since(now))? {
+                Some((n, from)) => {
+                    let now = Instant::now();
+                    let datagram = &mut self.rx[..n];
+                    if rift_core::wire::demux(datagram) != Demux::Rift
+                        || session.handle_datagram(now, from, datagram).is_err()
+                    {
+                        self.dropped += 1;
+                    }
                 }
+                None if Instant::now() >= deadline => {
+                    // Send what the last datagrams made due before handing back.
+                    self.flush(session, Instant::now())?;
+                    return Ok(());
+                }
+                None => {}
             }
         }
     }
