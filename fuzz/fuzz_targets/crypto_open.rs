@@ -17,7 +17,10 @@ fn identity() -> &'static Identity {
 
 fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
-    let keys = SessionKeys { send: [1; 32], recv: [2; 32] };
+    let keys = SessionKeys {
+        send: [1; 32],
+        recv: [2; 32],
+    };
     let mut p = Protection::new(&keys, now);
     // Records of [len: u8][bytes]: each one is offered as a sealed packet.
     let mut rest = data;
@@ -25,7 +28,10 @@ fuzz_target!(|data: &[u8]| {
         let len = (len as usize).min(tail.len());
         let mut pkt = tail[..len].to_vec();
         rest = &tail[len..];
-        assert!(p.open(now, &mut pkt).is_err(), "a forged packet authenticated");
+        assert!(
+            p.open(now, &mut pkt).is_err(),
+            "a forged packet authenticated"
+        );
     }
     let mut out = [0u8; MAX_HANDSHAKE_MESSAGE];
     if let Ok(mut r) = Handshake::responder(identity(), 1, allow_list(vec![])) {
