@@ -185,8 +185,6 @@ pub struct Connection {
     pacer: Pacer,
     small: VecDeque<Small>,
     events: VecDeque<Event>,
-    reports: VecDeque<FeedbackReport>,
-    keep_reports: bool,
     /// Wire bytes per frame byte (FEC parity, headers, tags), smoothed over recent frames, so
     /// the encoder's bitrate plus everything added to it meets the controller's target.
     media_overhead: Option<f64>,
@@ -224,8 +222,6 @@ impl Connection {
             cc,
             small: VecDeque::new(),
             events: VecDeque::new(),
-            reports: VecDeque::new(),
-            keep_reports: false,
             media_overhead: None,
             last_now: epoch,
             next_pn: 0,
@@ -244,25 +240,12 @@ impl Connection {
         d
     }
 
-    pub fn controller_name(&self) -> &'static str {
-        self.cc.name()
-    }
-
     pub fn rtt(&self) -> Duration {
         self.analyzer.rtt().srtt()
     }
 
     pub fn last_report(&self) -> Option<&FeedbackReport> {
         self.analyzer.last_report()
-    }
-
-    /// Keep every feedback report for `poll_report` (for statistics and plots).
-    pub fn keep_reports(&mut self, keep: bool) {
-        self.keep_reports = keep;
-    }
-
-    pub fn poll_report(&mut self) -> Option<FeedbackReport> {
-        self.reports.pop_front()
     }
 
     pub fn sender(&self, stream: u8) -> Option<&MediaSender> {
@@ -396,9 +379,6 @@ impl Connection {
                     let rtt = self.analyzer.rtt().srtt();
                     for r in &mut self.receivers {
                         r.rx.set_rtt(rtt);
-                    }
-                    if self.keep_reports {
-                        self.reports.push_back(report);
                     }
                 }
             }
@@ -545,15 +525,6 @@ impl Connection {
         )
         .flatten()
         .min()
-    }
-
-    /// Whether something can be sent right now without waiting for the pacer.
-    pub fn has_urgent(&self, now: Instant) -> bool {
-        !self.small.is_empty()
-            || self.control.wants_transmit()
-            || self.input_tx.next_timeout().is_some_and(|t| t <= now)
-            || self.control.next_timeout().is_some_and(|t| t <= now)
-            || self.recorder.next_timeout().is_some_and(|t| t <= now)
     }
 
     fn header(&mut self, t: PacketType) -> Header {
