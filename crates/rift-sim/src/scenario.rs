@@ -484,6 +484,22 @@ pub struct StepAnalysis {
     pub utilization: f64,
 }
 
+impl std::fmt::Display for StepAnalysis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>3.0}–{:<3.0} s at {:>4.1} Mbit/s: converged after {}, then p95 queue {:.1} ms, utilization {:.1} %",
+            self.from_s,
+            self.to_s,
+            self.capacity_bps as f64 / 1e6,
+            self.convergence_s
+                .map_or("never".into(), |c| format!("{c:.2} s")),
+            self.p95_queue_ms,
+            self.utilization * 100.0
+        )
+    }
+}
+
 /// Converged at `t`: over the 500 ms ending at `t` the flows offered between 80 % and 110 % of
 /// the capacity, and at `t` the bottleneck queue had drained below 20 ms.
 pub fn analyze_steps(s: &Scenario, r: &ScenarioResult) -> Vec<StepAnalysis> {

@@ -13,15 +13,7 @@ fn delta_follows_capacity_steps_and_beats_the_baselines() {
     println!("DELTA on 10 → 2.5 → 6 → 10 Mbit/s, 50 ms one way, 300 ms drop-tail queue:");
     let steps = analyze_steps(ds, dr);
     for st in &steps {
-        println!(
-            "  {:>4.0}–{:<4.0} s at {:>4.1} Mbit/s: converged after {}, p95 queue {:.1} ms, utilization {:.1} %",
-            st.from_s,
-            st.to_s,
-            st.capacity_bps as f64 / 1e6,
-            st.convergence_s.map_or("never".into(), |c| format!("{c:.2} s")),
-            st.p95_queue_ms,
-            st.utilization * 100.0
-        );
+        println!("  {st}");
     }
     let f = &dr.flows[0];
     println!(

@@ -224,15 +224,7 @@ pub fn run_sim(cmd: &SimCommand) -> Result<()> {
             let (ds, dr) = &runs[0];
             println!("DELTA per step (converged: the 500 ms send rate within 80–110 % of capacity and the queue under 20 ms):");
             for st in analyze_steps(ds, dr) {
-                println!(
-                    "  {:>3.0}–{:<3.0} s at {:>4.1} Mbit/s: converged after {}, then p95 queue {:.1} ms, utilization {:.1} %",
-                    st.from_s,
-                    st.to_s,
-                    st.capacity_bps as f64 / 1e6,
-                    st.convergence_s.map_or("never".into(), |c| format!("{c:.2} s")),
-                    st.p95_queue_ms,
-                    st.utilization * 100.0
-                );
+                println!("  {st}");
             }
             println!("Whole trace after 2 s:");
             for (s, r) in &runs {
