@@ -14,6 +14,21 @@ PACKAGES=(
     build-essential # cc/c++ for crates that build C (libfuzzer-sys builds libFuzzer in C++)
     pkg-config      # finds system libraries for -sys crates
     iproute2        # ip netns, veth and tc for the network-namespace transport tests
+    # wavry-media: FFmpeg libraries (ffmpeg-next binds them through bindgen, hence libclang),
+    # the ffmpeg CLI as an independent decoder in tests, Xvfb and X tools for capture tests.
+    libavcodec-dev
+    libavformat-dev
+    libavutil-dev
+    libswscale-dev
+    libavfilter-dev
+    libavdevice-dev
+    libclang-dev
+    clang
+    ffmpeg
+    xvfb
+    x11-xserver-utils # xrandr: monitors and resolution changes under Xvfb
+    x11-utils         # xwininfo, xdpyinfo
+    xdotool
 )
 
 FUZZ=0
