@@ -358,7 +358,7 @@ impl RiftSocket {
                 PollFd::new(waker.unwrap_or(self.socket.as_fd()), PollFlags::POLLIN),
             ];
             let nfds = if waker.is_some() { 2 } else { 1 };
-            let timeout = sleep.map(|d| nix::sys::time::TimeSpec::from_duration(d));
+            let timeout = sleep.map(nix::sys::time::TimeSpec::from_duration);
             match nix::poll::ppoll(&mut fds[..nfds], timeout, None) {
                 Ok(0) => {
                     if sleep == Some(Duration::ZERO) {
