@@ -145,7 +145,17 @@ impl UdpDriver {
             return Ok(Wake::Deadline);
         }
         let wake = session.poll_timeout().map_or(deadline, |t| t.min(deadline));
-        self.socket.wait(Some(wake), waker)
+        self.wait(Some(wake), waker)
+    }
+
+    /// Wait until a datagram arrives, `waker` is signalled, or `deadline` passes (within
+    /// microseconds).
+    pub fn wait(
+        &self,
+        deadline: Option<Instant>,
+        waker: Option<BorrowedFd<'_>>,
+    ) -> io::Result<Wake> {
+        self.socket.wait(deadline, waker)
     }
 
     /// Run the session until `deadline` (or until it closes). Datagrams already waiting are
