@@ -65,11 +65,11 @@ fn wait_lateness() {
     println!("wait lateness, thread::sleep:     {}", quantiles(sleep));
 }
 
+/// Host → client datagrams as the relay saw them: kernel receive time (µs), length, media?
+type Stamps = Vec<(f64, usize, bool)>;
+
 /// Relays host → client datagrams, stamping each with the kernel's receive time.
-fn relay(
-    host: SocketAddr,
-    stop: Arc<AtomicBool>,
-) -> (SocketAddr, std::thread::JoinHandle<Vec<(f64, usize, bool)>>) {
+fn relay(host: SocketAddr, stop: Arc<AtomicBool>) -> (SocketAddr, std::thread::JoinHandle<Stamps>) {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     setsockopt(&sock, sockopt::ReceiveTimestampns, &true).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(20)))
