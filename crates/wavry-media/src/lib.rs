@@ -2,7 +2,13 @@
 //! nothing that touches the network.
 //!
 //! - `frame`: the picture types every stage hands to the next.
+//! - `pool`: fixed sets of reused buffers (no allocation per frame).
+//! - `capture`: screen capture behind the `Capturer` trait (X11 backend).
 
+pub mod capture;
 pub mod frame;
+pub mod pool;
 
 pub use frame::{BgraView, PixelSize};
+#[cfg(feature = "test-support")]
+pub mod testing;
