@@ -161,6 +161,8 @@ pub enum CaptureError {
     PoolExhausted,
     #[error("display server error: {0}")]
     Protocol(String),
+    #[error("the display server refused a capture request: X error {code} (request major opcode {major_opcode})")]
+    X { code: u8, major_opcode: u8 },
     #[error("display connection I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("display server did not answer within {0:?}")]
@@ -192,4 +194,37 @@ pub trait Capturer {
     /// Read the pointer position now (between frames, to follow pointer moves that do not
     /// change the picture).
     fn cursor_position(&mut self) -> Result<CursorPosition, CaptureError>;
+}
+
+// Frames go to the encoder thread; a capturer may be moved to its own thread.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Frame>();
+    send::<x11::X11Capturer>();
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rectangles_intersect_only_when_they_share_a_pixel() {
+        let a = Rect {
+            x: 0,
+            y: 0,
+            width: 1920,
+            height: 1080,
+        };
+        let right = Rect { x: 1920, ..a };
+        assert!(!a.intersects(&right));
+        assert!(a.intersects(&Rect { x: 1919, ..right }));
+        assert!(a.intersects(&Rect {
+            x: 10,
+            y: 10,
+            width: 1,
+            height: 1
+        }));
+        assert!(!a.intersects(&Rect { y: -1080, ..a }));
+        assert!(a.contains(0, 0) && a.contains(1919, 1079) && !a.contains(1920, 0));
+    }
 }

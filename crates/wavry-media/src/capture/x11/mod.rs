@@ -254,19 +254,24 @@ impl X11Capturer {
                 self.target = CaptureTarget::WholeScreen;
             }
         }
-        self.area = self.target_area(self.target)?;
-        let len = self.area.width as usize * self.area.height as usize * 4;
-        if len > self.buffer_len {
-            self.replace_pool(len)?;
-        }
-        self.requests.grab = grab_request(&self.ext, self.root, self.area)?;
+        self.capture_area(self.target_area(self.target)?)?;
         tracing::info!(
             screen = ?self.screen,
             area = ?self.area,
             monitors = self.monitors.len(),
             "X11 capture configured"
         );
-        // The next frame shows the new configuration at once.
+        Ok(())
+    }
+
+    /// Capture `area` from the next frame on (at once), growing the buffers if it is larger.
+    fn capture_area(&mut self, area: Rect) -> Result<(), CaptureError> {
+        let len = area.width as usize * area.height as usize * 4;
+        if len > self.buffer_len {
+            self.replace_pool(len)?;
+        }
+        self.area = area;
+        self.requests.grab = grab_request(&self.ext, self.root, area)?;
         self.pacer.on_damage();
         Ok(())
     }
@@ -463,14 +468,7 @@ impl Capturer for X11Capturer {
     fn select(&mut self, target: CaptureTarget) -> Result<(), CaptureError> {
         let area = self.target_area(target)?;
         self.target = target;
-        self.area = area;
-        let len = area.width as usize * area.height as usize * 4;
-        if len > self.buffer_len {
-            self.replace_pool(len)?;
-        }
-        self.requests.grab = grab_request(&self.ext, self.root, area)?;
-        self.pacer.on_damage();
-        Ok(())
+        self.capture_area(area)
     }
 
     fn target(&self) -> CaptureTarget {
@@ -478,12 +476,22 @@ impl Capturer for X11Capturer {
     }
 
     fn next_frame(&mut self, deadline: Instant) -> Result<Option<Frame>, CaptureError> {
+        let mut retried = false;
         loop {
             self.pump_control()?;
             self.pump_wire()?;
             let now = Instant::now();
             match self.pacer.poll(now) {
-                PacerDecision::Capture { repeat } => return self.grab(repeat).map(Some),
+                PacerDecision::Capture { repeat } => match self.grab(repeat) {
+                    // The screen shrank under the grab before its RandR event arrived: read
+                    // the new configuration and capture again.
+                    Err(CaptureError::X { .. }) if !retried => {
+                        tracing::debug!("grab failed; re-reading the screen configuration");
+                        retried = true;
+                        self.reconfigure()?;
+                    }
+                    result => return result.map(Some),
+                },
                 PacerDecision::WaitUntil(due) => {
                     if now >= deadline {
                         return Ok(None);

@@ -215,10 +215,10 @@ impl Wire {
             match Packet::from(p) {
                 Packet::Reply if seq_of == want => return Ok(p),
                 Packet::Error(p) if seq_of == want => {
-                    return Err(CaptureError::Protocol(format!(
-                        "request {seq} failed: X error code {}, major opcode {}",
-                        p[1], p[10]
-                    )))
+                    return Err(CaptureError::X {
+                        code: p[1],
+                        major_opcode: p[10],
+                    })
                 }
                 packet => other(packet),
             }
