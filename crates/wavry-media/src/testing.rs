@@ -194,6 +194,20 @@ impl Drop for TestDisplay {
     }
 }
 
+/// Whether the command-line tool `program` can be run; prints why the caller skips if not.
+pub fn tool_available(program: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        eprintln!("SKIP: {program} is not installed (scripts/setup.sh installs it)");
+    }
+    found
+}
+
 /// The colour (0xRRGGBB) of pixel (`x`, `y`) in a BGRA picture.
 pub fn pixel(view: &crate::BgraView<'_>, x: u32, y: u32) -> u32 {
     let p = &view.row(y)[x as usize * 4..x as usize * 4 + 4];
