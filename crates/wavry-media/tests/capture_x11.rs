@@ -203,9 +203,7 @@ fn frames_come_on_damage_and_repeat_only_while_still() {
     drop(first);
 
     // Still screen: nothing until the repeat is due …
-    let quiet = cap
-        .next_frame(t0 + Duration::from_millis(600))
-        .unwrap();
+    let quiet = cap.next_frame(t0 + Duration::from_millis(600)).unwrap();
     assert!(
         quiet.is_none(),
         "a frame while the screen was still: {quiet:?}"
@@ -293,7 +291,8 @@ fn cursor_shape_and_position_are_reported() {
 
     let warp = |x, y| {
         let root = conn.setup().roots[0].root;
-        conn.warp_pointer(x11rb::NONE, root, 0, 0, 0, 0, x, y).unwrap();
+        conn.warp_pointer(x11rb::NONE, root, 0, 0, 0, 0, x, y)
+            .unwrap();
         x11rb::wrapper::ConnectionExt::sync(&conn).unwrap();
     };
     warp(450, 123);
@@ -305,6 +304,14 @@ fn cursor_shape_and_position_are_reported() {
     let f = next(&mut cap);
     assert_eq!((f.cursor.x, f.cursor.y, f.cursor.inside), (50, 123, true));
     drop(f);
+    // The cursor is not in the picture: moving it alone makes no frame.
+    for x in 300..320 {
+        warp(x, 300);
+    }
+    let none = cap
+        .next_frame(Instant::now() + Duration::from_millis(200))
+        .unwrap();
+    assert!(none.is_none(), "a pointer move woke the capture: {none:?}");
     warp(10, 20);
     let pos = cap.cursor_position().unwrap();
     assert_eq!((pos.x, pos.y, pos.inside), (-390, 20, false));

@@ -19,6 +19,7 @@ use super::{
 use crate::frame::PixelSize;
 use crate::pool::Pool;
 use shm::{protocol, ShmBuffer};
+use std::os::fd::AsFd;
 use std::time::Instant;
 use wire::{Packet, Wire, REPLY_TIMEOUT};
 use x11rb::connection::{Connection, RequestConnection};
@@ -325,26 +326,32 @@ impl X11Capturer {
 
     /// Handle the control connection's queued events without blocking.
     fn pump_control(&mut self) -> Result<(), CaptureError> {
-        let mut changed = false;
-        let mut cursor = false;
-        while let Some(event) = self.conn.poll_for_event().map_err(protocol)? {
-            match event {
-                Event::RandrScreenChangeNotify(_) | Event::RandrNotify(_) => changed = true,
-                Event::ConfigureNotify(e) if e.window == self.root => changed = true,
-                Event::XfixesCursorNotify(e) => {
-                    self.cursor_serial = e.cursor_serial;
-                    cursor = true;
+        // Handling an event waits for replies, and x11rb queues events read meanwhile:
+        // repeat until the queue is empty, so `wait` never sleeps on a queued event.
+        loop {
+            let mut changed = false;
+            let mut cursor = false;
+            while let Some(event) = self.conn.poll_for_event().map_err(protocol)? {
+                match event {
+                    Event::RandrScreenChangeNotify(_) | Event::RandrNotify(_) => changed = true,
+                    Event::ConfigureNotify(e) if e.window == self.root => changed = true,
+                    Event::XfixesCursorNotify(e) => {
+                        self.cursor_serial = e.cursor_serial;
+                        cursor = true;
+                    }
+                    _ => {}
                 }
-                _ => {}
+            }
+            if !changed && !cursor {
+                return Ok(());
+            }
+            if changed {
+                self.reconfigure()?;
+            }
+            if cursor {
+                self.fetch_cursor()?;
             }
         }
-        if changed {
-            self.reconfigure()?;
-        }
-        if cursor {
-            self.fetch_cursor()?;
-        }
-        Ok(())
     }
 
     fn fetch_cursor(&mut self) -> Result<(), CaptureError> {
@@ -454,8 +461,7 @@ impl X11Capturer {
         // x11rb may hold events it has read already: never sleep on a buffered event.
         self.conn.flush().map_err(protocol)?;
         let timeout = until.saturating_duration_since(Instant::now());
-        use std::os::fd::AsFd;
-        wire::poll_readable(&[self.wire.fd(), self.conn.stream().as_fd()], timeout)?;
+        wire::poll_readable(self.wire.fd(), Some(self.conn.stream().as_fd()), timeout)?;
         Ok(())
     }
 }

@@ -230,7 +230,7 @@ impl Wire {
         if now >= deadline {
             return Err(CaptureError::Timeout(REPLY_TIMEOUT));
         }
-        poll_readable(&[self.fd()], deadline - now)?;
+        poll_readable(self.fd(), None, deadline - now)?;
         Ok(())
     }
 }
@@ -238,19 +238,24 @@ impl Wire {
 /// How long a reply may take before the server is considered gone.
 pub(super) const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Wait until one of `fds` is readable or `timeout` passes.
-pub(super) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<()> {
+/// Wait until `a` or `b` is readable or `timeout` passes.
+pub(super) fn poll_readable(
+    a: BorrowedFd<'_>,
+    b: Option<BorrowedFd<'_>>,
+    timeout: Duration,
+) -> io::Result<()> {
     use rustix::event::{PollFd, PollFlags, Timespec};
-    // Two descriptors at most: a fixed array, no allocation.
+    // A fixed array: no allocation.
     let mut polls = [
-        PollFd::from_borrowed_fd(fds[0], PollFlags::IN),
-        PollFd::from_borrowed_fd(fds[fds.len() - 1], PollFlags::IN),
+        PollFd::from_borrowed_fd(a, PollFlags::IN),
+        PollFd::from_borrowed_fd(b.unwrap_or(a), PollFlags::IN),
     ];
+    let n = if b.is_some() { 2 } else { 1 };
     let timeout = Timespec {
         tv_sec: timeout.as_secs() as _,
         tv_nsec: timeout.subsec_nanos() as _,
     };
-    match rustix::event::poll(&mut polls[..fds.len().min(2)], Some(&timeout)) {
+    match rustix::event::poll(&mut polls[..n], Some(&timeout)) {
         Ok(_) => Ok(()),
         Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(e.into()),
