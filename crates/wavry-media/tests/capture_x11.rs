@@ -78,8 +78,8 @@ fn captured_window_pixels_match_what_was_drawn() {
 
     let mut cap = open(&display, PacerConfig::default());
     let f = next(&mut cap);
-    assert_eq!(f.size, PixelSize::new(640, 480));
-    assert_eq!(f.stride, 640 * 4);
+    assert_eq!(f.size(), PixelSize::new(640, 480));
+    assert_eq!(f.stride(), 640 * 4);
     assert!(!f.repeat);
     assert_filled(&f, rect(0, 0, 101, 240), RED);
     assert_filled(&f, rect(320, 0, 320, 240), GREEN);
@@ -101,13 +101,13 @@ fn resolution_change_mid_stream_resizes_the_next_frames() {
     let win = display.paint(&conn, 0, 0, 1920, 1080, RED);
     let mut cap = open(&display, PacerConfig::default());
     let f = next(&mut cap);
-    assert_eq!(f.size, PixelSize::new(1920, 1080));
+    assert_eq!(f.size(), PixelSize::new(1920, 1080));
     drop(f);
 
     display.set_resolution(1280, 720);
-    let f = frame_where(&mut cap, |f| f.size != PixelSize::new(1920, 1080));
-    assert_eq!(f.size, PixelSize::new(1280, 720));
-    assert_eq!(f.stride, 1280 * 4);
+    let f = frame_where(&mut cap, |f| f.size() != PixelSize::new(1920, 1080));
+    assert_eq!(f.size(), PixelSize::new(1280, 720));
+    assert_eq!(f.stride(), 1280 * 4);
     assert_filled(&f, rect(0, 0, 1280, 720), RED);
     drop(f);
     assert_eq!(cap.monitors().len(), 1);
@@ -118,13 +118,13 @@ fn resolution_change_mid_stream_resizes_the_next_frames() {
     assert!((hz - 60.0).abs() < 0.5, "refresh {hz} Hz");
     display.repaint(&conn, win, BLUE);
     let f = frame_where(&mut cap, |f| pixel(&f.view(), 0, 0) == BLUE);
-    assert_eq!(f.size, PixelSize::new(1280, 720));
+    assert_eq!(f.size(), PixelSize::new(1280, 720));
     assert_filled(&f, rect(0, 0, 1280, 720), BLUE);
     drop(f);
 
     // Back to the larger size: the buffers grow again.
     display.set_resolution(1920, 1080);
-    let f = frame_where(&mut cap, |f| f.size == PixelSize::new(1920, 1080));
+    let f = frame_where(&mut cap, |f| f.size() == PixelSize::new(1920, 1080));
     assert_filled(&f, rect(0, 0, 1920, 1080), BLUE);
     assert_eq!(cap.monitors()[0].geometry, rect(0, 0, 1920, 1080));
 }
@@ -168,7 +168,7 @@ fn two_monitors_are_discovered_and_captured_separately() {
 
     cap.select(CaptureTarget::Monitor(left.id)).unwrap();
     let f = next(&mut cap);
-    assert_eq!(f.size, PixelSize::new(1920, 1080));
+    assert_eq!(f.size(), PixelSize::new(1920, 1080));
     assert_eq!(f.area, left.geometry);
     assert_filled(&f, rect(0, 0, 1920, 1080), RED);
     drop(f);
@@ -182,7 +182,7 @@ fn two_monitors_are_discovered_and_captured_separately() {
 
     // The selected monitor goes away: the capture falls back to the whole screen.
     display.delete_monitor("RIGHT");
-    let f = frame_where(&mut cap, |f| f.size == PixelSize::new(3840, 1080));
+    let f = frame_where(&mut cap, |f| f.size() == PixelSize::new(3840, 1080));
     assert_eq!(cap.target(), CaptureTarget::WholeScreen);
     assert_filled(&f, rect(0, 0, 1920, 1080), RED);
     assert_filled(&f, rect(1920 + 100, 200, 50, 60), GREEN);

@@ -24,7 +24,7 @@ use std::time::Instant;
 pub struct MonitorId(pub u32);
 
 /// A rectangle in screen coordinates (pixels; the origin is the top-left of the whole screen).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Rect {
     pub x: i32,
     pub y: i32,
@@ -109,8 +109,9 @@ pub trait PixelMemory: Send + Sync {
 /// so hold at most two at a time (the third is the one being captured into).
 pub struct Frame {
     pub(crate) buffer: Pooled<Box<dyn PixelMemory>>,
-    pub size: PixelSize,
-    pub stride: usize,
+    // Private: `view` relies on them matching the buffer.
+    size: PixelSize,
+    stride: usize,
     /// When the pixels were read (monotonic clock).
     pub captured_at: Instant,
     /// `true` for a repeat while the screen is still: same content as the previous frame.
@@ -123,6 +124,15 @@ pub struct Frame {
 }
 
 impl Frame {
+    pub fn size(&self) -> PixelSize {
+        self.size
+    }
+
+    /// Bytes from one row to the next.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
     /// The pixels, BGRA (B, G, R, unused), `stride` bytes per row.
     pub fn view(&self) -> BgraView<'_> {
         BgraView {

@@ -103,7 +103,6 @@ pub struct X11Capturer {
     wire: Wire,
     root: xproto::Window,
     ext: Extensions,
-    damage: damage::Damage,
     screen: Rect,
     monitors: Vec<Monitor>,
     target: CaptureTarget,
@@ -193,21 +192,10 @@ impl X11Capturer {
             wire,
             root,
             ext,
-            damage,
-            screen: Rect {
-                x: 0,
-                y: 0,
-                width: 0,
-                height: 0,
-            },
+            screen: Rect::default(),
             monitors: Vec::new(),
             target: config.target,
-            area: Rect {
-                x: 0,
-                y: 0,
-                width: 0,
-                height: 0,
-            },
+            area: Rect::default(),
             pool: Pool::new(Vec::new()),
             buffer_len: 0,
             segments: Vec::new(),
@@ -224,11 +212,6 @@ impl X11Capturer {
         capturer.reconfigure()?;
         capturer.fetch_cursor()?;
         Ok(capturer)
-    }
-
-    /// The damage object the wire connection watches (for tests and diagnostics).
-    pub fn damage_id(&self) -> u32 {
-        self.damage
     }
 
     /// Re-read the screen size and monitors, resolve the target, and size the buffers.
