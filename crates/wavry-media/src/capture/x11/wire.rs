@@ -45,13 +45,68 @@ impl From<[u8; PACKET]> for Packet {
     }
 }
 
-pub(super) struct Wire {
-    stream: DefaultStream,
+/// Splits the byte stream from the server into packets (sans-IO).
+struct Packets {
     buf: Box<[u8]>,
     start: usize,
     end: usize,
     /// Bytes still to discard from the payload of the last packet.
     skip: usize,
+}
+
+impl Packets {
+    fn new() -> Self {
+        Self {
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            skip: 0,
+        }
+    }
+
+    /// The next whole packet received, its payload beyond 32 bytes discarded (no reply on
+    /// this connection has any).
+    fn next(&mut self) -> Option<[u8; PACKET]> {
+        if self.skip > 0 {
+            let n = self.skip.min(self.end - self.start);
+            self.start += n;
+            self.skip -= n;
+            if self.skip > 0 {
+                return None;
+            }
+        }
+        if self.end - self.start < PACKET {
+            return None;
+        }
+        let mut p = [0; PACKET];
+        p.copy_from_slice(&self.buf[self.start..self.start + PACKET]);
+        self.start += PACKET;
+        if matches!(p[0] & 0x7f, REPLY | GENERIC_EVENT) {
+            self.skip = u32::from_ne_bytes([p[4], p[5], p[6], p[7]]) as usize * 4;
+        }
+        Some(p)
+    }
+
+    /// Room for more bytes (call after `next` returned `None`: never empty then, since less
+    /// than a packet is left unparsed).
+    fn space(&mut self) -> &mut [u8] {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were written to the start of `space()`.
+    fn filled(&mut self, n: usize) {
+        self.end += n;
+    }
+}
+
+pub(super) struct Wire {
+    stream: DefaultStream,
+    packets: Packets,
     /// Sequence number of the last request sent (the server counts from 1).
     seq: u64,
     pub(super) setup: Setup,
@@ -90,10 +145,7 @@ impl Wire {
         let (mut connect, request) = Connect::with_authorization(name, data);
         let mut wire = Self {
             stream,
-            buf: vec![0; READ_BUFFER].into_boxed_slice(),
-            start: 0,
-            end: 0,
-            skip: 0,
+            packets: Packets::new(),
             seq: 0,
             setup: Setup::default(),
         };
@@ -144,57 +196,22 @@ impl Wire {
     }
 
     /// The next whole packet already received, reading what the socket holds without blocking.
-    /// Payload bytes beyond the first 32 are discarded (no reply on this connection has any).
     pub(super) fn poll_packet(&mut self) -> Result<Option<[u8; PACKET]>, CaptureError> {
         loop {
-            if let Some(p) = self.parse() {
+            if let Some(p) = self.packets.next() {
                 return Ok(Some(p));
             }
-            if !self.fill()? {
-                return Ok(None);
+            match self.stream.read(self.packets.space(), &mut Vec::new()) {
+                Ok(0) => {
+                    return Err(CaptureError::Io(io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "the X server closed the capture connection",
+                    )))
+                }
+                Ok(n) => self.packets.filled(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e.into()),
             }
-        }
-    }
-
-    fn parse(&mut self) -> Option<[u8; PACKET]> {
-        if self.skip > 0 {
-            let n = self.skip.min(self.end - self.start);
-            self.start += n;
-            self.skip -= n;
-            if self.skip > 0 {
-                return None;
-            }
-        }
-        if self.end - self.start < PACKET {
-            return None;
-        }
-        let mut p = [0; PACKET];
-        p.copy_from_slice(&self.buf[self.start..self.start + PACKET]);
-        self.start += PACKET;
-        if matches!(p[0] & 0x7f, REPLY | GENERIC_EVENT) {
-            self.skip = u32::from_ne_bytes([p[4], p[5], p[6], p[7]]) as usize * 4;
-        }
-        Some(p)
-    }
-
-    /// Read what the socket holds; `false` when it holds nothing.
-    fn fill(&mut self) -> Result<bool, CaptureError> {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        match self.stream.read(&mut self.buf[self.end..], &mut Vec::new()) {
-            Ok(0) => Err(CaptureError::Io(io::Error::new(
-                ErrorKind::UnexpectedEof,
-                "the X server closed the capture connection",
-            ))),
-            Ok(n) => {
-                self.end += n;
-                Ok(true)
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(e.into()),
         }
     }
 
@@ -259,5 +276,57 @@ pub(super) fn poll_readable(
         Ok(_) => Ok(()),
         Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(kind: u8, seq: u16, extra_words: u32) -> Vec<u8> {
+        let mut p = vec![0u8; PACKET + extra_words as usize * 4];
+        p[0] = kind;
+        p[2..4].copy_from_slice(&seq.to_ne_bytes());
+        if matches!(kind, REPLY | GENERIC_EVENT) {
+            p[4..8].copy_from_slice(&extra_words.to_ne_bytes());
+        }
+        p
+    }
+
+    /// Feed `stream` in chunks of `chunk` bytes and collect (kind, seq) of every packet.
+    fn split(stream: &[u8], chunk: usize) -> Vec<(u8, u16)> {
+        let mut packets = Packets::new();
+        let mut out = Vec::new();
+        for part in stream.chunks(chunk) {
+            let space = packets.space();
+            space[..part.len()].copy_from_slice(part);
+            packets.filled(part.len());
+            while let Some(p) = packets.next() {
+                out.push((p[0], u16::from_ne_bytes([p[2], p[3]])));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn packets_are_split_whatever_the_read_sizes() {
+        let mut stream = Vec::new();
+        stream.extend(packet(REPLY, 1, 0));
+        stream.extend(packet(85, 2, 0)); // an event
+        stream.extend(packet(GENERIC_EVENT, 3, 5)); // 20 payload bytes to skip
+        stream.extend(packet(REPLY, 4, 3000)); // a payload larger than the read buffer's tail
+        stream.extend(packet(ERROR, 5, 0));
+        stream.extend(packet(REPLY | 0x80, 6, 0));
+        let want = vec![
+            (REPLY, 1),
+            (85, 2),
+            (GENERIC_EVENT, 3),
+            (REPLY, 4),
+            (ERROR, 5),
+            (REPLY | 0x80, 6),
+        ];
+        for chunk in [1, 7, 31, 32, 33, 100, 4096] {
+            assert_eq!(split(&stream, chunk), want, "reads of {chunk} bytes");
+        }
     }
 }
