@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 use wavry_media::capture::x11::{X11Capturer, X11Config};
-use wavry_media::capture::{CaptureTarget, Capturer, Frame, PacerConfig, Rect};
+use wavry_media::capture::{
+    CaptureError, CaptureTarget, Capturer, Frame, MonitorId, PacerConfig, Rect,
+};
 use wavry_media::testing::{pixel, tool_available, TestDisplay};
 use wavry_media::PixelSize;
 use x11rb::connection::Connection;
@@ -141,6 +143,12 @@ fn two_monitors_are_discovered_and_captured_separately() {
     display.paint(&conn, 0, 0, 1920, 1080, RED);
     display.paint(&conn, 1920, 0, 1920, 1080, BLUE);
     display.paint(&conn, 1920 + 100, 200, 50, 60, GREEN);
+    let unknown = X11Capturer::open(X11Config {
+        display: Some(display.name().into()),
+        pacer: PacerConfig::default(),
+        target: CaptureTarget::Monitor(MonitorId(u32::MAX)),
+    });
+    assert!(matches!(unknown, Err(CaptureError::NoSuchMonitor(_))));
     let mut cap = open(&display, PacerConfig::default());
     assert_eq!(cap.monitors().len(), 1, "{:?}", cap.monitors());
 

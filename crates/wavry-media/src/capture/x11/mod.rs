@@ -210,6 +210,13 @@ impl X11Capturer {
             frames: 0,
         };
         capturer.reconfigure()?;
+        // A monitor that goes away later falls back to the whole screen; one that never
+        // existed is the caller's mistake.
+        if let CaptureTarget::Monitor(id) = config.target {
+            if capturer.target != config.target {
+                return Err(CaptureError::NoSuchMonitor(id));
+            }
+        }
         capturer.fetch_cursor()?;
         Ok(capturer)
     }
