@@ -2,7 +2,27 @@
 //! nothing that touches the network.
 //!
 //! - `frame`: the picture types every stage hands to the next.
+//! - `convert`: BGRA → I420/NV12 (BT.709 limited range, SIMD) into pooled frames.
+//! - `codec`: video encoders and decoders (FFmpeg, optional openh264), hardware probing, and
+//!   the encoder pool.
 
+pub mod codec;
+pub mod convert;
 pub mod frame;
 
+pub use codec::{
+    open_decoder, open_encoder, Codec, CodecError, DecoderConfig, EncodedPacket, EncoderConfig,
+    EncoderPool, VideoDecoder, VideoEncoder,
+};
+pub use convert::{convert, ConvertError, FramePool, PooledFrame, YuvFrame, YuvLayout};
 pub use frame::{BgraView, PixelSize};
+
+/// FFmpeg's one-time set-up; its own logging is limited to errors (ours goes through tracing).
+pub(crate) fn init_ffmpeg() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // `init` only registers devices and cannot fail in FFmpeg ≥ 4.
+        let _ = ffmpeg_next::init();
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+    });
+}
