@@ -5,10 +5,12 @@
 //! - `convert`: BGRA → I420/NV12 (BT.709 limited range, SIMD) into pooled frames.
 //! - `codec`: video encoders and decoders (FFmpeg, optional openh264), hardware probing, and
 //!   the encoder pool.
+//! - `pattern`: a synthetic desktop-like picture for tests and benchmarks.
 
 pub mod codec;
 pub mod convert;
 pub mod frame;
+pub mod pattern;
 
 pub use codec::{
     open_decoder, open_encoder, Codec, CodecError, DecoderConfig, EncodedPacket, EncoderConfig,

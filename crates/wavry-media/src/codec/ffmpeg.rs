@@ -104,6 +104,12 @@ impl FfmpegEncoder {
         unsafe {
             let p = ctx.as_mut_ptr();
             set_rate(p, cfg.bitrate, vbv);
+            if family == Family::SvtAv1 {
+                // SVT-AV1 rejects a max rate equal to the target and buffers under 20 ms; its
+                // CBR mode keeps to the target by itself.
+                (*p).rc_max_rate = 0;
+                (*p).rc_buffer_size = vbv.max(cfg.bitrate / 50) as i32;
+            }
             // No periodic keyframes: libx264 and libx265 take that from their own params
             // below (their wrappers leave keyint alone when gop_size is -1, the default).
             if !matches!(family, Family::X264 | Family::X265) {
@@ -299,7 +305,10 @@ impl VideoEncoder for FfmpegEncoder {
                 out.fill(self.packet.data().unwrap_or(&[]), key, pts);
                 Ok(true)
             }
-            Err(ff::Error::Other { errno: ff::error::EAGAIN }) | Err(ff::Error::Eof) => Ok(false),
+            Err(ff::Error::Other {
+                errno: ff::error::EAGAIN,
+            })
+            | Err(ff::Error::Eof) => Ok(false),
             Err(e) => Err(CodecError::Ffmpeg {
                 name: self.name,
                 source: e,

@@ -182,9 +182,10 @@ fn software_encoders(codec: Codec) -> &'static [&'static str] {
     match codec {
         Codec::H264 => &["libx264"],
         Codec::Hevc => &["libx265"],
-        // SVT-AV1 in low-delay mode is the faster of the two here; libaom realtime is the
-        // fallback (docs/MEDIA.md has both measured).
-        Codec::Av1 => &["libsvtav1", "libaom-av1"],
+        // libaom in realtime mode: one packet per frame. SVT-AV1 1.4 (Debian 12) holds two
+        // frames back even in its low-delay mode, which costs more than its faster encode
+        // saves; it stays available by name (`open_encoder_from`). docs/MEDIA.md: numbers.
+        Codec::Av1 => &["libaom-av1"],
     }
 }
 
@@ -230,7 +231,8 @@ pub fn open_encoder_from(
                 );
                 return Ok(enc);
             }
-            Err(e) => skipped.push(format!("{name}: {e}")),
+            // The error names the encoder already.
+            Err(e) => skipped.push(e),
         }
     }
     let reasons = skipped.join("; ");
