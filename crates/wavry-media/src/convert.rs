@@ -53,6 +53,12 @@ pub enum ConvertError {
     Convert(#[from] yuvutils_rs::YuvError),
     #[error("the destination frame is still referenced by a codec and cannot be written")]
     Busy,
+    #[error("padded rows (stride {stride}) need the last row's padding too: {len} < {needed} bytes")]
+    ShortLastRow {
+        stride: usize,
+        len: usize,
+        needed: usize,
+    },
 }
 
 /// One 4:2:0 picture in BT.709 limited range, backed by an FFmpeg frame.
@@ -66,7 +72,21 @@ impl YuvFrame {
     /// A new frame of `size` (allocated once; 32-byte aligned rows for SIMD).
     pub fn new(layout: YuvLayout, size: PixelSize) -> Self {
         crate::init_ffmpeg();
-        let mut frame = ffmpeg::frame::Video::new(layout.pixel(), size.width, size.height);
+        let mut frame = ffmpeg::frame::Video::empty();
+        frame.set_format(layout.pixel());
+        frame.set_width(size.width);
+        frame.set_height(size.height);
+        // Rows 32-byte aligned for SIMD, except NV12: yuvutils-rs 0.8 insists that the UV
+        // plane's stride be exactly its width (its size check is stricter than its loops), so
+        // NV12 rows are packed.
+        let align = match layout {
+            YuvLayout::I420 => 32,
+            YuvLayout::Nv12 => 1,
+        };
+        // SAFETY: a fresh frame with format and size set, as av_frame_get_buffer requires.
+        let r = unsafe { ffmpeg::ffi::av_frame_get_buffer(frame.as_mut_ptr(), align) };
+        // Fails only when out of memory, like any allocation: treat it the same way.
+        assert!(r >= 0, "av_frame_get_buffer: out of memory ({r})");
         set_bt709(&mut frame);
         Self {
             frame,
@@ -158,12 +178,23 @@ pub fn convert(src: &BgraView<'_>, dst: &mut YuvFrame) -> Result<(), ConvertErro
         YuvStandardMatrix::Bt709,
         YuvConversionMode::Balanced,
     );
-    // The last row of the view may lack its padding; yuvutils wants whole strides.
-    let src_len = src.stride * (height as usize - 1) + width as usize * 4;
-    let bgra = &src.data[..src_len];
+    // yuvutils-rs 0.8 walks the source in whole strides (`chunks_exact`) and would silently
+    // skip a last row pair whose padding is missing, which a view allows: refuse that case.
+    let tight = src.stride == width as usize * 4;
+    let needed = src.stride * height as usize;
+    let bgra = match src.data.get(..needed) {
+        Some(b) => b,
+        None if tight => src.data,
+        None => {
+            return Err(ConvertError::ShortLastRow {
+                stride: src.stride,
+                len: src.data.len(),
+                needed,
+            })
+        }
+    };
     let stride = src.stride as u32;
     let f = &mut dst.frame;
-    let strides = [f.stride(0) as u32, f.stride(1) as u32, f.stride(2) as u32];
     // SAFETY: the planes of an AVFrame are distinct allocations of `stride × plane height`
     // bytes (av_frame_get_buffer); the three slices below never overlap and live as long as
     // `dst`, which we borrow mutably for the whole call.
@@ -175,11 +206,11 @@ pub fn convert(src: &BgraView<'_>, dst: &mut YuvFrame) -> Result<(), ConvertErro
         YuvLayout::I420 => {
             let mut img = YuvPlanarImageMut {
                 y_plane: BufferStoreMut::Borrowed(plane(f, 0)),
-                y_stride: strides[0],
+                y_stride: f.stride(0) as u32,
                 u_plane: BufferStoreMut::Borrowed(plane(f, 1)),
-                u_stride: strides[1],
+                u_stride: f.stride(1) as u32,
                 v_plane: BufferStoreMut::Borrowed(plane(f, 2)),
-                v_stride: strides[2],
+                v_stride: f.stride(2) as u32,
                 width,
                 height,
             };
@@ -188,9 +219,9 @@ pub fn convert(src: &BgraView<'_>, dst: &mut YuvFrame) -> Result<(), ConvertErro
         YuvLayout::Nv12 => {
             let mut img = YuvBiPlanarImageMut {
                 y_plane: BufferStoreMut::Borrowed(plane(f, 0)),
-                y_stride: strides[0],
+                y_stride: f.stride(0) as u32,
                 uv_plane: BufferStoreMut::Borrowed(plane(f, 1)),
-                uv_stride: strides[1],
+                uv_stride: f.stride(1) as u32,
                 width,
                 height,
             };

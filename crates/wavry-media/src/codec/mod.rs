@@ -267,7 +267,7 @@ pub fn open_decoder(cfg: &DecoderConfig) -> Result<Box<dyn VideoDecoder>, CodecE
                     log_decoder(cfg, d.name(), &skipped);
                     return Ok(Box::new(d));
                 }
-                Err(e) => skipped.push(format!("{}: {e}", dev.name())),
+                Err(e) => skipped.push(e.to_string()),
             }
         }
     }
