@@ -1,0 +1,381 @@
+//! BGRA → planar YUV 4:2:0 (I420 or NV12), BT.709 limited range, with SIMD.
+//!
+//! BT.709 is the matrix HD video assumes, and limited ("TV", 16–235 luma) range is what every
+//! decoder and hardware scaler treats as the default; the same choice is written into each
+//! [`YuvFrame`] and each encoder's VUI so a decoder never has to guess. Chroma is the average of
+//! each 2×2 block, sited at its centre (MPEG-2 style).
+//!
+//! The converter is `yuvutils-rs` (AVX2/SSE4.1/NEON picked at run time). At 1080p on our
+//! 2-core VM it takes about a tenth of swscale's 4.4 ms; see docs/MEDIA.md for the numbers and
+//! the alternatives measured (benches/convert.rs).
+//!
+//! [`YuvFrame`]s wrap an FFmpeg `AVFrame` with reference-counted planes, so an encoder takes
+//! them without a copy; [`FramePool`] keeps a fixed set of them (three: triple buffering) and
+//! takes each back when its [`PooledFrame`] is dropped, so a running stream allocates nothing
+//! per frame.
+
+use crate::frame::{BgraView, PixelSize};
+use ffmpeg_next as ffmpeg;
+use ffmpeg_next::format::Pixel;
+use ffmpeg_next::util::color;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
+use yuvutils_rs::{
+    BufferStoreMut, YuvBiPlanarImageMut, YuvConversionMode, YuvPlanarImageMut, YuvRange,
+    YuvStandardMatrix,
+};
+
+/// Memory layout of a 4:2:0 picture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum YuvLayout {
+    /// Three planes: Y, then U and V at half width and half height (FFmpeg `yuv420p`). What the
+    /// software encoders take.
+    I420,
+    /// Two planes: Y, then interleaved U/V (FFmpeg `nv12`). What hardware encoders take.
+    Nv12,
+}
+
+impl YuvLayout {
+    pub(crate) fn pixel(self) -> Pixel {
+        match self {
+            YuvLayout::I420 => Pixel::YUV420P,
+            YuvLayout::Nv12 => Pixel::NV12,
+        }
+    }
+}
+
+/// Why a conversion failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("source is {src:?} but the destination frame is {dst:?}")]
+    SizeMismatch { src: PixelSize, dst: PixelSize },
+    #[error("colour conversion failed: {0}")]
+    Convert(#[from] yuvutils_rs::YuvError),
+    #[error("the destination frame is still referenced by a codec and cannot be written")]
+    Busy,
+    #[error("padded rows (stride {stride}) need the last row's padding too: {len} < {needed} bytes")]
+    ShortLastRow {
+        stride: usize,
+        len: usize,
+        needed: usize,
+    },
+}
+
+/// One 4:2:0 picture in BT.709 limited range, backed by an FFmpeg frame.
+pub struct YuvFrame {
+    pub(crate) frame: ffmpeg::frame::Video,
+    layout: YuvLayout,
+    size: PixelSize,
+}
+
+impl YuvFrame {
+    /// A new frame of `size` (allocated once; 32-byte aligned rows for SIMD).
+    pub fn new(layout: YuvLayout, size: PixelSize) -> Self {
+        crate::init_ffmpeg();
+        let mut frame = ffmpeg::frame::Video::empty();
+        frame.set_format(layout.pixel());
+        frame.set_width(size.width);
+        frame.set_height(size.height);
+        // Rows 32-byte aligned for SIMD, except NV12: yuvutils-rs 0.8 insists that the UV
+        // plane's stride be exactly its width (its size check is stricter than its loops), so
+        // NV12 rows are packed.
+        let align = match layout {
+            YuvLayout::I420 => 32,
+            YuvLayout::Nv12 => 1,
+        };
+        // SAFETY: a fresh frame with format and size set, as av_frame_get_buffer requires.
+        let r = unsafe { ffmpeg::ffi::av_frame_get_buffer(frame.as_mut_ptr(), align) };
+        // Fails only when out of memory, like any allocation: treat it the same way.
+        assert!(r >= 0, "av_frame_get_buffer: out of memory ({r})");
+        set_bt709(&mut frame);
+        Self {
+            frame,
+            layout,
+            size,
+        }
+    }
+
+    /// Take layout and size from the FFmpeg frame after a decoder wrote into it; false when
+    /// its pixel format is not a 4:2:0 layout we know.
+    pub(crate) fn refresh(&mut self) -> bool {
+        self.layout = match self.frame.format() {
+            Pixel::YUV420P | Pixel::YUVJ420P => YuvLayout::I420,
+            Pixel::NV12 => YuvLayout::Nv12,
+            _ => return false,
+        };
+        self.size = PixelSize::new(self.frame.width(), self.frame.height());
+        true
+    }
+
+    pub fn layout(&self) -> YuvLayout {
+        self.layout
+    }
+
+    pub fn size(&self) -> PixelSize {
+        self.size
+    }
+
+    /// Presentation timestamp (in the stream's time base, frames for our encoders).
+    pub fn pts(&self) -> Option<i64> {
+        self.frame.pts()
+    }
+
+    pub fn set_pts(&mut self, pts: i64) {
+        self.frame.set_pts(Some(pts));
+    }
+
+    /// Plane `i` (0 = Y; 1 = U or UV; 2 = V for I420) with its stride in bytes.
+    pub fn plane(&self, i: usize) -> (&[u8], usize) {
+        (self.frame.data(i), self.frame.stride(i))
+    }
+
+    /// Number of planes (3 for I420, 2 for NV12).
+    pub fn plane_count(&self) -> usize {
+        match self.layout {
+            YuvLayout::I420 => 3,
+            YuvLayout::Nv12 => 2,
+        }
+    }
+
+    /// Whether no codec still holds a reference to the planes (only then may they be written).
+    fn writable(&mut self) -> bool {
+        // SAFETY: the pointer is a valid AVFrame owned by `self.frame`.
+        unsafe { ffmpeg::ffi::av_frame_is_writable(self.frame.as_mut_ptr()) != 0 }
+    }
+}
+
+impl std::fmt::Debug for YuvFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("YuvFrame")
+            .field("layout", &self.layout)
+            .field("size", &self.size)
+            .field("pts", &self.pts())
+            .finish()
+    }
+}
+
+pub(crate) fn set_bt709(frame: &mut ffmpeg::frame::Video) {
+    frame.set_color_space(color::Space::BT709);
+    frame.set_color_range(color::Range::MPEG);
+    frame.set_color_primaries(color::Primaries::BT709);
+    frame.set_color_transfer_characteristic(color::TransferCharacteristic::BT709);
+}
+
+/// Convert a BGRA picture into `dst`, which must have the same size.
+pub fn convert(src: &BgraView<'_>, dst: &mut YuvFrame) -> Result<(), ConvertError> {
+    if src.size != dst.size {
+        return Err(ConvertError::SizeMismatch {
+            src: src.size,
+            dst: dst.size,
+        });
+    }
+    if !dst.writable() {
+        return Err(ConvertError::Busy);
+    }
+    let PixelSize { width, height } = src.size;
+    let (range, matrix, mode) = (
+        YuvRange::Limited,
+        YuvStandardMatrix::Bt709,
+        YuvConversionMode::Balanced,
+    );
+    // yuvutils-rs 0.8 walks the source in whole strides (`chunks_exact`) and would silently
+    // skip a last row pair whose padding is missing, which a view allows: refuse that case.
+    let tight = src.stride == width as usize * 4;
+    let needed = src.stride * height as usize;
+    let bgra = match src.data.get(..needed) {
+        Some(b) => b,
+        None if tight => src.data,
+        None => {
+            return Err(ConvertError::ShortLastRow {
+                stride: src.stride,
+                len: src.data.len(),
+                needed,
+            })
+        }
+    };
+    let stride = src.stride as u32;
+    let f = &mut dst.frame;
+    // SAFETY: the planes of an AVFrame are distinct allocations of `stride × plane height`
+    // bytes (av_frame_get_buffer); the three slices below never overlap and live as long as
+    // `dst`, which we borrow mutably for the whole call.
+    let plane = |f: &mut ffmpeg::frame::Video, i: usize| unsafe {
+        let len = f.stride(i) * f.plane_height(i) as usize;
+        std::slice::from_raw_parts_mut((*f.as_mut_ptr()).data[i], len)
+    };
+    match dst.layout {
+        YuvLayout::I420 => {
+            let mut img = YuvPlanarImageMut {
+                y_plane: BufferStoreMut::Borrowed(plane(f, 0)),
+                y_stride: f.stride(0) as u32,
+                u_plane: BufferStoreMut::Borrowed(plane(f, 1)),
+                u_stride: f.stride(1) as u32,
+                v_plane: BufferStoreMut::Borrowed(plane(f, 2)),
+                v_stride: f.stride(2) as u32,
+                width,
+                height,
+            };
+            yuvutils_rs::bgra_to_yuv420(&mut img, bgra, stride, range, matrix, mode)?;
+        }
+        YuvLayout::Nv12 => {
+            let mut img = YuvBiPlanarImageMut {
+                y_plane: BufferStoreMut::Borrowed(plane(f, 0)),
+                y_stride: f.stride(0) as u32,
+                uv_plane: BufferStoreMut::Borrowed(plane(f, 1)),
+                uv_stride: f.stride(1) as u32,
+                width,
+                height,
+            };
+            yuvutils_rs::bgra_to_yuv_nv12(&mut img, bgra, stride, range, matrix, mode)?;
+        }
+    }
+    Ok(())
+}
+
+/// A fixed set of [`YuvFrame`]s of one layout and size, handed out and taken back.
+///
+/// Three frames let capture fill one while the encoder reads another and a third waits, without
+/// either side blocking; when all are out, [`FramePool::acquire`] returns `None` and the caller
+/// skips the frame (the encoder is behind, and queueing more would only add latency).
+#[derive(Clone)]
+pub struct FramePool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    layout: YuvLayout,
+    size: PixelSize,
+    free: Mutex<Vec<YuvFrame>>,
+}
+
+impl FramePool {
+    /// Triple buffering.
+    pub const DEFAULT_FRAMES: usize = 3;
+
+    /// A pool of `count` frames, all allocated now.
+    pub fn new(layout: YuvLayout, size: PixelSize, count: usize) -> Self {
+        let free = (0..count).map(|_| YuvFrame::new(layout, size)).collect();
+        Self {
+            inner: Arc::new(PoolInner {
+                layout,
+                size,
+                free: Mutex::new(free),
+            }),
+        }
+    }
+
+    pub fn layout(&self) -> YuvLayout {
+        self.inner.layout
+    }
+
+    pub fn size(&self) -> PixelSize {
+        self.inner.size
+    }
+
+    /// A free frame, or `None` when every frame is in use.
+    pub fn acquire(&self) -> Option<PooledFrame> {
+        let frame = self.lock().pop()?;
+        Some(PooledFrame {
+            frame: Some(frame),
+            pool: Arc::clone(&self.inner),
+        })
+    }
+
+    /// Frames currently free.
+    pub fn available(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<YuvFrame>> {
+        // A panic while holding the lock cannot leave the Vec inconsistent: keep using it.
+        self.inner.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Convert `src` into a free frame stamped with `pts`; `Ok(None)` when none is free.
+    pub fn convert(
+        &self,
+        src: &BgraView<'_>,
+        pts: i64,
+    ) -> Result<Option<PooledFrame>, ConvertError> {
+        let Some(mut frame) = self.acquire() else {
+            return Ok(None);
+        };
+        convert(src, &mut frame)?;
+        frame.set_pts(pts);
+        Ok(Some(frame))
+    }
+}
+
+/// A frame on loan from a [`FramePool`]; it goes back to the pool when dropped.
+pub struct PooledFrame {
+    frame: Option<YuvFrame>,
+    pool: Arc<PoolInner>,
+}
+
+impl Deref for PooledFrame {
+    type Target = YuvFrame;
+    fn deref(&self) -> &YuvFrame {
+        // Only `drop` takes the frame out.
+        self.frame.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl DerefMut for PooledFrame {
+    fn deref_mut(&mut self) -> &mut YuvFrame {
+        self.frame.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for PooledFrame {
+    fn drop(&mut self) {
+        if let Some(frame) = self.frame.take() {
+            // The Vec was allocated with room for every frame: this push never allocates.
+            self.pool
+                .free
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(frame);
+        }
+    }
+}
+
+/// The straightforward per-pixel BT.709 limited-range formulas, for tests and as the
+/// definition of what [`convert`] computes: returns (Y plane, U plane, V plane), tightly
+/// packed, chroma from the average of each 2×2 block (edge pixels repeated for odd sizes).
+pub fn reference_i420(src: &BgraView<'_>) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    const KR: f64 = 0.2126;
+    const KB: f64 = 0.0722;
+    const KG: f64 = 1.0 - KR - KB;
+    let (w, h) = (src.size.width as usize, src.size.height as usize);
+    let px = |x: usize, y: usize| {
+        let r = src.row(y.min(h - 1) as u32);
+        let i = x.min(w - 1) * 4;
+        (r[i + 2] as f64, r[i + 1] as f64, r[i] as f64)
+    };
+    let luma = |(r, g, b): (f64, f64, f64)| KR * r + KG * g + KB * b;
+    let clamp = |v: f64| v.round().clamp(0.0, 255.0) as u8;
+    let mut y_plane = Vec::with_capacity(w * h);
+    for y in 0..h {
+        for x in 0..w {
+            y_plane.push(clamp(16.0 + luma(px(x, y)) * 219.0 / 255.0));
+        }
+    }
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let (mut u_plane, mut v_plane) = (Vec::with_capacity(cw * ch), Vec::with_capacity(cw * ch));
+    for cy in 0..ch {
+        for cx in 0..cw {
+            let (mut r, mut g, mut b) = (0.0, 0.0, 0.0);
+            for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                let p = px(cx * 2 + dx, cy * 2 + dy);
+                r += p.0 / 4.0;
+                g += p.1 / 4.0;
+                b += p.2 / 4.0;
+            }
+            let l = luma((r, g, b));
+            let u = (b - l) / (2.0 * (1.0 - KB));
+            let v = (r - l) / (2.0 * (1.0 - KR));
+            u_plane.push(clamp(128.0 + u * 224.0 / 255.0));
+            v_plane.push(clamp(128.0 + v * 224.0 / 255.0));
+        }
+    }
+    (y_plane, u_plane, v_plane)
+}

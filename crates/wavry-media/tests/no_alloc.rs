@@ -1,0 +1,203 @@
+//! A running stream makes no heap allocation per frame on our side once warmed up.
+//!
+//! A counting global allocator counts every `alloc`, `alloc_zeroed`, `realloc` and `dealloc`
+//! made by the test thread while its "measuring" flag is set. Each test warms up for 30 frames,
+//! then measures 100 frames of the whole per-frame loop:
+//!
+//!   `FramePool::convert` (BGRA → I420 into a pooled frame) → `VideoEncoder::send` →
+//!   `receive` (into a reused `EncodedPacket`) → `VideoDecoder::send` → `receive` → the frame
+//!   goes back to the pool
+//!
+//! and asserts zero counted operations. The BGRA pictures are drawn beforehand.
+//!
+//! What this cannot see: FFmpeg, x264 and the other C libraries allocate with libc's `malloc`
+//! directly, not through Rust's allocator. libavcodec does allocate per frame internally (an
+//! `AVBufferRef` and packet buffer for each encoded packet, a copy of each non-refcounted input
+//! packet in the decoder); that is FFmpeg's own pooling and is not counted here.
+//!
+//! Set `NO_ALLOC_BACKTRACE=1` to print a backtrace of every counted allocation:
+//! `NO_ALLOC_BACKTRACE=1 cargo test -p wavry-media --test no_alloc -- --nocapture`
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+use wavry_media::codec::open_encoder_from;
+use wavry_media::pattern::Pattern;
+use wavry_media::{
+    open_decoder, Codec, DecoderConfig, EncodedPacket, EncoderConfig, FramePool, PixelSize,
+    VideoDecoder, VideoEncoder,
+};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+static REALLOCS: AtomicUsize = AtomicUsize::new(0);
+static DEALLOCS: AtomicUsize = AtomicUsize::new(0);
+static BACKTRACE: AtomicBool = AtomicBool::new(false);
+static SERIAL: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    static MEASURING: Cell<bool> = const { Cell::new(false) };
+}
+
+impl Counting {
+    fn record(what: &str, counter: &AtomicUsize, size: usize) {
+        if MEASURING.try_with(|m| m.get()) != Ok(true) {
+            return;
+        }
+        counter.fetch_add(1, Relaxed);
+        if BACKTRACE.load(Relaxed) {
+            MEASURING.with(|m| m.set(false));
+            eprintln!(
+                "counted {what} of {size} bytes at:\n{}",
+                std::backtrace::Backtrace::force_capture()
+            );
+            MEASURING.with(|m| m.set(true));
+        }
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Self::record("alloc", &ALLOCS, layout.size());
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        Self::record("alloc_zeroed", &ALLOCS, layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        Self::record("realloc", &REALLOCS, new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        Self::record("dealloc", &DEALLOCS, layout.size());
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    allocs: usize,
+    reallocs: usize,
+    deallocs: usize,
+}
+
+fn measure<R>(f: impl FnOnce() -> R) -> (R, Counts) {
+    ALLOCS.store(0, Relaxed);
+    REALLOCS.store(0, Relaxed);
+    DEALLOCS.store(0, Relaxed);
+    MEASURING.with(|m| m.set(true));
+    let r = f();
+    MEASURING.with(|m| m.set(false));
+    let counts = Counts {
+        allocs: ALLOCS.load(Relaxed),
+        reallocs: REALLOCS.load(Relaxed),
+        deallocs: DEALLOCS.load(Relaxed),
+    };
+    (r, counts)
+}
+
+const WARMUP: usize = 30;
+const MEASURED: usize = 100;
+/// Distinct pictures cycled through (drawn before measuring).
+const PICTURES: usize = 16;
+
+/// Stream `n` frames starting at `first` through the whole loop; returns the bytes encoded.
+fn stream(
+    pool: &FramePool,
+    pictures: &[Pattern],
+    enc: &mut dyn VideoEncoder,
+    dec: &mut dyn VideoDecoder,
+    pkt: &mut EncodedPacket,
+    first: usize,
+    n: usize,
+) -> usize {
+    let mut bytes = 0;
+    for i in first..first + n {
+        let mut frame = pool
+            .convert(&pictures[i % PICTURES].view(), i as i64)
+            .expect("convert")
+            .expect("a free frame");
+        enc.send(&mut frame).expect("encode");
+        assert!(enc.receive(pkt).expect("packet"), "encoder lag");
+        bytes += pkt.data.len();
+        dec.send(&pkt.data, pkt.pts).expect("decode");
+        let pic = dec.receive().expect("picture").expect("decoder lag");
+        assert_eq!(pic.pts(), Some(i as i64));
+    }
+    bytes
+}
+
+fn run(encoder: &'static str) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if std::env::var_os("NO_ALLOC_BACKTRACE").is_some() {
+        BACKTRACE.store(true, Relaxed);
+    }
+    ffmpeg_next::init().ok();
+    if encoder != "openh264" && ffmpeg_next::encoder::find_by_name(encoder).is_none() {
+        eprintln!("skipping: this FFmpeg has no {encoder}");
+        return;
+    }
+    let size = PixelSize::new(640, 360);
+    let mut cfg = EncoderConfig::new(Codec::H264, size, 30, 4_000_000);
+    cfg.hardware = false;
+    let mut enc = open_encoder_from(&cfg, &[encoder]).expect("encoder");
+    let mut dec = open_decoder(&DecoderConfig {
+        hardware: false,
+        ..DecoderConfig::new(Codec::H264)
+    })
+    .expect("decoder");
+    let pool = FramePool::new(enc.input_layout(), size, FramePool::DEFAULT_FRAMES);
+    let pictures: Vec<Pattern> = (0..PICTURES)
+        .map(|n| {
+            let mut p = Pattern::new(size);
+            p.draw(n as u32 * 5);
+            p
+        })
+        .collect();
+    // Room for the largest packet up front, as a sender's reused buffer would have.
+    let mut pkt = EncodedPacket {
+        data: Vec::with_capacity(1 << 20),
+        ..Default::default()
+    };
+    stream(&pool, &pictures, enc.as_mut(), dec.as_mut(), &mut pkt, 0, WARMUP);
+    let (bytes, counts) = measure(|| {
+        stream(&pool, &pictures, enc.as_mut(), dec.as_mut(), &mut pkt, WARMUP, MEASURED)
+    });
+    eprintln!("{encoder}: {MEASURED} frames, {bytes} bytes encoded: {counts:?}");
+    assert_eq!(
+        counts,
+        Counts::default(),
+        "{encoder}: heap allocations per frame after warm-up; rerun with NO_ALLOC_BACKTRACE=1 \
+         -- --nocapture to see where"
+    );
+    assert_eq!(pool.available(), FramePool::DEFAULT_FRAMES);
+}
+
+#[test]
+fn x264_stream_does_not_allocate() {
+    run("libx264");
+}
+
+#[cfg(feature = "openh264")]
+#[test]
+fn openh264_stream_does_not_allocate() {
+    run("openh264");
+}
+
+/// The counter itself works: a deliberate allocation inside `measure` is seen.
+#[test]
+fn counter_sees_allocations() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (v, counts) = measure(|| std::hint::black_box(vec![1u8; 1000]));
+    drop(v);
+    assert_eq!(counts.allocs, 1);
+}
