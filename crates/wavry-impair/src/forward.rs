@@ -53,6 +53,9 @@ pub struct ForwarderConfig {
     pub table: u32,
     /// How long before a release the thread stops sleeping and spins.
     pub spin: Duration,
+    /// Run the forwarding thread at this SCHED_FIFO priority (1-99), so other work on a busy
+    /// machine does not delay its packets; `None` keeps the normal scheduler.
+    pub realtime: Option<i32>,
 }
 
 impl ForwarderConfig {
@@ -67,6 +70,7 @@ impl ForwarderConfig {
             seed: 0,
             table: 7100,
             spin: Duration::from_micros(200),
+            realtime: Some(10),
         }
     }
 }
@@ -78,6 +82,31 @@ pub struct Summary {
     pub b2a: LinkStats,
     /// Packets the kernel refused when written back (they are lost).
     pub write_errors: u64,
+    /// How late packets were written back, against the time the model set.
+    pub lateness: Lateness,
+}
+
+/// How late the forwarder wrote packets back: the timing error it adds to the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lateness {
+    pub packets: u64,
+    pub total: Duration,
+    pub max: Duration,
+    /// Packets written more than 100 µs late.
+    pub over_100us: u64,
+}
+
+impl Lateness {
+    fn record(&mut self, late: Duration) {
+        self.packets += 1;
+        self.total += late;
+        self.max = self.max.max(late);
+        self.over_100us += u64::from(late > Duration::from_micros(100));
+    }
+
+    pub fn mean(&self) -> Duration {
+        self.total / self.packets.max(1) as u32
+    }
 }
 
 struct Direction {
@@ -88,11 +117,16 @@ struct Direction {
 
 impl Direction {
     /// Write back every packet due at `now`.
-    fn release(&mut self, now: Instant, write_errors: &mut u64) {
+    fn release(&mut self, now: Instant, write_errors: &mut u64, lateness: &mut Lateness) {
         while let Some(p) = self.link.poll(now) {
-            if let Err(e) = self.tun.send(&p) {
-                *write_errors += 1;
-                tracing::debug!(dir = self.name, "write to TUN: {e}");
+            // Measured before the write, which itself runs the kernel's forwarding of the packet.
+            let late = Instant::now().saturating_duration_since(p.due);
+            match self.tun.send(&p.data) {
+                Ok(_) => lateness.record(late),
+                Err(e) => {
+                    *write_errors += 1;
+                    tracing::debug!(dir = self.name, "write to TUN: {e}");
+                }
             }
         }
     }
@@ -131,7 +165,9 @@ pub struct Forwarder {
     dirs: [Direction; 2],
     log: Option<QueueLog<Box<dyn Write + Send>>>,
     spin: Duration,
+    realtime: Option<i32>,
     write_errors: u64,
+    lateness: Lateness,
 }
 
 impl Forwarder {
@@ -183,7 +219,9 @@ impl Forwarder {
             ],
             log: None,
             spin: cfg.spin,
+            realtime: cfg.realtime,
             write_errors: 0,
+            lateness: Lateness::default(),
         })
     }
 
@@ -203,6 +241,7 @@ impl Forwarder {
             a2b: self.dirs[0].link.stats(),
             b2a: self.dirs[1].link.stats(),
             write_errors: self.write_errors,
+            lateness: self.lateness,
         }
     }
 
@@ -211,6 +250,21 @@ impl Forwarder {
         // Timer slack would add ~50 µs to every sleep.
         // SAFETY: prctl with PR_SET_TIMERSLACK takes a plain integer and affects this thread.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+        if let Some(priority) = self.realtime {
+            let param = libc::sched_param {
+                sched_priority: priority,
+            };
+            // SAFETY: pthread_self is this thread; param is a valid sched_param.
+            let rc = unsafe {
+                libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param)
+            };
+            if rc != 0 {
+                tracing::warn!(
+                    "no real-time priority ({}): delays may be late on a busy machine",
+                    io::Error::from_raw_os_error(rc)
+                );
+            }
+        }
         let mut buf = vec![0u8; 65536];
         let result = self.run_loop(stop, &mut buf);
         if let Some(log) = &mut self.log {
@@ -228,7 +282,7 @@ impl Forwarder {
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
             for d in &mut self.dirs {
-                d.release(now, &mut self.write_errors);
+                d.release(now, &mut self.write_errors, &mut self.lateness);
             }
             if let Some(log) = &mut self.log {
                 let stats = [

@@ -14,6 +14,6 @@ pub mod model;
 pub mod netns;
 pub mod qlog;
 
-pub use forward::{ForwardError, Forwarder, ForwarderConfig, Summary};
-pub use model::{ConfigError, GilbertElliott, Link, LinkConfig, LinkStats};
+pub use forward::{ForwardError, Forwarder, ForwarderConfig, Lateness, Summary};
+pub use model::{ConfigError, GilbertElliott, Link, LinkConfig, LinkStats, Packet};
 pub use netns::{Impairer, Topology};

@@ -178,6 +178,14 @@ impl LinkStats {
     }
 }
 
+/// A packet leaving the link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    pub data: Vec<u8>,
+    /// When it was due to leave (`poll` may be called later).
+    pub due: Instant,
+}
+
 /// A packet waiting out its propagation delay; ordered by release time, then arrival order.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Delayed {
@@ -252,7 +260,7 @@ impl Link {
     }
 
     /// The next packet due at `now`, if any.
-    pub fn poll(&mut self, now: Instant) -> Option<Vec<u8>> {
+    pub fn poll(&mut self, now: Instant) -> Option<Packet> {
         self.advance(now);
         if self.delayed.peek()?.0.at > now {
             return None;
@@ -260,7 +268,10 @@ impl Link {
         let d = self.delayed.pop()?.0;
         self.stats.packets_out += 1;
         self.stats.bytes_out += d.data.len() as u64;
-        Some(d.data)
+        Some(Packet {
+            data: d.data,
+            due: d.at,
+        })
     }
 
     /// When `poll` next has something to do.

@@ -177,11 +177,11 @@ pub struct Impairer {
 
 impl Impairer {
     /// Enter `ns` on a new thread, set up the forwarder there (optionally logging its queues to
-    /// `queue_log` every 10 ms) and run it; returns once it is set up.
+    /// a writer at an interval) and run it; returns once it forwards.
     pub fn spawn(
         ns: &str,
         cfg: ForwarderConfig,
-        queue_log: Option<Box<dyn io::Write + Send>>,
+        queue_log: Option<(Box<dyn io::Write + Send>, std::time::Duration)>,
     ) -> Result<Impairer, ForwardError> {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -203,8 +203,8 @@ impl Impairer {
                         return Ok(Summary::default());
                     }
                 };
-                if let Some(out) = queue_log {
-                    if let Err(e) = f.log_queues(out, std::time::Duration::from_millis(10)) {
+                if let Some((out, interval)) = queue_log {
+                    if let Err(e) = f.log_queues(out, interval) {
                         let _ = ready_tx.send(Err(e));
                         return Ok(Summary::default());
                     }

@@ -20,7 +20,8 @@ fn run(link: &mut Link, arrivals: Vec<(Instant, Vec<u8>)>) -> Vec<(Instant, Vec<
     let mut drain = |link: &mut Link, until: Option<Instant>| {
         while let Some(w) = link.next_wakeup().filter(|&w| until.is_none_or(|u| w <= u)) {
             while let Some(p) = link.poll(w) {
-                out.push((w, p));
+                assert_eq!(p.due, w);
+                out.push((w, p.data));
             }
         }
     };
@@ -60,10 +61,10 @@ fn delay_is_added_exactly() {
     link.push(t0 + MS, packet(1, 100));
     assert_eq!(link.next_wakeup(), Some(t0 + 10 * MS));
     assert!(link.poll(t0 + 10 * MS - Duration::from_nanos(1)).is_none());
-    assert_eq!(link.poll(t0 + 10 * MS).map(|p| seq_of(&p)), Some(0));
+    assert_eq!(link.poll(t0 + 10 * MS).map(|p| seq_of(&p.data)), Some(0));
     assert!(link.poll(t0 + 10 * MS).is_none());
     assert_eq!(link.next_wakeup(), Some(t0 + 11 * MS));
-    assert_eq!(link.poll(t0 + 11 * MS).map(|p| seq_of(&p)), Some(1));
+    assert_eq!(link.poll(t0 + 11 * MS).map(|p| seq_of(&p.data)), Some(1));
     assert_eq!(link.next_wakeup(), None);
     let s = link.stats();
     assert_eq!((s.packets_in, s.packets_out, s.bytes_out), (2, 2, 200));
