@@ -156,7 +156,7 @@ impl Topology {
         cfg.a2b = a2b;
         cfg.b2a = b2a;
         cfg.seed = seed;
-        Impairer::spawn(&self.ns_m, cfg, None)
+        Impairer::spawn(Some(&self.ns_m), cfg, None)
     }
 }
 
@@ -176,26 +176,27 @@ pub struct Impairer {
 }
 
 impl Impairer {
-    /// Enter `ns` on a new thread, set up the forwarder there (optionally logging its queues to
-    /// a writer at an interval) and run it; returns once it forwards.
+    /// On a new thread, enter namespace `ns` (if given), set up the forwarder there (optionally
+    /// logging its queues to a writer at an interval) and run it; returns once it forwards.
     pub fn spawn(
-        ns: &str,
+        ns: Option<&str>,
         cfg: ForwarderConfig,
         queue_log: Option<(Box<dyn io::Write + Send>, std::time::Duration)>,
     ) -> Result<Impairer, ForwardError> {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
-        let ns = ns.to_owned();
+        let ns = ns.map(str::to_owned);
         let stop_t = stop.clone();
         let thread = std::thread::Builder::new()
             .name("wavry-impair".into())
             .spawn(move || {
-                let setup = enter(&ns)
-                    .map_err(|e| ForwardError::Command {
-                        command: format!("setns {ns}"),
+                let entered = ns.as_deref().map_or(Ok(()), |ns| {
+                    enter(ns).map_err(|e| ForwardError::Command {
+                        command: format!("enter network namespace {ns}"),
                         message: e.to_string(),
                     })
-                    .and_then(|_| Forwarder::new(cfg));
+                });
+                let setup = entered.and_then(|_| Forwarder::new(cfg));
                 let mut f = match setup {
                     Ok(f) => f,
                     Err(e) => {
@@ -229,6 +230,11 @@ impl Impairer {
                 message: "ended during set-up".into(),
             })),
         }
+    }
+
+    /// Whether the forwarder still runs (it ends early only on an error, which `stop` returns).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
     /// Stop forwarding and return the counters.

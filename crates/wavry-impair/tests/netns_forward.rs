@@ -131,7 +131,11 @@ fn adds_the_configured_delay() {
     );
     assert_eq!(r.len(), 200, "every ping answered");
     assert!(r[0] >= 20.0, "an RTT below the configured 20 ms: {}", r[0]);
-    assert!(percentile(&r, 50) < 20.5, "median RTT {}", percentile(&r, 50));
+    assert!(
+        percentile(&r, 50) < 20.5,
+        "median RTT {}",
+        percentile(&r, 50)
+    );
     assert!(percentile(&r, 90) < 22.0, "p90 RTT {}", percentile(&r, 90));
 }
 
@@ -187,7 +191,7 @@ fn limits_the_rate_with_a_drop_tail_queue() {
     cfg.tun_a2b = topo.tun_a2b.clone();
     cfg.tun_b2a = topo.tun_b2a.clone();
     cfg.a2b = limited;
-    let imp = Impairer::spawn(&topo.ns_m, cfg, Some((Box::new(log), 10 * MS))).unwrap();
+    let imp = Impairer::spawn(Some(&topo.ns_m), cfg, Some((Box::new(log), 10 * MS))).unwrap();
     let sink = udp_sink(&topo, 5003, false);
     let b = SocketAddr::from((topo.addr_b, 5003));
     // 1000-byte payloads (1028 IP bytes) at twice the rate for 3 s.
@@ -221,7 +225,11 @@ fn limits_the_rate_with_a_drop_tail_queue() {
     let mbps = bytes as f64 * 8.0 / span.as_secs_f64() / 1e6;
     let csv = std::fs::read_to_string(&log_path).unwrap();
     let _ = std::fs::remove_file(&log_path);
-    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
     let a2b: Vec<&Vec<&str>> = rows.iter().filter(|r| r[1] == "a2b").collect();
     let max_q: usize = a2b.iter().map(|r| r[2].parse().unwrap()).max().unwrap();
     let dropped: u64 = a2b.last().unwrap()[4].parse().unwrap();
@@ -234,7 +242,10 @@ fn limits_the_rate_with_a_drop_tail_queue() {
     assert!(summary.a2b.dropped_queue > 1000);
     assert!(summary.a2b.max_queue_bytes <= 50_000);
     // The log saw the queue full (within a packet) and the drops.
-    assert!(max_q > 48_000 && max_q <= 50_000, "max logged queue {max_q}");
+    assert!(
+        max_q > 48_000 && max_q <= 50_000,
+        "max logged queue {max_q}"
+    );
     assert!(dropped > 1000);
     assert!(a2b.len() > 250, "{} rows in 3 s at 10 ms", a2b.len());
 }
