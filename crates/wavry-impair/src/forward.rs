@@ -20,6 +20,7 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tun::AbstractDevice;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -177,15 +178,20 @@ impl Forwarder {
     pub fn new(cfg: ForwarderConfig) -> Result<Self, ForwardError> {
         let a2b = Link::new(cfg.a2b, cfg.seed)?;
         let b2a = Link::new(cfg.b2a, cfg.seed.wrapping_add(1))?;
-        let tun_a2b = open_tun(&cfg.tun_a2b)?;
-        let tun_b2a = open_tun(&cfg.tun_b2a)?;
+        let mut tun_a2b = open_tun(&cfg.tun_a2b)?;
+        let mut tun_b2a = open_tun(&cfg.tun_b2a)?;
         sysctl("net/ipv4/ip_forward", "1")?;
         for dev in ["all", "default", &cfg.tun_a2b, &cfg.tun_b2a] {
             sysctl(&format!("net/ipv4/conf/{dev}/rp_filter"), "0")?;
         }
-        for dev in [&cfg.tun_a2b, &cfg.tun_b2a] {
-            // No router solicitations or other IPv6 chatter through the model.
-            let _ = sysctl(&format!("net/ipv6/conf/{dev}/disable_ipv6"), "1");
+        for (dev, name) in [(&mut tun_a2b, &cfg.tun_a2b), (&mut tun_b2a, &cfg.tun_b2a)] {
+            // Before it is up: no IPv6 neighbour discovery or router solicitation from the
+            // device itself through the model (absent when the kernel has no IPv6).
+            let _ = sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1");
+            dev.enabled(true).map_err(|source| ForwardError::Tun {
+                name: name.clone(),
+                source,
+            })?;
         }
         let mut rules = Rules(vec![]);
         for (iface, tun, table) in [
@@ -335,7 +341,7 @@ fn open_tun(name: &str) -> Result<tun::Device, ForwardError> {
         source,
     };
     let mut cfg = tun::Configuration::default();
-    cfg.tun_name(name).mtu(1500).up();
+    cfg.tun_name(name).mtu(1500);
     let dev = tun::create(&cfg).map_err(err)?;
     dev.set_nonblock().map_err(|e| err(e.into()))?;
     Ok(dev)

@@ -99,7 +99,7 @@ impl Topology {
         // From here on, a failure removes what was made (Drop).
         for ns in [&t.ns_a, &t.ns_m, &t.ns_b] {
             ip(&["netns", "add", ns])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", ns, "link", "set", "dev", "lo", "up"])?;
         }
         let (m_a, m_b) = (addr(2), addr(65));
         for (ns, iface, m_iface, local, gateway) in [
@@ -119,7 +119,7 @@ impl Topology {
                 "dev",
                 &iface,
             ])?;
-            ip(&["-n", ns, "link", "set", &iface, "up"])?;
+            ip(&["-n", ns, "link", "set", "dev", &iface, "up"])?;
             ip(&[
                 "-n",
                 &t.ns_m,
@@ -129,7 +129,7 @@ impl Topology {
                 "dev",
                 m_iface,
             ])?;
-            ip(&["-n", &t.ns_m, "link", "set", m_iface, "up"])?;
+            ip(&["-n", &t.ns_m, "link", "set", "dev", m_iface, "up"])?;
             ip(&[
                 "-n",
                 ns,

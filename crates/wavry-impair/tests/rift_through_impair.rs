@@ -200,7 +200,9 @@ fn frames_delivered_or_reported_lost_control_exactly_once_in_order() {
         let mut end = End::default();
         let mut next_control: Option<Instant> = None;
         let mut stop_control = None;
-        while !host_done.load(Ordering::Relaxed) {
+        // Bounded even if the host thread dies without saying so.
+        let deadline = Instant::now() + STREAM_FOR + Duration::from_secs(10);
+        while !host_done.load(Ordering::Relaxed) && Instant::now() < deadline {
             d.drive(&mut s, Instant::now() + 2 * MS).unwrap();
             let Some(c) = s.connection() else { continue };
             let now = Instant::now();
