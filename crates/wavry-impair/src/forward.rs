@@ -36,6 +36,12 @@ pub enum ForwardError {
     QueueLog(io::Error),
     #[error("polling the TUN devices: {0}")]
     Poll(io::Error),
+    #[error("topology name {0:?}: 1 to 11 bytes (it prefixes interface names)")]
+    TopologyName(String),
+    #[error("entering network namespace {ns}: {source}")]
+    EnterNetns { ns: String, source: io::Error },
+    #[error("the forwarder thread: {0}")]
+    Thread(String),
 }
 
 #[derive(Debug, Clone)]
@@ -106,7 +112,7 @@ impl Lateness {
     }
 
     pub fn mean(&self) -> Duration {
-        self.total / self.packets.max(1) as u32
+        Duration::from_nanos((self.total.as_nanos() / u128::from(self.packets.max(1))) as u64)
     }
 }
 

@@ -76,10 +76,7 @@ impl Topology {
     /// Namespaces of the same name left by a killed run are replaced.
     pub fn create(name: &str, net: [u8; 3]) -> Result<Self, ForwardError> {
         if name.len() > 11 || name.is_empty() {
-            return Err(ForwardError::Command {
-                command: format!("create topology {name:?}"),
-                message: "the name must be 1 to 11 bytes (it prefixes interface names)".into(),
-            });
+            return Err(ForwardError::TopologyName(name.into()));
         }
         let addr = |last| Ipv4Addr::new(net[0], net[1], net[2], last);
         let t = Topology {
@@ -191,9 +188,9 @@ impl Impairer {
             .name("wavry-impair".into())
             .spawn(move || {
                 let entered = ns.as_deref().map_or(Ok(()), |ns| {
-                    enter(ns).map_err(|e| ForwardError::Command {
-                        command: format!("enter network namespace {ns}"),
-                        message: e.to_string(),
+                    enter(ns).map_err(|source| ForwardError::EnterNetns {
+                        ns: ns.into(),
+                        source,
                     })
                 });
                 let setup = entered.and_then(|_| Forwarder::new(cfg));
@@ -213,10 +210,7 @@ impl Impairer {
                 let _ = ready_tx.send(Ok(()));
                 f.run(&stop_t)
             })
-            .map_err(|e| ForwardError::Command {
-                command: "spawn the forwarder thread".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| ForwardError::Thread(e.to_string()))?;
         let mut imp = Impairer {
             stop,
             thread: Some(thread),
@@ -225,10 +219,10 @@ impl Impairer {
             Ok(Ok(())) => Ok(imp),
             Ok(Err(e)) => Err(e),
             // The thread died before reporting: its result says why.
-            Err(_) => Err(imp.join().err().unwrap_or(ForwardError::Command {
-                command: "forwarder thread".into(),
-                message: "ended during set-up".into(),
-            })),
+            Err(_) => Err(imp
+                .join()
+                .err()
+                .unwrap_or(ForwardError::Thread("ended during set-up".into()))),
         }
     }
 
@@ -246,10 +240,7 @@ impl Impairer {
         self.stop.store(true, Ordering::Relaxed);
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(r)) => r,
-            Some(Err(_)) => Err(ForwardError::Command {
-                command: "forwarder thread".into(),
-                message: "panicked".into(),
-            }),
+            Some(Err(_)) => Err(ForwardError::Thread("panicked".into())),
             None => Ok(Summary::default()),
         }
     }

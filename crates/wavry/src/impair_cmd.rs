@@ -197,6 +197,9 @@ impl ImpairArgs {
 
 pub fn run_impair(args: ImpairArgs) -> Result<()> {
     let (a2b, b2a) = args.links()?;
+    if let Some(why) = wavry_impair::netns::unavailable() {
+        bail!("wavry impair {why}");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing a signal handler")?;
