@@ -53,7 +53,9 @@ pub enum ConvertError {
     Convert(#[from] yuvutils_rs::YuvError),
     #[error("the destination frame is still referenced by a codec and cannot be written")]
     Busy,
-    #[error("padded rows (stride {stride}) need the last row's padding too: {len} < {needed} bytes")]
+    #[error(
+        "padded rows (stride {stride}) need the last row's padding too: {len} < {needed} bytes"
+    )]
     ShortLastRow {
         stride: usize,
         len: usize,

@@ -178,6 +178,27 @@ impl TestDisplay {
         win
     }
 
+    /// The whole screen's pixels as BGRA rows (width × height × 4 bytes), read with a plain
+    /// GetImage: slow, but independent of the capture code under test.
+    pub fn grab(&self, conn: &RustConnection) -> (u32, u32, Vec<u8>) {
+        let screen = &conn.setup().roots[0];
+        let (w, h) = (screen.width_in_pixels, screen.height_in_pixels);
+        let img = conn
+            .get_image(
+                x11rb::protocol::xproto::ImageFormat::Z_PIXMAP,
+                screen.root,
+                0,
+                0,
+                w,
+                h,
+                !0,
+            )
+            .expect("GetImage")
+            .reply()
+            .expect("GetImage reply");
+        (w as u32, h as u32, img.data)
+    }
+
     /// Fill an existing window with another colour and wait until it is drawn.
     pub fn repaint(&self, conn: &RustConnection, win: Window, rgb: u32) {
         conn.change_window_attributes(win, &ChangeWindowAttributesAux::new().background_pixel(rgb))

@@ -117,8 +117,15 @@ fn pool_recycles_three_frames() {
     let b = pool.convert(&p.view(), 1).unwrap().unwrap();
     let c = pool.convert(&p.view(), 2).unwrap().unwrap();
     assert_eq!(pool.available(), 0);
-    assert!(pool.convert(&p.view(), 3).unwrap().is_none(), "a fourth frame");
-    let (pa, pb, pc) = (a.plane(0).0.as_ptr(), b.plane(0).0.as_ptr(), c.plane(0).0.as_ptr());
+    assert!(
+        pool.convert(&p.view(), 3).unwrap().is_none(),
+        "a fourth frame"
+    );
+    let (pa, pb, pc) = (
+        a.plane(0).0.as_ptr(),
+        b.plane(0).0.as_ptr(),
+        c.plane(0).0.as_ptr(),
+    );
     assert!(pa != pb && pb != pc && pa != pc);
     drop(b);
     assert_eq!(pool.available(), 1);
