@@ -9,7 +9,6 @@
 
 use crate::stats::{Snapshot, Stage};
 use crate::window::{PictureReady, Plane, VideoWindow, WindowError, I420};
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -30,6 +29,9 @@ pub enum ClientError {
     Thread(String),
 }
 
+/// Receives each second's figures.
+pub type Reporter = Box<dyn FnMut(&Snapshot) + Send>;
+
 pub struct RunOptions {
     /// Window title.
     pub title: String,
@@ -38,8 +40,8 @@ pub struct RunOptions {
     pub height: u32,
     /// Show the stats overlay from the start.
     pub overlay: bool,
-    /// Where to write one JSON stats line per second.
-    pub stats_json: Option<Box<dyn Write + Send>>,
+    /// Called with each second's figures (print them, write JSON lines…).
+    pub report: Option<Reporter>,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Try hardware decoders first.
@@ -246,6 +248,18 @@ fn decode_loop(
     wake();
 }
 
+/// The RIFT connection a client runs. It sends no video, so its controller only paces what
+/// little it sends (input, feedback, control).
+pub fn connection_factory() -> wavry_transport::session::ConnectionFactory {
+    Box::new(|local, remote, now| {
+        rift_core::connection::Connection::new(
+            rift_core::connection::ConnectionConfig::new(local, remote, false),
+            Box::new(rift_core::delta::FixedRate::new(1_000_000, 60.0)),
+            now,
+        )
+    })
+}
+
 fn send_control(tx: &SessionSender, msg: &ControlMessage) {
     if let Ok(b) = msg.encode() {
         let _ = tx.send_control(b);
@@ -339,8 +353,8 @@ pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummar
             if window.overlay_on() {
                 window.redraw()?;
             }
-            if let Some(w) = opts.stats_json.as_mut() {
-                let _ = writeln!(w, "{}", snap.json_line());
+            if let Some(report) = opts.report.as_mut() {
+                report(&snap);
             }
             summary.last = Some(snap);
         }

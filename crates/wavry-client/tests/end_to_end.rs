@@ -64,7 +64,7 @@ fn client_shows_the_host_display_and_types_into_it() {
                 &SessionConfig::default(),
                 &host_id,
                 || allow_list(vec![client_pub]),
-                || wavry_host_factory(),
+                wavry_host::connection_factory,
                 Instant::now() + Duration::from_secs(5),
             )
             .unwrap()
@@ -100,7 +100,7 @@ fn client_shows_the_host_display_and_types_into_it() {
         &client_id,
         pinned(host_pub),
         host_addr,
-        wavry_client_factory(),
+        wavry_client::run::connection_factory(),
         Instant::now(),
     )
     .unwrap();
@@ -129,7 +129,7 @@ fn client_shows_the_host_display_and_types_into_it() {
             width: 640,
             height: 480,
             overlay: false,
-            stats_json: None,
+            report: None,
             duration: Some(Duration::from_secs(5)),
             hardware_decode: false,
             client_name: "e2e".into(),
@@ -157,29 +157,4 @@ fn client_shows_the_host_display_and_types_into_it() {
         }
     }
     assert!(keys.contains(&38), "host got keys {keys:?}");
-}
-
-fn wavry_host_factory() -> wavry_transport::session::ConnectionFactory {
-    Box::new(|l, r, now| {
-        rift_core::connection::Connection::new(
-            rift_core::connection::ConnectionConfig::new(l, r, true),
-            Box::new(rift_core::delta::Delta::new(
-                rift_core::delta::DeltaConfig {
-                    initial_bps: 8_000_000,
-                    ..Default::default()
-                },
-            )),
-            now,
-        )
-    })
-}
-
-fn wavry_client_factory() -> wavry_transport::session::ConnectionFactory {
-    Box::new(|l, r, now| {
-        rift_core::connection::Connection::new(
-            rift_core::connection::ConnectionConfig::new(l, r, false),
-            Box::new(rift_core::delta::FixedRate::new(1_000_000, 60.0)),
-            now,
-        )
-    })
 }

@@ -64,6 +64,23 @@ pub enum HostError {
     Thread(String),
 }
 
+/// The RIFT connection a host runs: DELTA steering the video, starting at 8 Mbit/s (it
+/// backs off within a few hundred milliseconds on a slower path).
+pub fn connection_factory() -> wavry_transport::session::ConnectionFactory {
+    Box::new(|local, remote, now| {
+        rift_core::connection::Connection::new(
+            rift_core::connection::ConnectionConfig::new(local, remote, true),
+            Box::new(rift_core::delta::Delta::new(
+                rift_core::delta::DeltaConfig {
+                    initial_bps: 8_000_000,
+                    ..Default::default()
+                },
+            )),
+            now,
+        )
+    })
+}
+
 /// What happened in a session.
 #[derive(Debug, Clone)]
 pub struct Summary {
