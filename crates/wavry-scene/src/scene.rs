@@ -1,6 +1,7 @@
 //! A moving scene on an X display: a full-screen window with a static "desktop" (panels and
-//! text-like rows), a block bouncing across it and a scrolling stripe band, redrawn at a
-//! steady frame rate by a thread of its own. Enough motion and detail to exercise capture,
+//! text-like rows), a block bouncing across it, a scrolling stripe band and a panel of small
+//! cells that change every frame (the detail of a video or a game, which costs the encoder
+//! real bits), redrawn at a steady frame rate by a thread of its own. Enough motion and detail to exercise capture,
 //! damage tracking and the encoder the way a real desktop or game would.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -143,6 +144,31 @@ impl Painter {
         self.fill(0xd0d8e0, &rows)
     }
 
+    /// The changing panel, top right: 8-pixel cells in 8 colours, about half of them
+    /// changing each frame.
+    fn detail(&self, n: u64) -> Result<(), SceneError> {
+        const PALETTE: [u32; 8] = [
+            0x1abc9c, 0x16a085, 0xe67e22, 0xd35400, 0x8e44ad, 0x2980b9, 0xc0392b, 0xbdc3c7,
+        ];
+        let (w, h) = (self.w as i32, self.h as i32);
+        let (x0, y0, pw, ph) = (w * 2 / 3, h / 10, w / 3 - 8, h / 3);
+        let cell = 8;
+        let mut groups: [Vec<Rectangle>; 8] = Default::default();
+        for cy in 0..ph / cell {
+            for cx in 0..pw / cell {
+                // A cheap hash of cell and time: each cell's colour changes every other frame.
+                let mut v = (cx as u64 * 73_856_093) ^ (cy as u64 * 19_349_663) ^ ((n / 2 + (cx + cy) as u64 % 2) * 83_492_791);
+                v ^= v >> 13;
+                let c = (v % 8) as usize;
+                groups[c].push(Self::rect(x0 + cx * cell, y0 + cy * cell, cell, cell));
+            }
+        }
+        for (rgb, rects) in PALETTE.iter().zip(&groups) {
+            self.fill(*rgb, rects)?;
+        }
+        Ok(())
+    }
+
     fn run(self, fps: u32, stop: &AtomicBool, frames: &AtomicU64) {
         if let Err(e) = self.paint_loop(fps, stop, frames) {
             tracing::warn!(error = %e, "scene stopped");
@@ -195,6 +221,7 @@ impl Painter {
             }
             self.fill(0xecf0f1, &light)?;
             self.fill(0x34495e, &dark)?;
+            self.detail(n)?;
             self.conn.flush().map_err(x)?;
             n += 1;
             frames.store(n, Ordering::Relaxed);
