@@ -204,7 +204,9 @@ impl RiftSocket {
             {
                 end += 1;
             }
-            let r = if self.gso && end - i > 1 {
+            let r = if end - i == 1 {
+                self.send_one(batch, i)
+            } else if self.gso {
                 match self.send_gso(batch, i, end) {
                     Err(e) if matches!(e, Errno::EIO | Errno::EINVAL | Errno::ENOPROTOOPT) => {
                         // The device or kernel cannot segment: never try again.
@@ -228,6 +230,27 @@ impl RiftSocket {
         }
         batch.queued.clear();
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// A lone datagram: one `sendmsg` (cheaper than setting up a `sendmmsg` batch).
+    fn send_one(&mut self, batch: &SendBatch, i: usize) -> Result<(), Errno> {
+        let q = batch.queued[i];
+        let (tos, tclass) = (q.tos, q.tos as i32);
+        let cmsg = [match q.to {
+            SocketAddr::V4(_) => ControlMessage::Ipv4Tos(&tos),
+            SocketAddr::V6(_) => ControlMessage::Ipv6TClass(&tclass),
+        }];
+        let addr = SockaddrStorage::from(q.to);
+        sendmsg(
+            self.socket.as_raw_fd(),
+            &[IoSlice::new(batch.datagram(i))],
+            &cmsg,
+            MsgFlags::empty(),
+            Some(&addr),
+        )?;
+        self.stats.send_calls += 1;
+        self.stats.datagrams_sent += 1;
+        Ok(())
     }
 
     fn send_gso(&mut self, batch: &SendBatch, start: usize, end: usize) -> Result<(), Errno> {
