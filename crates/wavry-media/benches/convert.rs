@@ -1,5 +1,5 @@
 //! BGRA → YUV 4:2:0 conversion at 720p and 1080p: our converter (yuvutils-rs) for I420 and
-//! NV12, and dcv-color-primitives (the other SIMD candidate) for comparison, on the synthetic
+//! NV12 on one thread and as the frame pool runs it (two bands on two threads), and dcv-color-primitives (the other SIMD candidate) for comparison, on the synthetic
 //! desktop picture. `cargo bench -p wavry-media --bench convert`
 //! (p95 figures: `cargo run --release -p wavry-media --example media_bench`.)
 
@@ -7,7 +7,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use dcv_color_primitives as dcp;
 use std::hint::black_box;
 use wavry_media::pattern::Pattern;
-use wavry_media::{convert, PixelSize, YuvFrame, YuvLayout};
+use wavry_media::{convert, FramePool, PixelSize, YuvFrame, YuvLayout};
 
 const SIZES: [(&str, PixelSize); 2] = [
     ("720p", PixelSize::new(1280, 720)),
@@ -24,6 +24,11 @@ fn bench(c: &mut Criterion) {
             let mut frame = YuvFrame::new(layout, size);
             g.bench_function(BenchmarkId::new(format!("yuvutils/{layout:?}"), label), |b| {
                 b.iter(|| convert(black_box(&p.view()), &mut frame).unwrap())
+            });
+            // What the host runs: the pool's two-band conversion.
+            let pool = FramePool::new(layout, size, 3);
+            g.bench_function(BenchmarkId::new(format!("pool/{layout:?}"), label), |b| {
+                b.iter(|| pool.convert(black_box(&p.view()), 0).unwrap())
             });
         }
         // dcv-color-primitives: BGRA → I420 BT.709 (limited range).

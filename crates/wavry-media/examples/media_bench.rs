@@ -65,7 +65,7 @@ fn main() {
             .collect();
         for layout in [YuvLayout::I420, YuvLayout::Nv12] {
             let mut f = YuvFrame::new(layout, size);
-            let times = (0..args.frames)
+            let one: Vec<Duration> = (0..args.frames)
                 .map(|i| {
                     let view = pictures[i % PICTURES].view();
                     let t = Instant::now();
@@ -73,7 +73,22 @@ fn main() {
                     t.elapsed()
                 })
                 .collect();
-            println!("convert {layout:?}: {}", Stats(times));
+            let pool = FramePool::new(layout, size, 3);
+            let two: Vec<Duration> = (0..args.frames)
+                .map(|i| {
+                    let view = pictures[i % PICTURES].view();
+                    let t = Instant::now();
+                    let f = pool.convert(&view, i as i64).expect("convert");
+                    let d = t.elapsed();
+                    drop(f);
+                    d
+                })
+                .collect();
+            println!(
+                "convert {layout:?}: one thread {}  | pool, two bands {}",
+                Stats(one),
+                Stats(two)
+            );
         }
         if args.convert_only {
             continue;
