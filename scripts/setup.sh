@@ -29,6 +29,7 @@ PACKAGES=(
     x11-xserver-utils # xrandr: monitors and resolution changes under Xvfb
     x11-utils         # xwininfo, xdpyinfo
     xdotool
+    libsdl2-dev       # wavry-client's window, YUV textures, keyboard/mouse/game controllers
 )
 
 FUZZ=0

@@ -862,13 +862,10 @@ impl MediaReceiver {
             let d = match self.next_deliver {
                 Some(d) => d,
                 None => {
-                    // Nothing delivered yet: start at the oldest complete frame.
-                    let first = self
-                        .slots
-                        .iter()
-                        .filter(|s| s.active && s.complete)
-                        .filter_map(|s| s.header.map(|h| h.frame_id))
-                        .reduce(|a, b| if frame_after(a, b) { b } else { a })?;
+                    // Nothing delivered yet: start at the oldest frame seen, complete or not,
+                    // so a first keyframe still being repaired is waited for (or reported
+                    // lost) instead of skipped, which would gate every later frame.
+                    let first = self.oldest_active()?;
                     self.next_deliver = Some(first);
                     first
                 }

@@ -34,6 +34,10 @@ pub const MAX_INPUT_EVENT_LEN: usize = 64;
 pub const MAX_NACK_ENTRIES: usize = 256;
 /// Largest close reason text.
 pub const MAX_CLOSE_REASON: usize = 256;
+/// Close code: the application ended the session.
+pub const CLOSE_NORMAL: u16 = 0;
+/// Close code: the peer's key is not allowed here (sent by a host that refuses a client).
+pub const CLOSE_REFUSED: u16 = 1;
 /// Largest number of packets covered by one feedback packet.
 pub const MAX_FEEDBACK_PACKETS: usize = 2048;
 /// Bit pattern of the top two bits of the first byte of every RIFT packet. STUN uses `00`.

@@ -208,6 +208,25 @@ fn loss_gates_decoding_until_keyframe() {
     assert_eq!(o.stats.frames_gated, 14);
 }
 
+#[test]
+fn a_first_keyframe_repaired_after_later_frames_is_waited_for() {
+    // The stream's only keyframe loses its last packet; the NACK repair (30 ms RTT) lands after
+    // frames 1 and 2 are complete. Delivery must start at the keyframe, not skip it: skipping
+    // would gate every later frame with no loss reported and no keyframe ever requested.
+    let sizes = vec![6_000usize; 10];
+    let key: Vec<bool> = (0..10).map(|i| i == 0).collect();
+    let o = stream(
+        &sizes,
+        &key,
+        FecPlan::NONE,
+        |i| (i == 4, false, 0),
+        Some(Duration::from_millis(30)),
+    );
+    assert_eq!(o.delivered, (0..10).collect::<Vec<u32>>());
+    assert_eq!(o.lost_events, 0);
+    assert_eq!(o.stats.frames_gated, 0);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]

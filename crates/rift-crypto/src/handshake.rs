@@ -173,15 +173,19 @@ impl Handshake {
         self.state.get_handshake_hash().to_vec()
     }
 
-    /// The session keys, once finished and the peer verified.
-    pub fn into_keys(mut self) -> Result<(SessionKeys, PublicKey), HandshakeError> {
-        if !self.is_finished() || !self.verified {
+    /// The keys of a finished handshake whose peer was refused, only to tell it so with one
+    /// encrypted Close: the peer proved its key, so it may learn why it is turned away.
+    pub fn into_refusal_keys(mut self) -> Result<SessionKeys, HandshakeError> {
+        if !self.is_finished() {
             return Err(HandshakeError::NotFinished);
         }
-        let remote = self.remote_public().ok_or(HandshakeError::NoRemoteKey)?;
+        Ok(self.split())
+    }
+
+    fn split(&mut self) -> SessionKeys {
         // Noise's split: the first key encrypts initiator → responder, the second the reverse.
         let (i2r, r2i) = self.state.dangerously_get_raw_split();
-        let keys = match self.role {
+        match self.role {
             Role::Initiator => SessionKeys {
                 send: i2r,
                 recv: r2i,
@@ -190,8 +194,16 @@ impl Handshake {
                 send: r2i,
                 recv: i2r,
             },
-        };
-        Ok((keys, remote))
+        }
+    }
+
+    /// The session keys, once finished and the peer verified.
+    pub fn into_keys(mut self) -> Result<(SessionKeys, PublicKey), HandshakeError> {
+        if !self.is_finished() || !self.verified {
+            return Err(HandshakeError::NotFinished);
+        }
+        let remote = self.remote_public().ok_or(HandshakeError::NoRemoteKey)?;
+        Ok((self.split(), remote))
     }
 }
 

@@ -102,7 +102,10 @@ mod tests {
         );
         assert_eq!(
             BgraView::new(&buf[..50], PixelSize::new(2, 4), 16, now).unwrap_err(),
-            FrameError::BufferTooShort { len: 50, needed: 56 }
+            FrameError::BufferTooShort {
+                len: 50,
+                needed: 56
+            }
         );
         assert!(BgraView::new(&buf, PixelSize::new(0, 4), 16, now).is_err());
     }

@@ -70,7 +70,7 @@ fn main() {
                 frames += 1;
             }
         }
-        frames
+        (frames, hd.socket_stats())
     });
     let mut cd = UdpDriver::bind("127.0.0.1:0").unwrap();
     let mut s = Session::connect(
@@ -106,7 +106,7 @@ fn main() {
             while c.poll_event().is_some() {}
         }
     }
-    let sent = host.join().unwrap();
+    let (sent, sock) = host.join().unwrap();
     let lost = s
         .connection()
         .and_then(|c| c.receiver(STREAM_VIDEO).map(|r| r.stats.frames_lost))
@@ -114,5 +114,9 @@ fn main() {
     println!(
         "loopback throughput: {:.0} Mbit/s of frame payload ({frames} frames of 100 KB in {secs} s; host pushed {sent}, receiver reported {lost} lost)",
         bytes as f64 * 8.0 / secs as f64 / 1e6
+    );
+    println!(
+        "host socket: {} datagrams in {} send calls ({} of them GSO), {} dropped by a full buffer",
+        sock.datagrams_sent, sock.send_calls, sock.gso_sends, sock.send_dropped
     );
 }

@@ -1,5 +1,12 @@
 //! RIFT transport: sessions (handshake, connection ids, protection, the rift-core connection)
 //! driven over one UDP socket per endpoint.
+//!
+//! - `session`: the sans-IO session state machine.
+//! - `socket`: batched, DSCP-marked UDP I/O and precise waits.
+//! - `udp`: a driver running a session on the calling thread.
+//! - `thread`: a session on a dedicated I/O thread, fed and drained through channels.
 
 pub mod session;
+pub mod socket;
+pub mod thread;
 pub mod udp;

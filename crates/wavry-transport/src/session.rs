@@ -169,8 +169,13 @@ pub struct Session {
     last_tx: Instant,
     next_ping: u64,
     outbox: VecDeque<Vec<u8>>,
+    /// Close packets still to send before the session counts as closed.
+    closing: u8,
     pub stats: SessionStats,
 }
+
+/// Close is not acknowledged (RIFT.md §5.3): send it this many times.
+const CLOSE_REPEATS: u8 = 3;
 
 /// A random non-zero connection id.
 pub fn random_cid() -> Result<u32, SessionError> {
@@ -322,6 +327,7 @@ impl Session {
             last_tx: now,
             next_ping: 0,
             outbox: VecDeque::new(),
+            closing: 0,
             stats: SessionStats::default(),
         }
     }
@@ -367,7 +373,63 @@ impl Session {
 
     fn fail(&mut self, reason: CloseReason) {
         self.outbox.clear();
+        self.closing = 0;
         self.phase = Phase::Closed(reason);
+    }
+
+    /// Close the session. An established session tells the peer with a Close carrying `code`
+    /// and `reason` (sent [`CLOSE_REPEATS`] times, ahead of media) and counts as closed once
+    /// they are out; a handshake in progress just stops.
+    pub fn close(&mut self, code: u16, reason: &str) {
+        match &mut self.phase {
+            Phase::Established(e) if self.closing == 0 => {
+                for _ in 0..CLOSE_REPEATS {
+                    e.conn.close(code, reason);
+                }
+                self.closing = CLOSE_REPEATS;
+            }
+            Phase::Established(_) | Phase::Closed(_) => {}
+            Phase::AwaitResponse { .. } | Phase::AwaitFinish { .. } => {
+                self.fail(CloseReason::Local)
+            }
+        }
+    }
+
+    /// Tell a client whose key was refused why, in one Close under the finished handshake's
+    /// keys, instead of leaving it to time out.
+    fn send_refusal(&mut self, hs: Box<Handshake>, why: &str, now: Instant) {
+        let Ok(keys) = hs.into_refusal_keys() else {
+            return;
+        };
+        let mut reason = format!("not allowed: {why}");
+        reason.truncate(wire::MAX_CLOSE_REASON);
+        while !reason.is_char_boundary(reason.len()) {
+            reason.pop();
+        }
+        let packet = Packet {
+            header: Header {
+                packet_type: PacketType::Close,
+                flags: 0,
+                connection_id: self.remote_cid,
+                packet_number: 0,
+            },
+            body: Body::Close {
+                code: wire::CLOSE_REFUSED,
+                reason: &reason,
+            },
+        };
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let sealed = packet
+            .encode(&mut buf)
+            .map_err(SessionError::from)
+            .and_then(|n| Ok(Protection::new(&keys, now).seal(&mut buf, n)?));
+        match sealed {
+            Ok(len) => {
+                buf.truncate(len);
+                self.outbox.push_back(buf);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not build the refusal Close"),
+        }
     }
 
     fn establish(
@@ -483,6 +545,10 @@ impl Session {
                 let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];
                 if let Err(e) = hs.read_message(fin.noise, &mut buf) {
                     self.fail(CloseReason::HandshakeFailed(e.to_string()));
+                    if let HandshakeError::Rejected(r) = &e {
+                        self.peer = from;
+                        self.send_refusal(hs, &r.to_string(), now);
+                    }
                     return Err(e.into());
                 }
                 self.peer = from;
@@ -507,6 +573,17 @@ impl Session {
                     // Authenticated from a new address: the peer roamed.
                     self.peer = from;
                     self.stats.roamed += 1;
+                }
+                if t == PacketType::Close {
+                    if let Ok(Packet {
+                        body: Body::Close { code, reason },
+                        ..
+                    }) = Packet::decode(&datagram[..n])
+                    {
+                        let reason = reason.to_owned();
+                        self.fail(CloseReason::Peer { code, reason });
+                        return Ok(());
+                    }
                 }
                 Ok(e.conn.handle_packet(now, &datagram[..n])?)
             }
@@ -731,9 +808,17 @@ impl Session {
         let Some(tx) = e.conn.poll_transmit(now, out)? else {
             return Ok(None);
         };
+        let is_close = self.closing > 0
+            && Header::decode(&out[..tx.len]).is_ok_and(|h| h.packet_type == PacketType::Close);
         let len = e.prot.seal(out, tx.len)?;
         debug_assert!(len > HEADER_LEN);
         self.last_tx = now;
+        if is_close {
+            self.closing -= 1;
+            if self.closing == 0 {
+                self.phase = Phase::Closed(CloseReason::Local);
+            }
+        }
         Ok(Some(Transmit {
             len,
             to: self.peer,

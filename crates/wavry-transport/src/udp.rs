@@ -1,55 +1,31 @@
-//! Drives a `Session` over a real UDP socket on the calling thread: receive with a timeout set
-//! by the session's next timer, run due timers, send everything the session has ready.
-//!
-//! Waits under 2 ms (the pacer's gaps inside a frame burst) are spent polling the socket, so
-//! pacing is as fine as the loop; longer waits sleep in `recv`. A dedicated sender thread with
-//! batched sends is the next step of the transport. Each datagram carries the DSCP of its class
-//! (input above control above media), set on the socket when the class changes.
+//! Drives a `Session` over a [`RiftSocket`] on the calling thread: receive, run due timers,
+//! send everything the session has ready, and wait precisely for the next timer (the pacer's
+//! gaps included). [`crate::thread::SessionThread`] runs the same loop on a dedicated thread.
 
 use crate::session::{ConnectionFactory, Session, SessionConfig};
-use rift_core::wire::{Demux, Header, PacketType, Priority, MAX_DATAGRAM};
+use crate::socket::{RiftSocket, SendBatch, SocketStats, Wake};
+use rift_core::wire::{Demux, Header, PacketType};
 use rift_crypto::handshake::Verifier;
 use rift_crypto::identity::Identity;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::BorrowedFd;
+use std::time::Instant;
 
-/// IPv4 TOS byte (DSCP << 2) per send class, so routers that honour DiffServ forward input and
-/// control ahead of video: input EF (46), control AF41 (34), media AF42 (36).
-pub fn tos(priority: Priority) -> u32 {
-    let dscp = match priority {
-        Priority::Input => 46,
-        Priority::Control => 34,
-        Priority::Media => 36,
-    };
-    dscp << 2
-}
-
-/// Shortest receive timeout.
-const MIN_WAIT: Duration = Duration::from_micros(50);
-/// Waits shorter than this are spent polling the socket instead of sleeping in the kernel.
-const SPIN_BELOW: Duration = Duration::from_millis(2);
+pub use crate::socket::{dscp, tos};
 
 pub struct UdpDriver {
-    socket: UdpSocket,
-    rx: Vec<u8>,
-    tx: Vec<u8>,
-    nonblocking: bool,
-    /// TOS the socket currently marks with (changed only when the class changes).
-    tos: Option<u32>,
+    socket: RiftSocket,
+    batch: SendBatch,
     /// Datagrams that were not RIFT or that the session refused.
     pub dropped: u64,
 }
 
 impl UdpDriver {
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
-        let socket = UdpSocket::bind(addr)?;
         Ok(UdpDriver {
-            socket,
-            rx: vec![0u8; 2048],
-            tx: vec![0u8; MAX_DATAGRAM],
-            nonblocking: false,
-            tos: None,
+            socket: RiftSocket::bind(addr)?,
+            batch: SendBatch::default(),
             dropped: 0,
         })
     }
@@ -58,31 +34,8 @@ impl UdpDriver {
         self.socket.local_addr()
     }
 
-    fn recv(&mut self, wait: Duration) -> io::Result<Option<(usize, SocketAddr)>> {
-        // A kernel timer wakes the thread a millisecond or more late on a loaded machine, which
-        // would stretch the pacer's microsecond gaps: for short waits, poll without sleeping.
-        let nonblocking = wait < SPIN_BELOW;
-        if nonblocking != self.nonblocking {
-            self.socket.set_nonblocking(nonblocking)?;
-            self.nonblocking = nonblocking;
-        }
-        if nonblocking {
-            std::thread::yield_now();
-        } else {
-            self.socket.set_read_timeout(Some(wait.max(MIN_WAIT)))?;
-        }
-        match self.socket.recv_from(&mut self.rx) {
-            Ok(r) => Ok(Some(r)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+    pub fn socket_stats(&self) -> SocketStats {
+        self.socket.stats
     }
 
     /// Host side: wait until `deadline` for a client's handshake initiation and start a session
@@ -96,113 +49,129 @@ impl UdpDriver {
         deadline: Instant,
     ) -> io::Result<Option<Session>> {
         loop {
-            let now = Instant::now();
-            if now >= deadline {
+            if self.socket.wait(Some(deadline), None)? == Wake::Deadline {
                 return Ok(None);
             }
-            let Some((n, from)) = self.recv(deadline - now)? else {
-                continue;
-            };
-            let d = &self.rx[..n];
-            let is_init = rift_core::wire::demux(d) == Demux::Rift
-                && Header::decode(d).is_ok_and(|h| h.packet_type == PacketType::HandshakeInit);
-            if !is_init {
-                self.dropped += 1;
-                continue;
-            }
-            match Session::accept(
-                cfg.clone(),
-                identity,
-                allow(),
-                d,
-                from,
-                factory(),
-                Instant::now(),
-            ) {
-                Ok(mut s) => {
-                    self.flush(&mut s, Instant::now())?;
-                    return Ok(Some(s));
-                }
-                Err(e) => {
-                    tracing::debug!(%from, error = %e, "refused a handshake initiation");
+            let mut accepted = None;
+            for r in self.socket.recv()? {
+                let d = &*r.data;
+                let is_init = rift_core::wire::demux(d) == Demux::Rift
+                    && Header::decode(d).is_ok_and(|h| h.packet_type == PacketType::HandshakeInit);
+                if !is_init || accepted.is_some() {
                     self.dropped += 1;
+                    continue;
                 }
-            }
-        }
-    }
-
-    /// Send everything the session has ready now.
-    pub fn flush(&mut self, session: &mut Session, now: Instant) -> io::Result<()> {
-        loop {
-            match session.poll_transmit(now, &mut self.tx) {
-                Ok(Some(t)) => {
-                    self.mark(t.priority);
-                    if let Err(e) = self.socket.send_to(&self.tx[..t.len], t.to) {
-                        // A full socket buffer drops the packet, as the network would.
-                        if e.kind() != io::ErrorKind::WouldBlock {
-                            return Err(e);
-                        }
-                    }
-                }
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "session could not produce a packet");
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    fn mark(&mut self, priority: Priority) {
-        let want = tos(priority);
-        if self.tos == Some(want) {
-            return;
-        }
-        // IPv4 only for now; on an IPv6 socket this fails and packets go unmarked.
-        match socket2::SockRef::from(&self.socket).set_tos_v4(want) {
-            Ok(()) => self.tos = Some(want),
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot set the TOS byte; packets go unmarked");
-                self.tos = Some(want);
-            }
-        }
-    }
-
-    /// The TOS byte the socket marks with now (for tests and diagnostics).
-    pub fn current_tos(&self) -> io::Result<u32> {
-        socket2::SockRef::from(&self.socket).tos_v4()
-    }
-
-    /// Run the session until `deadline` (or until it closes): timers, receive, send. Datagrams
-    /// already waiting are always read, even when `deadline` has passed, so a caller that
-    /// drives in short slices never starves the receive side.
-    pub fn drive(&mut self, session: &mut Session, deadline: Instant) -> io::Result<()> {
-        loop {
-            let now = Instant::now();
-            if session.poll_timeout().is_some_and(|t| t <= now) {
-                session.handle_timeout(now);
-            }
-            self.flush(session, now)?;
-            if session.close_reason().is_some() {
-                return Ok(());
-            }
-            let wake = session.poll_timeout().map_or(deadline, |t| t.min(deadline));
-            match self.recv(wake.saturating_duration_since(now))? {
-                Some((n, from)) => {
-                    let now = Instant::now();
-                    let datagram = &mut self.rx[..n];
-                    if rift_core::wire::demux(datagram) != Demux::Rift
-                        || session.handle_datagram(now, from, datagram).is_err()
-                    {
+                match Session::accept(
+                    cfg.clone(),
+                    identity,
+                    allow(),
+                    d,
+                    r.from,
+                    factory(),
+                    Instant::now(),
+                ) {
+                    Ok(s) => accepted = Some(s),
+                    Err(e) => {
+                        tracing::debug!(from = %r.from, error = %e, "refused a handshake initiation");
                         self.dropped += 1;
                     }
                 }
-                None if Instant::now() >= deadline => {
-                    // Send what the last datagrams made due before handing back.
-                    self.flush(session, Instant::now())?;
-                    return Ok(());
+            }
+            if let Some(mut s) = accepted {
+                self.flush(&mut s, Instant::now())?;
+                return Ok(Some(s));
+            }
+        }
+    }
+
+    /// Send everything the session has ready now, in batches.
+    pub fn flush(&mut self, session: &mut Session, now: Instant) -> io::Result<()> {
+        loop {
+            let Some(slot) = self.batch.next_slot() else {
+                self.socket.send(&mut self.batch)?;
+                continue;
+            };
+            match session.poll_transmit(now, slot) {
+                Ok(Some(t)) => self.batch.commit(t.len, t.to, t.priority),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "session could not produce a packet");
+                    break;
                 }
-                None => {}
+            }
+        }
+        if !self.batch.is_empty() {
+            self.socket.send(&mut self.batch)?;
+        }
+        Ok(())
+    }
+
+    /// Hand every waiting datagram to the session.
+    pub fn receive(&mut self, session: &mut Session) -> io::Result<usize> {
+        let mut n = 0;
+        loop {
+            let mut got = 0;
+            let now = Instant::now();
+            for r in self.socket.recv()? {
+                got += 1;
+                if rift_core::wire::demux(r.data) != Demux::Rift
+                    || session.handle_datagram(now, r.from, r.data).is_err()
+                {
+                    self.dropped += 1;
+                }
+            }
+            n += got;
+            if got < crate::socket::BATCH {
+                return Ok(n);
+            }
+        }
+    }
+
+    /// One turn of the loop: receive what waits, run due timers, send what is ready, then wait
+    /// until the next timer, a datagram, `waker`, or `deadline`.
+    pub fn turn(
+        &mut self,
+        session: &mut Session,
+        deadline: Instant,
+        waker: Option<BorrowedFd<'_>>,
+    ) -> io::Result<Wake> {
+        self.receive(session)?;
+        let now = Instant::now();
+        if session.poll_timeout().is_some_and(|t| t <= now) {
+            session.handle_timeout(now);
+        }
+        self.flush(session, now)?;
+        if session.close_reason().is_some() {
+            return Ok(Wake::Deadline);
+        }
+        let wake = session.poll_timeout().map_or(deadline, |t| t.min(deadline));
+        self.wait(Some(wake), waker)
+    }
+
+    /// Wait until a datagram arrives, `waker` is signalled, or `deadline` passes (within
+    /// microseconds).
+    pub fn wait(
+        &self,
+        deadline: Option<Instant>,
+        waker: Option<BorrowedFd<'_>>,
+    ) -> io::Result<Wake> {
+        self.socket.wait(deadline, waker)
+    }
+
+    /// Run the session until `deadline` (or until it closes). Datagrams already waiting are
+    /// always read, even when `deadline` has passed, so a caller that drives in short slices
+    /// never starves the receive side.
+    pub fn drive(&mut self, session: &mut Session, deadline: Instant) -> io::Result<()> {
+        loop {
+            self.turn(session, deadline, None)?;
+            if session.close_reason().is_some() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                // Take in and answer what arrived during the last wait before handing back.
+                self.receive(session)?;
+                self.flush(session, Instant::now())?;
+                return Ok(());
             }
         }
     }

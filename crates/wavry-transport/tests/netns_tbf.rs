@@ -1,7 +1,8 @@
 //! DELTA in the loop over real sockets and a real kernel bottleneck: host in the root network
 //! namespace, client in a namespace of its own behind a veth pair whose host side has a tbf
-//! qdisc stepping 20 → 5 → 20 Mbit/s. The sending rate must follow the capacity and the
-//! bottleneck queue (read from tc's backlog) hold no standing queue once each step settles.
+//! qdisc stepping 20 → 5 → 20 Mbit/s. The sending rate must follow the capacity, and once each
+//! step settles the one-way delay (frames carry their send time; both ends share one clock)
+//! must stay within 30 ms of the base delay. tc's backlog is sampled and printed too.
 //!
 //! Needs root (network namespaces, tc); skips with a message otherwise.
 
@@ -79,6 +80,11 @@ fn setup(id: u32) -> Result<(Netns, String, String), String> {
     Ok((guard, host_ip, client_ip))
 }
 
+/// tbf's bucket: two full-size packets. A serial link has no burst; a big bucket (tbf needs
+/// only one MTU with high-resolution timers) lets a whole 5 Mbit/s frame through at veth speed,
+/// which no access link does, and hides the bottleneck from DELTA's dispersion estimate.
+const BURST: &str = "3000";
+
 /// tbf on the host side of the veth: the host → client direction is the bottleneck, with a
 /// 300 ms queue at its rate.
 fn set_rate(dev: &str, mbit: u32, add: bool) -> Result<(), String> {
@@ -94,7 +100,7 @@ fn set_rate(dev: &str, mbit: u32, add: bool) -> Result<(), String> {
         "rate",
         &format!("{mbit}mbit"),
         "burst",
-        "15000",
+        BURST,
         "limit",
         &limit,
     ])
@@ -135,6 +141,9 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
     let host_addr = hd.local_addr().unwrap();
     let sent = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
+    // One clock for both ends (one process): frames carry their send time in `capture_us`,
+    // so the client measures true one-way delays.
+    let t0 = Instant::now();
     let (sent_h, done_h) = (sent.clone(), done.clone());
     let host = std::thread::spawn(move || {
         let mut s = hd
@@ -180,7 +189,7 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
                     data: &buf,
                     keyframe: f.keyframe,
                     recovery_point: false,
-                    capture_us: 0,
+                    capture_us: t0.elapsed().as_micros() as u64,
                 };
                 let _ = c.send_frame(Instant::now(), STREAM_VIDEO, out);
             }
@@ -212,13 +221,17 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
             Instant::now(),
         )
         .unwrap();
-        let mut frames = 0u64;
+        // Per frame: when it was handed to the sender, and the one-way delay of its first and
+        // of its last packet.
+        let mut frames = vec![];
         while !done_c.load(Ordering::Relaxed) {
             cd.drive(&mut s, Instant::now() + Duration::from_millis(5))
                 .unwrap();
             if let Some(c) = s.connection() {
-                while c.poll_frame(STREAM_VIDEO).is_some() {
-                    frames += 1;
+                while let Some(f) = c.poll_frame(STREAM_VIDEO) {
+                    let sent_at = t0 + Duration::from_micros(f.capture_us);
+                    let ms = |t: Instant| t.saturating_duration_since(sent_at).as_secs_f64() * 1e3;
+                    frames.push((sent_at, ms(f.first_packet_at), ms(f.completed_at)));
                 }
                 while c.poll_event().is_some() {}
             }
@@ -233,8 +246,8 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
     });
 
     // Capacity schedule and measurements, 10 s per step; the last 5 s of each step are "settled".
-    let t0 = Instant::now();
     let mut report = vec![];
+    let mut windows = vec![];
     for (step, mbit) in [20u32, 5, 20].into_iter().enumerate() {
         if step > 0 {
             set_rate(&dev, mbit, false).unwrap();
@@ -255,6 +268,7 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
                 delays.push(b as f64 * 8.0 / (mbit as f64 * 1e6) * 1000.0);
             }
         }
+        windows.push((settle, step_end));
         let (t1, b1) = first.unwrap();
         let rate =
             (sent.load(Ordering::Relaxed) - b1) as f64 * 8.0 / t1.elapsed().as_secs_f64() / 1e6;
@@ -266,24 +280,53 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
     host.join().unwrap();
     let frames = client.join().unwrap();
     drop(netns);
-    for (mbit, rate, p50, p90, p95) in &report {
-        println!(
-            "tbf {mbit:>2} Mbit/s: settled send rate {rate:5.2} Mbit/s; bottleneck queue p50 {p50:5.1} ms, p90 {p90:5.1} ms, p95 {p95:5.1} ms"
+    // Base delay: the least one-way delay seen (propagation plus the first packet's own
+    // serialization; the veth adds almost nothing).
+    let base = frames.iter().map(|f| f.1).fold(f64::INFINITY, f64::min);
+    let pct = |v: &mut Vec<f64>, p: usize| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() * p / 100).copied().unwrap_or(f64::NAN)
+    };
+    let mut owd = vec![];
+    for ((mbit, rate, q50, q90, q95), (from, to)) in report.iter().zip(&windows) {
+        let settled: Vec<_> = frames
+            .iter()
+            .filter(|f| f.0 >= *from && f.0 < *to)
+            .collect();
+        let mut first: Vec<f64> = settled.iter().map(|f| f.1 - base).collect();
+        let mut last: Vec<f64> = settled.iter().map(|f| f.2 - base).collect();
+        let (f50, f95, f99) = (
+            pct(&mut first, 50),
+            pct(&mut first, 95),
+            pct(&mut first, 99),
         );
+        let (l50, l95) = (pct(&mut last, 50), pct(&mut last, 95));
+        println!(
+            "tbf {mbit:>2} Mbit/s: settled send rate {rate:5.2} Mbit/s; one-way delay above base \
+             ({base:.2} ms), {n} frames: first packet p50 {f50:4.1} p95 {f95:4.1} p99 {f99:4.1} ms, \
+             last packet p50 {l50:4.1} p95 {l95:4.1} ms; bottleneck queue samples p50 {q50:4.1} \
+             p90 {q90:4.1} p95 {q95:4.1} ms",
+            n = settled.len()
+        );
+        owd.push((*mbit, *rate, f95, settled.len()));
     }
-    println!("{frames} frames delivered");
-    for (mbit, rate, _, p90, p95) in report {
+    println!("{} frames delivered", frames.len());
+    for (mbit, rate, f95, n) in owd {
         let cap = mbit as f64;
         assert!(
             rate >= 0.6 * cap && rate <= 1.05 * cap,
             "at {mbit} Mbit/s DELTA sent {rate:.2} Mbit/s"
         );
-        // No standing queue: 90 % of the samples stay under 40 ms. The issue's target (within
-        // 30 ms) holds at 20 Mbit/s; at 5 Mbit/s the tail reaches 25-42 ms from frame bursts
-        // and is tracked in the transport issue, so it is printed here, not asserted.
         assert!(
-            p90 <= 40.0,
-            "at {mbit} Mbit/s the p90 queue was {p90:.1} ms (p95 {p95:.1} ms)"
+            n > 100,
+            "at {mbit} Mbit/s only {n} frames arrived while settled"
+        );
+        // The issue's criterion: once settled, the one-way delay stays within 30 ms of the
+        // base delay (no standing queue). The first packet of each frame sees the queue the
+        // earlier frames left; the last also carries the frame's own serialization.
+        assert!(
+            f95 <= 30.0,
+            "at {mbit} Mbit/s the first-packet one-way delay p95 was {f95:.1} ms above base"
         );
     }
 }

@@ -247,6 +247,31 @@ fn unknown_client_is_refused_by_the_host() {
         other => panic!("host: {other:?}"),
     }
     assert!(!n.host.as_ref().unwrap().is_established());
+    // The client is told why at once (an encrypted Close), instead of timing out.
+    match n.client.close_reason() {
+        Some(CloseReason::Peer { code, reason }) => {
+            assert_eq!(*code, rift_core::wire::CLOSE_REFUSED);
+            assert!(reason.contains("not allowed"), "{reason}");
+        }
+        other => panic!("client: {other:?}"),
+    }
+}
+
+#[test]
+fn close_reaches_the_peer_with_its_code_and_reason() {
+    let mut n = Net::new(true);
+    n.run(Duration::from_millis(300), &|_| false);
+    assert!(n.both_established());
+    n.client.close(rift_core::wire::CLOSE_NORMAL, "user quit");
+    n.run(Duration::from_millis(400), &|_| false);
+    assert_eq!(n.client.close_reason(), Some(&CloseReason::Local));
+    assert_eq!(
+        n.host.as_ref().unwrap().close_reason(),
+        Some(&CloseReason::Peer {
+            code: rift_core::wire::CLOSE_NORMAL,
+            reason: "user quit".into()
+        })
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod demo;
 mod identity_cmd;
+mod impair_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -37,6 +38,10 @@ enum Command {
     Keygen(identity_cmd::KeygenArgs),
     /// Print this device's identity fingerprint (and with --public its public key).
     Id(identity_cmd::IdArgs),
+    /// Impair real traffic: forward it between two network namespaces (or interfaces) with
+    /// delay, jitter, loss, burst loss, reordering, duplication and a rate-limited queue.
+    /// Needs root.
+    Impair(Box<impair_cmd::ImpairArgs>),
 }
 
 fn main() -> Result<()> {
@@ -52,5 +57,6 @@ fn main() -> Result<()> {
         Command::Sim { scenario } => demo::run_sim(&scenario),
         Command::Keygen(args) => identity_cmd::run_keygen(args),
         Command::Id(args) => identity_cmd::run_id(args),
+        Command::Impair(args) => impair_cmd::run_impair(*args),
     }
 }

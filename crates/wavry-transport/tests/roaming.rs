@@ -1,14 +1,14 @@
-//! Real sockets on loopback: per-class DSCP marks, and a client that moves to a new socket (a
-//! new address, as after a network change) keeps its session.
+//! Real sockets on loopback: a client that moves to a new socket (a new address, as after a
+//! network change) keeps its session. (Per-class DSCP marks are checked on the wire in
+//! `socket.rs`'s tests.)
 
 use rift_core::connection::{Connection, ConnectionConfig, Event};
 use rift_core::delta::FixedRate;
-use rift_core::wire::Priority;
 use rift_crypto::handshake::{allow_list, pinned};
 use rift_crypto::identity::Identity;
 use std::time::{Duration, Instant};
 use wavry_transport::session::{Session, SessionConfig};
-use wavry_transport::udp::{tos, UdpDriver};
+use wavry_transport::udp::UdpDriver;
 
 fn factory(sender: bool) -> wavry_transport::session::ConnectionFactory {
     Box::new(move |l, r, now| {
@@ -21,7 +21,7 @@ fn factory(sender: bool) -> wavry_transport::session::ConnectionFactory {
 }
 
 #[test]
-fn marks_classes_and_survives_a_client_address_change() {
+fn session_survives_a_client_address_change() {
     let (host_id, client_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
     let (host_pub, client_pub) = (host_id.public(), client_id.public());
     let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
@@ -65,14 +65,12 @@ fn marks_classes_and_survives_a_client_address_change() {
         .send_input(Instant::now(), b"key A down")
         .unwrap();
     cd.flush(&mut client, Instant::now()).unwrap();
-    assert_eq!(cd.current_tos().unwrap(), tos(Priority::Input));
     client
         .connection()
         .unwrap()
         .send_control(b"switch monitor")
         .unwrap();
     cd.flush(&mut client, Instant::now()).unwrap();
-    assert_eq!(cd.current_tos().unwrap(), tos(Priority::Control));
 
     // The client's socket changes: same session, new source address.
     let old_addr = cd.local_addr().unwrap();

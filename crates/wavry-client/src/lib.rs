@@ -1,0 +1,11 @@
+//! wavry-client: the client end of a Wavry session.
+//!
+//! - `input_map`: SDL events → input events for the host, and the client's hotkeys.
+//! - `window`: the SDL window: I420 pictures into a YUV texture, letterboxed, with the overlay.
+//! - `overlay`: the stats overlay's pixels (8×8 bitmap text).
+//! - `stats`: the figures the overlay shows and the JSON lines carry.
+
+pub mod input_map;
+pub mod overlay;
+pub mod stats;
+pub mod window;

@@ -1,0 +1,278 @@
+//! The client's window: decoded I420 pictures uploaded straight into an IYUV streaming texture
+//! (the GPU, or SDL's software renderer, converts to RGB while scaling; no CPU RGB pass),
+//! letterboxed to the window, with the stats overlay on top.
+//!
+//! Vsync is off: a picture is presented as soon as it is decoded, trading a possible tear for
+//! up to a frame of latency.
+
+use crate::input_map::{letterbox, Action, InputMapper};
+use crate::overlay;
+use sdl2::controller::GameController;
+use sdl2::event::{Event, WindowEvent};
+use sdl2::pixels::PixelFormatEnum;
+use sdl2::rect::Rect;
+use sdl2::render::{BlendMode, Canvas, Texture, TextureCreator};
+use sdl2::video::{FullscreenType, Window, WindowContext};
+use sdl2::{EventPump, GameControllerSubsystem, Sdl};
+use std::collections::HashMap;
+use thiserror::Error;
+use wavry_input::InputEvent;
+
+#[derive(Debug, Error)]
+pub enum WindowError {
+    #[error("SDL: {0}")]
+    Sdl(String),
+    #[error("picture planes do not match {0}x{1}")]
+    Planes(u32, u32),
+}
+
+fn sdl<T>(r: Result<T, impl ToString>) -> Result<T, WindowError> {
+    r.map_err(|e| WindowError::Sdl(e.to_string()))
+}
+
+/// One plane of a picture: bytes and the distance between rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Plane<'a> {
+    pub data: &'a [u8],
+    pub stride: usize,
+}
+
+/// A decoded I420 picture (Y full size, U and V half size each way).
+#[derive(Debug, Clone, Copy)]
+pub struct I420<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub y: Plane<'a>,
+    pub u: Plane<'a>,
+    pub v: Plane<'a>,
+}
+
+impl I420<'_> {
+    fn check(&self) -> bool {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        let fits = |p: &Plane, pw: usize, ph: usize| {
+            p.stride >= pw && ph > 0 && p.data.len() >= p.stride * (ph - 1) + pw
+        };
+        w > 0 && h > 0 && fits(&self.y, w, h) && fits(&self.u, cw, ch) && fits(&self.v, cw, ch)
+    }
+}
+
+/// The SDL window and what it draws. SDL wants its window used from the thread that made it.
+pub struct VideoWindow {
+    _sdl: Sdl,
+    canvas: Canvas<Window>,
+    creator: TextureCreator<WindowContext>,
+    events: EventPump,
+    controllers: GameControllerSubsystem,
+    open_pads: HashMap<u32, GameController>,
+    video: Option<(Texture, u32, u32)>,
+    overlay: Option<(Texture, u32, u32)>,
+    overlay_on: bool,
+    pub input: InputMapper,
+}
+
+impl VideoWindow {
+    /// Open a window titled `title` of `width`×`height` (resizable).
+    pub fn open(title: &str, width: u32, height: u32) -> Result<Self, WindowError> {
+        // Keep the compositor out of the way and let the host drive the cursor.
+        sdl2::hint::set("SDL_VIDEO_X11_NET_WM_BYPASS_COMPOSITOR", "1");
+        // Our pictures are BT.709 limited range (docs/MEDIA.md); SDL's automatic mode would
+        // take BT.601 for pictures up to 576 lines and shift their colours.
+        // SAFETY: sets a global mode; takes a plain enum value.
+        unsafe {
+            sdl2::sys::SDL_SetYUVConversionMode(
+                sdl2::sys::SDL_YUV_CONVERSION_MODE::SDL_YUV_CONVERSION_BT709,
+            )
+        };
+        let ctx = sdl(sdl2::init())?;
+        let video = sdl(ctx.video())?;
+        let controllers = sdl(ctx.game_controller())?;
+        let window = sdl(video
+            .window(title, width, height)
+            .resizable()
+            .position_centered()
+            .build())?;
+        let canvas = sdl(window.into_canvas().build())?;
+        tracing::info!(
+            renderer = canvas.info().name,
+            "window open (vsync off, YUV textures)"
+        );
+        let creator = canvas.texture_creator();
+        let events = sdl(ctx.event_pump())?;
+        Ok(VideoWindow {
+            _sdl: ctx,
+            canvas,
+            creator,
+            events,
+            controllers,
+            open_pads: HashMap::new(),
+            video: None,
+            overlay: None,
+            overlay_on: false,
+            input: InputMapper::new((width, height), (width, height)),
+        })
+    }
+
+    /// Show `pic` now (scaled into the window, aspect kept) with the overlay if it is on.
+    pub fn present(&mut self, pic: &I420<'_>) -> Result<(), WindowError> {
+        if !pic.check() {
+            return Err(WindowError::Planes(pic.width, pic.height));
+        }
+        let stale = !matches!(&self.video, Some((_, w, h)) if (*w, *h) == (pic.width, pic.height));
+        if stale {
+            let tex = sdl(self.creator.create_texture_streaming(
+                PixelFormatEnum::IYUV,
+                pic.width,
+                pic.height,
+            ))?;
+            if let Some((old, _, _)) = self.video.replace((tex, pic.width, pic.height)) {
+                // SAFETY: the canvas that made it is alive (unsafe_textures leaves freeing to us).
+                unsafe { old.destroy() };
+            }
+            self.input.set_video_size(pic.width, pic.height);
+        }
+        let Some((tex, _, _)) = self.video.as_mut() else {
+            return Ok(());
+        };
+        sdl(tex.update_yuv(
+            None,
+            pic.y.data,
+            pic.y.stride,
+            pic.u.data,
+            pic.u.stride,
+            pic.v.data,
+            pic.v.stride,
+        ))?;
+        self.redraw()
+    }
+
+    /// Draw the last picture again (after a resize or an overlay change).
+    pub fn redraw(&mut self) -> Result<(), WindowError> {
+        let (ww, wh) = self.canvas.output_size().map_err(WindowError::Sdl)?;
+        self.canvas.set_draw_color(sdl2::pixels::Color::BLACK);
+        self.canvas.clear();
+        if let Some((tex, w, h)) = &self.video {
+            let r = letterbox((ww, wh), (*w, *h));
+            sdl(self.canvas.copy(tex, None, Rect::new(r.x, r.y, r.w, r.h)))?;
+        }
+        if self.overlay_on {
+            if let Some((tex, w, h)) = &self.overlay {
+                sdl(self.canvas.copy(tex, None, Rect::new(8, 8, *w, *h)))?;
+            }
+        }
+        self.canvas.present();
+        Ok(())
+    }
+
+    /// Replace the overlay's text.
+    pub fn set_overlay(&mut self, lines: &[String]) -> Result<(), WindowError> {
+        let img = overlay::render(lines, 2);
+        if img.width == 0 || img.height == 0 {
+            self.overlay = None;
+            return Ok(());
+        }
+        let (w, h) = (img.width as u32, img.height as u32);
+        let mut tex = sdl(self
+            .creator
+            .create_texture_static(PixelFormatEnum::ABGR8888, w, h))?;
+        sdl(tex.update(None, &img.pixels, img.width * 4))?;
+        tex.set_blend_mode(BlendMode::Blend);
+        if let Some((old, _, _)) = self.overlay.replace((tex, w, h)) {
+            // SAFETY: as in `present`.
+            unsafe { old.destroy() };
+        }
+        Ok(())
+    }
+
+    pub fn overlay_on(&self) -> bool {
+        self.overlay_on
+    }
+
+    /// Show or hide the overlay (the hotkey toggles it too).
+    pub fn set_overlay_visible(&mut self, on: bool) -> Result<(), WindowError> {
+        self.overlay_on = on;
+        self.redraw()
+    }
+
+    /// Handle what SDL has queued without waiting; returns the input events to send and
+    /// whether the user asked to quit. Hotkeys (fullscreen, overlay, pointer lock) are acted
+    /// on here.
+    pub fn pump(&mut self, send: &mut Vec<InputEvent>) -> Result<bool, WindowError> {
+        let mut actions = Vec::new();
+        let mut quit = false;
+        let mut redraw = false;
+        while let Some(ev) = self.events.poll_event() {
+            match &ev {
+                Event::Window {
+                    win_event: WindowEvent::SizeChanged(w, h),
+                    ..
+                } => {
+                    self.input.set_window_size(*w as u32, *h as u32);
+                    redraw = true;
+                }
+                Event::ControllerDeviceAdded { which, .. } => match self.controllers.open(*which) {
+                    Ok(pad) => {
+                        let id = pad.instance_id();
+                        if let Some((_, added)) = self.input.add_pad(id) {
+                            tracing::info!(name = %pad.name(), "game controller connected");
+                            self.open_pads.insert(id, pad);
+                            send.push(added);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot open a game controller"),
+                },
+                _ => {}
+            }
+            self.input.map(&ev, &mut actions);
+            if let Event::ControllerDeviceRemoved { which, .. } = ev {
+                self.open_pads.remove(&which);
+            }
+        }
+        for a in actions {
+            match a {
+                Action::Send(e) => send.push(e),
+                Action::Quit => quit = true,
+                Action::ToggleOverlay => {
+                    self.overlay_on = !self.overlay_on;
+                    redraw = true;
+                }
+                Action::ToggleFullscreen => {
+                    let next = match self.canvas.window().fullscreen_state() {
+                        FullscreenType::Off => FullscreenType::Desktop,
+                        _ => FullscreenType::Off,
+                    };
+                    sdl(self.canvas.window_mut().set_fullscreen(next))?;
+                }
+                Action::TogglePointerLock => {
+                    let lock = !self.input.pointer_locked();
+                    self.input.set_pointer_locked(lock);
+                    self._sdl.mouse().set_relative_mouse_mode(lock);
+                }
+            }
+        }
+        if redraw {
+            self.redraw()?;
+        }
+        Ok(quit)
+    }
+
+    /// Run rumble the host asked for on pad `pad`.
+    pub fn rumble(&mut self, pad: u8, low: u16, high: u16, duration_ms: u16) {
+        let Some(id) = self.input.pad_instance(pad) else {
+            return;
+        };
+        if let Some(c) = self.open_pads.get_mut(&id) {
+            if let Err(e) = c.set_rumble(low, high, duration_ms as u32) {
+                tracing::debug!(error = %e, "rumble not supported by this controller");
+            }
+        }
+    }
+
+    /// The window's pixels as BGRA (for tests and the latency probe's reader).
+    pub fn read_pixels(&self) -> Result<(u32, u32, Vec<u8>), WindowError> {
+        let (w, h) = self.canvas.output_size().map_err(WindowError::Sdl)?;
+        let px = sdl(self.canvas.read_pixels(None, PixelFormatEnum::ARGB8888))?;
+        Ok((w, h, px))
+    }
+}

@@ -1,0 +1,15 @@
+//! wavry-input: the input event model shared by client and host, its wire encoding, key code
+//! mapping, and the host-side injectors.
+//!
+//! - `event`: the events and their encoding inside RIFT Input packets (docs/INPUT.md).
+//! - `keys`: USB HID usages and the mapping to evdev / X11 / SDL codes.
+//! - `gamepad`: gamepad button bits and the mapping to a virtual evdev pad (uinput).
+//! - `inject`: injectors (X11 through XTest).
+
+pub mod event;
+pub mod gamepad;
+pub mod inject;
+pub mod keys;
+
+pub use event::{Button, GamepadState, InputEvent, Timed, MAX_EVENT_LEN};
+pub use keys::Modifiers;

@@ -1,0 +1,449 @@
+//! A session on a dedicated I/O thread: the thread owns the socket and the session, sends every
+//! datagram at its paced time (waits end within microseconds, see `socket`), and talks to the
+//! rest of the program through channels.
+//!
+//! Input never waits behind video, at either end:
+//! - outgoing input events have their own channel, drained first on every turn and sent before
+//!   anything else is packetized; the session's own priority order (input > control > small >
+//!   media) then holds on the wire;
+//! - incoming input events have their own channel too, so a host's injection thread blocks on
+//!   input alone and is woken the moment an input packet is decrypted.
+//!
+//! Every send wakes the thread through an eventfd, so a command waits for no timer.
+
+use crate::session::{CloseReason, Session, SessionStats};
+use crate::socket::{precise_timers, SocketStats, Wake};
+use crate::udp::UdpDriver;
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use rift_core::connection::{ConnectionStats, Event, InputEvent};
+use rift_core::delta::RateDecision;
+use rift_core::media::OutgoingFrame;
+use rift_core::wire::{RecoveryKind, STREAM_AUDIO, STREAM_VIDEO};
+use rift_crypto::identity::PublicKey;
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// How often the thread publishes its statistics.
+const STATS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A frame received whole (or rebuilt by FEC), owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub stream: u8,
+    pub frame_id: u32,
+    pub keyframe: bool,
+    pub recovery_point: bool,
+    /// The sender's capture timestamp (µs, its clock).
+    pub capture_us: u64,
+    pub data: Vec<u8>,
+    pub first_packet_at: Instant,
+    pub completed_at: Instant,
+    /// Fragments rebuilt by FEC.
+    pub recovered: usize,
+}
+
+/// What the session thread reports (input events have their own channel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// The handshake finished; the peer proved `remote_key`.
+    Established {
+        remote_key: Option<PublicKey>,
+    },
+    Frame(Frame),
+    /// A control message, in order, exactly once.
+    Control(Vec<u8>),
+    /// The peer lost a frame: send a keyframe, or a frame referencing only `last_good_frame`.
+    KeyframeRequested {
+        stream: u8,
+        kind: RecoveryKind,
+        first_lost_frame: u32,
+        last_good_frame: u32,
+    },
+    /// A frame from the peer could not be rebuilt; recovery was requested.
+    FrameLost {
+        stream: u8,
+        frame_id: u32,
+    },
+    /// The control channel gave up retransmitting: the path is gone.
+    ControlFailed,
+    /// The session ended; the thread has stopped. Always the last event.
+    Closed(CloseReason),
+}
+
+/// A snapshot of the session's counters and DELTA's decision, published every 100 ms.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    pub connection: ConnectionStats,
+    pub session: SessionStats,
+    pub socket: SocketStats,
+    pub rate: Option<RateDecision>,
+    pub rtt: Duration,
+    /// Datagrams that were not RIFT or that the session refused.
+    pub dropped: u64,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SendError {
+    #[error("the session is closed")]
+    Closed,
+}
+
+enum Command {
+    Frame {
+        stream: u8,
+        data: Vec<u8>,
+        keyframe: bool,
+        recovery_point: bool,
+        capture_us: u64,
+    },
+    Control(Vec<u8>),
+    Close {
+        code: u16,
+        reason: String,
+    },
+}
+
+/// Sends into a session thread; cheap to clone, one per producing thread.
+#[derive(Clone)]
+pub struct SessionSender {
+    commands: Sender<Command>,
+    input: Sender<Vec<u8>>,
+    waker: Arc<EventFd>,
+}
+
+impl SessionSender {
+    fn push<T>(&self, ch: &Sender<T>, v: T) -> Result<(), SendError> {
+        ch.send(v).map_err(|_| SendError::Closed)?;
+        // A full counter (2^64 − 2 wakes pending) cannot happen: the thread reads it each turn.
+        let _ = self.waker.write(1);
+        Ok(())
+    }
+
+    /// Queue an encoded frame; the session packetizes and paces it.
+    pub fn send_frame(
+        &self,
+        stream: u8,
+        data: Vec<u8>,
+        keyframe: bool,
+        recovery_point: bool,
+        capture_us: u64,
+    ) -> Result<(), SendError> {
+        self.push(
+            &self.commands,
+            Command::Frame {
+                stream,
+                data,
+                keyframe,
+                recovery_point,
+                capture_us,
+            },
+        )
+    }
+
+    /// Queue a control message (reliable, ordered).
+    pub fn send_control(&self, message: Vec<u8>) -> Result<(), SendError> {
+        self.push(&self.commands, Command::Control(message))
+    }
+
+    /// Send an input event ahead of everything else.
+    pub fn send_input(&self, event: &[u8]) -> Result<(), SendError> {
+        self.push(&self.input, event.to_vec())
+    }
+
+    /// Close the session with `code` and `reason`; the peer is told.
+    pub fn close(&self, code: u16, reason: &str) -> Result<(), SendError> {
+        self.push(
+            &self.commands,
+            Command::Close {
+                code,
+                reason: reason.to_owned(),
+            },
+        )
+    }
+}
+
+/// A running session thread.
+pub struct SessionThread {
+    sender: SessionSender,
+    /// Frames, control messages and the rest, in order; ends with `Closed`.
+    pub events: Receiver<SessionEvent>,
+    /// Input events from the peer, as they arrive.
+    pub input: Receiver<InputEvent>,
+    stats: Arc<Mutex<Stats>>,
+    join: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl SessionThread {
+    /// Move `driver` and `session` (connecting or accepted) onto a new I/O thread.
+    pub fn spawn(driver: UdpDriver, session: Session) -> io::Result<Self> {
+        let waker = Arc::new(EventFd::from_flags(
+            EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+        )?);
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let (input_tx, input_rx) = mpsc::channel();
+        let (ev_tx, ev_rx) = mpsc::channel();
+        let (in_ev_tx, in_ev_rx) = mpsc::channel();
+        let stats = Arc::new(Mutex::new(Stats::default()));
+        let worker = Worker {
+            driver,
+            session,
+            waker: waker.clone(),
+            commands: cmd_rx,
+            input: input_rx,
+            events: ev_tx,
+            input_events: in_ev_tx,
+            stats: stats.clone(),
+            established: false,
+            next_stats: Instant::now(),
+        };
+        let join = std::thread::Builder::new()
+            .name("rift-io".into())
+            .spawn(move || worker.run())?;
+        Ok(SessionThread {
+            sender: SessionSender {
+                commands: cmd_tx,
+                input: input_tx,
+                waker,
+            },
+            events: ev_rx,
+            input: in_ev_rx,
+            stats,
+            join: Some(join),
+        })
+    }
+
+    pub fn sender(&self) -> SessionSender {
+        self.sender.clone()
+    }
+
+    /// Take the input receiver, to block on it in a thread of its own (an injector); `input`
+    /// is left empty.
+    pub fn take_input(&mut self) -> Receiver<InputEvent> {
+        std::mem::replace(&mut self.input, mpsc::channel().1)
+    }
+
+    /// The latest published statistics.
+    pub fn stats(&self) -> Stats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Wait for the thread to end (after a close from either side, or an I/O error).
+    pub fn join(mut self) -> io::Result<()> {
+        self.join_inner()
+    }
+
+    fn join_inner(&mut self) -> io::Result<()> {
+        match self.join.take() {
+            Some(j) => j
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the session thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SessionThread {
+    fn drop(&mut self) {
+        if self.join.is_some() {
+            let _ = self.sender.close(rift_core::wire::CLOSE_NORMAL, "closed");
+            let _ = self.join_inner();
+        }
+    }
+}
+
+struct Worker {
+    driver: UdpDriver,
+    session: Session,
+    waker: Arc<EventFd>,
+    commands: Receiver<Command>,
+    input: Receiver<Vec<u8>>,
+    events: Sender<SessionEvent>,
+    input_events: Sender<InputEvent>,
+    stats: Arc<Mutex<Stats>>,
+    established: bool,
+    next_stats: Instant,
+}
+
+impl Worker {
+    fn run(mut self) -> io::Result<()> {
+        precise_timers();
+        let r = self.turns();
+        self.publish_stats();
+        let reason = match (&r, self.session.close_reason()) {
+            (_, Some(reason)) => reason.clone(),
+            (Err(e), None) => CloseReason::HandshakeFailed(format!("I/O error: {e}")),
+            (Ok(()), None) => CloseReason::Local,
+        };
+        let _ = self.events.send(SessionEvent::Closed(reason));
+        r
+    }
+
+    fn turns(&mut self) -> io::Result<()> {
+        loop {
+            let now = Instant::now();
+            if self.take_input(now) {
+                // Input goes out before any frame is packetized.
+                self.driver.flush(&mut self.session, now)?;
+            }
+            if !self.take_commands(now) {
+                // Every sender is gone: nobody can use the session any more.
+                self.session
+                    .close(rift_core::wire::CLOSE_NORMAL, "application ended");
+            }
+            self.driver.receive(&mut self.session)?;
+            let now = Instant::now();
+            if self.session.poll_timeout().is_some_and(|t| t <= now) {
+                self.session.handle_timeout(now);
+            }
+            self.deliver();
+            self.driver.flush(&mut self.session, now)?;
+            if now >= self.next_stats {
+                self.publish_stats();
+                self.next_stats = now + STATS_INTERVAL;
+            }
+            if self.session.close_reason().is_some() {
+                return Ok(());
+            }
+            let wake = self
+                .session
+                .poll_timeout()
+                .map_or(self.next_stats, |t| t.min(self.next_stats));
+            if self.driver.wait(Some(wake), Some(self.waker.as_fd()))? == Wake::Woken {
+                // Reset the counter; the channels are drained at the top of the loop.
+                let _ = self.waker.read();
+            }
+        }
+    }
+
+    /// Hand queued input events to the session; true when there were any.
+    fn take_input(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Ok(ev) = self.input.try_recv() {
+            if let Some(c) = self.session.connection() {
+                if let Err(e) = c.send_input(now, &ev) {
+                    tracing::warn!(error = %e, "input event dropped");
+                }
+            }
+            any = true;
+        }
+        any
+    }
+
+    /// Apply queued commands; false once every sender is gone.
+    fn take_commands(&mut self, now: Instant) -> bool {
+        loop {
+            let cmd = match self.commands.try_recv() {
+                Ok(c) => c,
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            };
+            match cmd {
+                Command::Close { code, reason } => self.session.close(code, &reason),
+                Command::Control(m) => {
+                    if let Some(c) = self.session.connection() {
+                        if let Err(e) = c.send_control(&m) {
+                            tracing::warn!(error = %e, "control message dropped");
+                        }
+                    }
+                }
+                Command::Frame {
+                    stream,
+                    data,
+                    keyframe,
+                    recovery_point,
+                    capture_us,
+                } => {
+                    let Some(c) = self.session.connection() else {
+                        continue;
+                    };
+                    let frame = OutgoingFrame {
+                        data: &data,
+                        keyframe,
+                        recovery_point,
+                        capture_us,
+                    };
+                    if let Err(e) = c.send_frame(now, stream, frame) {
+                        tracing::warn!(error = %e, "frame dropped");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pass what the session produced to the application.
+    fn deliver(&mut self) {
+        if !self.established && self.session.is_established() {
+            self.established = true;
+            let _ = self.events.send(SessionEvent::Established {
+                remote_key: self.session.remote_key(),
+            });
+        }
+        let Some(c) = self.session.connection() else {
+            return;
+        };
+        while let Some(ev) = c.poll_event() {
+            let out = match ev {
+                Event::Input(i) => {
+                    let _ = self.input_events.send(i);
+                    continue;
+                }
+                Event::Control(m) => SessionEvent::Control(m),
+                Event::KeyframeRequested {
+                    stream,
+                    kind,
+                    first_lost_frame,
+                    last_good_frame,
+                } => SessionEvent::KeyframeRequested {
+                    stream,
+                    kind,
+                    first_lost_frame,
+                    last_good_frame,
+                },
+                Event::FrameLost { stream, frame_id } => {
+                    SessionEvent::FrameLost { stream, frame_id }
+                }
+                Event::ControlFailed => SessionEvent::ControlFailed,
+                // The session turns a peer's Close into its close reason, reported last.
+                Event::Closed { .. } => continue,
+            };
+            let _ = self.events.send(out);
+        }
+        for stream in [STREAM_VIDEO, STREAM_AUDIO] {
+            while let Some(f) = c.poll_frame(stream) {
+                let _ = self.events.send(SessionEvent::Frame(Frame {
+                    stream: f.stream,
+                    frame_id: f.frame_id,
+                    keyframe: f.keyframe,
+                    recovery_point: f.recovery_point,
+                    capture_us: f.capture_us,
+                    data: f.data.to_vec(),
+                    first_packet_at: f.first_packet_at,
+                    completed_at: f.completed_at,
+                    recovered: f.recovered,
+                }));
+            }
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        let mut s = Stats {
+            session: self.session.stats,
+            socket: self.driver.socket_stats(),
+            dropped: self.driver.dropped,
+            ..Stats::default()
+        };
+        if let Some(c) = self.session.connection() {
+            s.connection = c.stats;
+            s.rate = Some(c.rate());
+            s.rtt = c.rtt();
+        }
+        if let Ok(mut shared) = self.stats.lock() {
+            *shared = s;
+        }
+    }
+}
