@@ -22,9 +22,10 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(u64::from(size.width * size.height)));
         for layout in [YuvLayout::I420, YuvLayout::Nv12] {
             let mut frame = YuvFrame::new(layout, size);
-            g.bench_function(BenchmarkId::new(format!("yuvutils/{layout:?}"), label), |b| {
-                b.iter(|| convert(black_box(&p.view()), &mut frame).unwrap())
-            });
+            g.bench_function(
+                BenchmarkId::new(format!("yuvutils/{layout:?}"), label),
+                |b| b.iter(|| convert(black_box(&p.view()), &mut frame).unwrap()),
+            );
             // What the host runs: the pool's two-band conversion.
             let pool = FramePool::new(layout, size, 3);
             g.bench_function(BenchmarkId::new(format!("pool/{layout:?}"), label), |b| {

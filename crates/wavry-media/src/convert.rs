@@ -61,7 +61,9 @@ pub enum ConvertError {
     Convert(#[from] yuvutils_rs::YuvError),
     #[error("the destination frame is still referenced by a codec and cannot be written")]
     Busy,
-    #[error("padded rows (stride {stride}) need the last row's padding too: {len} < {needed} bytes")]
+    #[error(
+        "padded rows (stride {stride}) need the last row's padding too: {len} < {needed} bytes"
+    )]
     ShortLastRow {
         stride: usize,
         len: usize,
@@ -360,7 +362,8 @@ impl Helper {
     fn run(&self, top: Band<'_>, bottom: Band<'_>) -> Result<(), yuvutils_rs::YuvError> {
         // SAFETY: the helper's borrow of `bottom` ends before we return: `Wait` blocks until
         // the helper reports Done, also when `top.convert()` unwinds.
-        let bottom: Band<'static> = unsafe { std::mem::transmute::<Band<'_>, Band<'static>>(bottom) };
+        let bottom: Band<'static> =
+            unsafe { std::mem::transmute::<Band<'_>, Band<'static>>(bottom) };
         *self.shared.lock() = Slot::Job(bottom);
         self.shared.cv.notify_all();
         let wait = Wait(&self.shared);

@@ -96,7 +96,10 @@ fn report(name: &str, s: &Stream) {
     let min = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
     let mean = s.psnr.iter().sum::<f64>() / s.psnr.len() as f64;
     let bytes: usize = s.packets.iter().map(|p| p.data.len()).sum();
-    let first: Vec<String> = s.psnr[..SETTLED].iter().map(|p| format!("{p:.1}")).collect();
+    let first: Vec<String> = s.psnr[..SETTLED]
+        .iter()
+        .map(|p| format!("{p:.1}"))
+        .collect();
     let settled = min(&s.psnr[SETTLED..]);
     eprintln!(
         "{name}: {} frames, PSNR first frames [{}] dB, then min {settled:.1} dB, mean {mean:.1} \
@@ -106,7 +109,10 @@ fn report(name: &str, s: &Stream) {
         bytes / s.packets.len(),
         s.packets[0].data.len()
     );
-    assert!(settled >= 35.0, "{name}: PSNR {settled:.1} dB < 35 dB after {SETTLED} frames");
+    assert!(
+        settled >= 35.0,
+        "{name}: PSNR {settled:.1} dB < 35 dB after {SETTLED} frames"
+    );
 }
 
 /// Decode `file` with the ffmpeg command line and compare each picture with the source.
@@ -135,7 +141,10 @@ fn ffmpeg_decodes(name: &str, file: &std::path::Path, s: &Stream) {
         .skip(SETTLED)
         .map(|(f, src)| psnr(f, src))
         .fold(f64::INFINITY, f64::min);
-    eprintln!("{name}: ffmpeg CLI decoded {} frames, PSNR min {min:.1} dB", frames.len());
+    eprintln!(
+        "{name}: ffmpeg CLI decoded {} frames, PSNR min {min:.1} dB",
+        frames.len()
+    );
     assert!(min >= 35.0, "{name}: ffmpeg CLI PSNR {min:.1} dB");
 }
 
@@ -166,7 +175,10 @@ fn roundtrip(codec: Codec, encoder: &'static str, frames: usize) {
     .expect("open decoder");
     let s = run(enc.as_mut(), dec.as_mut(), 0, frames, |_, _| {});
     report(encoder, &s);
-    assert!(s.packets[0].keyframe, "{encoder}: first packet is a keyframe");
+    assert!(
+        s.packets[0].keyframe,
+        "{encoder}: first packet is a keyframe"
+    );
     let later_keys = s.packets[1..].iter().filter(|p| p.keyframe).count();
     assert_eq!(later_keys, 0, "{encoder}: periodic keyframes");
     let data: Vec<Vec<u8>> = s.packets.iter().map(|p| p.data.clone()).collect();
@@ -209,7 +221,9 @@ fn openh264_roundtrip_and_keyframe() {
         }
     });
     report("openh264", &s);
-    let keys: Vec<usize> = (0..s.packets.len()).filter(|&i| s.packets[i].keyframe).collect();
+    let keys: Vec<usize> = (0..s.packets.len())
+        .filter(|&i| s.packets[i].keyframe)
+        .collect();
     assert_eq!(keys, [0, 10]);
     // FFmpeg's decoder reads openh264's stream too.
     let mut ff = open_decoder(&DecoderConfig {
@@ -241,7 +255,9 @@ fn keyframe_on_request() {
                 e.request_keyframe();
             }
         });
-        let keys: Vec<usize> = (0..s.packets.len()).filter(|&i| s.packets[i].keyframe).collect();
+        let keys: Vec<usize> = (0..s.packets.len())
+            .filter(|&i| s.packets[i].keyframe)
+            .collect();
         assert_eq!(keys, [0, 5], "{name}: keyframes");
         eprintln!(
             "{name}: keyframe on request: {} bytes (P-frame before it: {} bytes)",
@@ -272,13 +288,21 @@ fn x264_bitrate_change_without_keyframe() {
         "a keyframe after the start"
     );
     let mean = |r: std::ops::Range<usize>| {
-        s.packets[r.clone()].iter().map(|p| p.data.len()).sum::<usize>() / r.len()
+        s.packets[r.clone()]
+            .iter()
+            .map(|p| p.data.len())
+            .sum::<usize>()
+            / r.len()
     };
     let before = mean(CHANGE - 30..CHANGE);
     let after = mean(CHANGE + 30..2 * CHANGE);
     let budget_before = (BITRATE / 8 / FPS as u64) as usize;
     let budget_after = (LOW / 8 / FPS as u64) as usize;
-    let max_after = s.packets[CHANGE + 5..].iter().map(|p| p.data.len()).max().unwrap();
+    let max_after = s.packets[CHANGE + 5..]
+        .iter()
+        .map(|p| p.data.len())
+        .max()
+        .unwrap();
     eprintln!(
         "x264 bitrate {} → {} kbit/s: mean frame {before} B (budget {budget_before}) → \
          {after} B (budget {budget_after}), largest after the change {max_after} B",
@@ -286,8 +310,14 @@ fn x264_bitrate_change_without_keyframe() {
         LOW / 1000
     );
     // The sizes follow the new target (within rate control's tolerance) ...
-    assert!(after * 2 < before, "frame sizes did not drop: {before} → {after}");
-    assert!(after <= budget_after * 3 / 2, "mean {after} B over budget {budget_after}");
+    assert!(
+        after * 2 < before,
+        "frame sizes did not drop: {before} → {after}"
+    );
+    assert!(
+        after <= budget_after * 3 / 2,
+        "mean {after} B over budget {budget_after}"
+    );
     // ... and the one-frame VBV keeps every frame near the per-frame budget.
     assert!(
         max_after <= budget_after * 2,
@@ -349,23 +379,38 @@ fn hardware_probe_log() {
     }
     let cfg = EncoderConfig::new(Codec::H264, SIZE, FPS, BITRATE);
     let names = candidates(&cfg);
-    assert_eq!(&names[..4], ["h264_vaapi", "h264_nvenc", "h264_qsv", "libx264"]);
+    assert_eq!(
+        &names[..4],
+        ["h264_vaapi", "h264_nvenc", "h264_qsv", "libx264"]
+    );
     let (enc, log) = common::capture_logs(|| wavry_media::open_encoder(&cfg));
     let enc = enc.expect("some H.264 encoder opens");
     eprint!("{log}");
-    let lines: Vec<&str> = log.lines().filter(|l| l.contains("video encoder:")).collect();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("video encoder:"))
+        .collect();
     assert_eq!(lines.len(), 1, "one line: {log}");
     let line = lines[0];
-    assert!(line.contains(&format!("video encoder: {}", enc.name())), "{line}");
+    assert!(
+        line.contains(&format!("video encoder: {}", enc.name())),
+        "{line}"
+    );
     let chosen = names.iter().position(|n| *n == enc.name()).unwrap();
     for skipped in &names[..chosen] {
-        assert!(line.contains(&format!("{skipped}: ")), "no reason for {skipped}: {line}");
+        assert!(
+            line.contains(&format!("{skipped}: ")),
+            "no reason for {skipped}: {line}"
+        );
     }
     // The decoder probe says the same for hardware decoding.
     let (dec, log) = common::capture_logs(|| open_decoder(&DecoderConfig::new(Codec::H264)));
     let dec = dec.expect("H.264 decoder");
     eprint!("{log}");
-    assert!(log.contains(&format!("video decoder: {} for H.264", dec.name())), "{log}");
+    assert!(
+        log.contains(&format!("video decoder: {} for H.264", dec.name())),
+        "{log}"
+    );
     if dec.name() == "h264" {
         assert!(log.contains("vaapi: ") && log.contains("nvdec: "), "{log}");
     }

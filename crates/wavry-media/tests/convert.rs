@@ -32,9 +32,16 @@ fn check(size: PixelSize, stride: usize, layout: YuvLayout) {
     // The pool converts in two bands on two threads: the same result.
     let pool = FramePool::new(layout, size, 1);
     let pooled = planes(&pool.convert(&view, 0).expect("convert").expect("frame"));
-    assert!(one_thread == pooled, "{layout:?} {size:?}: two-band conversion differs");
+    assert!(
+        one_thread == pooled,
+        "{layout:?} {size:?}: two-band conversion differs"
+    );
     let (y, u, v) = reference_i420(&view);
-    for (name, g, want) in [("Y", &pooled[0], &y), ("U", &pooled[1], &u), ("V", &pooled[2], &v)] {
+    for (name, g, want) in [
+        ("Y", &pooled[0], &y),
+        ("U", &pooled[1], &u),
+        ("V", &pooled[2], &v),
+    ] {
         let (max, n) = max_diff(g, want);
         eprintln!(
             "{layout:?} {}x{} stride {stride}: {name} max error {max}, {n} of {} samples off",
@@ -122,8 +129,15 @@ fn pool_recycles_three_frames() {
     let b = pool.convert(&p.view(), 1).unwrap().unwrap();
     let c = pool.convert(&p.view(), 2).unwrap().unwrap();
     assert_eq!(pool.available(), 0);
-    assert!(pool.convert(&p.view(), 3).unwrap().is_none(), "a fourth frame");
-    let (pa, pb, pc) = (a.plane(0).0.as_ptr(), b.plane(0).0.as_ptr(), c.plane(0).0.as_ptr());
+    assert!(
+        pool.convert(&p.view(), 3).unwrap().is_none(),
+        "a fourth frame"
+    );
+    let (pa, pb, pc) = (
+        a.plane(0).0.as_ptr(),
+        b.plane(0).0.as_ptr(),
+        c.plane(0).0.as_ptr(),
+    );
     assert!(pa != pb && pb != pc && pa != pc);
     drop(b);
     assert_eq!(pool.available(), 1);

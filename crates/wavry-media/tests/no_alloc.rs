@@ -169,9 +169,25 @@ fn run(encoder: &'static str) {
         data: Vec::with_capacity(1 << 20),
         ..Default::default()
     };
-    stream(&pool, &pictures, enc.as_mut(), dec.as_mut(), &mut pkt, 0, WARMUP);
+    stream(
+        &pool,
+        &pictures,
+        enc.as_mut(),
+        dec.as_mut(),
+        &mut pkt,
+        0,
+        WARMUP,
+    );
     let (bytes, counts) = measure(|| {
-        stream(&pool, &pictures, enc.as_mut(), dec.as_mut(), &mut pkt, WARMUP, MEASURED)
+        stream(
+            &pool,
+            &pictures,
+            enc.as_mut(),
+            dec.as_mut(),
+            &mut pkt,
+            WARMUP,
+            MEASURED,
+        )
     });
     eprintln!("{encoder}: {MEASURED} frames, {bytes} bytes encoded: {counts:?}");
     assert_eq!(

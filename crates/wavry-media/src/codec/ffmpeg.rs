@@ -1,14 +1,15 @@
 //! Encoders and decoders through FFmpeg's libavcodec (ffmpeg-next on the system FFmpeg 5.1).
 
 use super::hw::{self, BufferRef, DecodeDevice};
-use super::{Codec, CodecError, DecoderConfig, EncodedPacket, EncoderConfig, VideoDecoder,
-    VideoEncoder};
+use super::{
+    Codec, CodecError, DecoderConfig, EncodedPacket, EncoderConfig, VideoDecoder, VideoEncoder,
+};
 use crate::convert::{set_bt709, YuvFrame, YuvLayout};
 use crate::frame::PixelSize;
-use ffmpeg_next as ff;
 use ff::ffi;
 use ff::util::color;
 use ff::{Dictionary, Rational};
+use ffmpeg_next as ff;
 
 /// The encoder families we know how to configure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -411,7 +412,8 @@ impl VideoDecoder for FfmpegDecoder {
     }
 
     fn send(&mut self, data: &[u8], pts: i64) -> Result<(), CodecError> {
-        let size = i32::try_from(data.len()).map_err(|_| fferr(self.name)(ff::Error::InvalidData))?;
+        let size =
+            i32::try_from(data.len()).map_err(|_| fferr(self.name)(ff::Error::InvalidData))?;
         // A packet borrowing `data`: FFmpeg copies what it keeps (the packet is not
         // reference counted), so the borrow ends with the call.
         // SAFETY: an all-zero AVPacket is the documented blank state.
@@ -436,9 +438,10 @@ impl VideoDecoder for FfmpegDecoder {
         };
         match self.dec.receive_frame(target) {
             Ok(()) => {}
-            Err(ff::Error::Other { errno: ff::error::EAGAIN }) | Err(ff::Error::Eof) => {
-                return Ok(None)
-            }
+            Err(ff::Error::Other {
+                errno: ff::error::EAGAIN,
+            })
+            | Err(ff::Error::Eof) => return Ok(None),
             Err(e) => return Err(fferr(self.name)(e)),
         }
         if let Some(hw) = &self.hw_picture {

@@ -78,7 +78,11 @@ pub(super) fn open_device(kind: AVHWDeviceType) -> Result<BufferRef, String> {
 
 /// A VA-API frames context of NV12 surfaces of `width`×`height` on `device`: the encoder's
 /// input pool, which each frame is uploaded into.
-pub(super) fn vaapi_frames(device: &BufferRef, width: u32, height: u32) -> Result<BufferRef, String> {
+pub(super) fn vaapi_frames(
+    device: &BufferRef,
+    width: u32,
+    height: u32,
+) -> Result<BufferRef, String> {
     // SAFETY: `device` is a valid device context; the frames context is filled in before init.
     unsafe {
         let frames = av_hwframe_ctx_alloc(device.0);

@@ -155,7 +155,11 @@ impl VideoDecoder for OpenH264Decoder {
         let (sy, su, sv) = pic.strides();
         let src = [(pic.y(), sy), (pic.u(), su), (pic.v(), sv)];
         for (i, (plane, stride)) in src.into_iter().enumerate() {
-            let (rows, width) = if i == 0 { (h, w) } else { (h.div_ceil(2), w.div_ceil(2)) };
+            let (rows, width) = if i == 0 {
+                (h, w)
+            } else {
+                (h.div_ceil(2), w.div_ceil(2))
+            };
             let dst_stride = out.frame.stride(i);
             let dst = out.frame.data_mut(i);
             for r in 0..rows {
