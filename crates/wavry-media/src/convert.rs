@@ -3,11 +3,12 @@
 //! BT.709 is the matrix HD video assumes, and limited ("TV", 16–235 luma) range is what every
 //! decoder and hardware scaler treats as the default; the same choice is written into each
 //! [`YuvFrame`] and each encoder's VUI so a decoder never has to guess. Chroma is the average of
-//! each 2×2 block, sited at its centre (MPEG-2 style).
+//! each 2×2 block (sited at its centre).
 //!
-//! The converter is `yuvutils-rs` (AVX2/SSE4.1/NEON picked at run time). At 1080p on our
-//! 2-core VM it takes about a tenth of swscale's 4.4 ms; see docs/MEDIA.md for the numbers and
-//! the alternatives measured (benches/convert.rs).
+//! The converter is `yuvutils-rs` (AVX2/SSE4.1/NEON picked at run time); [`FramePool::convert`]
+//! splits each picture into two bands converted on two threads: 0.6–0.75 ms at 1080p on our
+//! 2-core VM against swscale's 4.4 ms. docs/MEDIA.md has the numbers and the alternatives
+//! measured (benches/convert.rs, examples/media_bench.rs).
 //!
 //! [`YuvFrame`]s wrap an FFmpeg `AVFrame` with reference-counted planes, so an encoder takes
 //! them without a copy; [`FramePool`] keeps a fixed set of them (three: triple buffering) and

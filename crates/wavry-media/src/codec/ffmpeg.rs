@@ -112,8 +112,8 @@ impl FfmpegEncoder {
                 (*p).rc_max_rate = 0;
                 (*p).rc_buffer_size = vbv.max(cfg.bitrate / 50) as i32;
             }
-            // No periodic keyframes: libx264 and libx265 take that from their own params
-            // below (their wrappers leave keyint alone when gop_size is -1, the default).
+            // No periodic keyframes. libx264 and libx265 get `keyint` in their own params
+            // below, which their wrappers apply after (and over) gop_size.
             if !matches!(family, Family::X264 | Family::X265) {
                 (*p).gop_size = i32::MAX;
             }
