@@ -25,7 +25,7 @@ fn captured_screen_survives_each_codec() {
     // A grid of 16×9 windows of distinct colours, each 40×40, plus odd-sized ones on top.
     for gy in 0..9u32 {
         for gx in 0..16u32 {
-            let rgb = (gx * 16) << 16 | (gy * 28) << 8 | ((gx + gy) * 9 & 0xff);
+            let rgb = ((gx * 16) << 16) | ((gy * 28) << 8) | (((gx + gy) * 9) & 0xff);
             display.paint(&conn, (gx * 40) as i16, (gy * 40) as i16, 40, 40, rgb);
         }
     }
