@@ -60,6 +60,8 @@ pub enum ConvertError {
     SizeMismatch { src: PixelSize, dst: PixelSize },
     #[error("colour conversion failed: {0}")]
     Convert(#[from] yuvutils_rs::YuvError),
+    #[error("the conversion helper thread panicked")]
+    HelperPanicked,
     #[error("the destination frame is still referenced by a codec and cannot be written")]
     Busy,
     #[error(
@@ -324,7 +326,7 @@ struct Shared {
 enum Slot {
     Empty,
     Job(Band<'static>),
-    Done(Result<(), yuvutils_rs::YuvError>),
+    Done(Result<(), ConvertError>),
     Quit,
 }
 
@@ -348,8 +350,12 @@ impl Helper {
                     slot = s.cv.wait(slot).unwrap_or_else(|e| e.into_inner());
                 };
                 drop(slot);
-                let r = job.convert();
-                *s.lock() = Slot::Done(r);
+                // A panic must still report Done, or the caller would wait for ever.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.convert()));
+                *s.lock() = Slot::Done(match r {
+                    Ok(r) => r.map_err(ConvertError::from),
+                    Err(_) => Err(ConvertError::HelperPanicked),
+                });
                 s.cv.notify_all();
             })
             .ok()?;
@@ -360,7 +366,7 @@ impl Helper {
     }
 
     /// Convert `top` here and `bottom` on the helper; returns when both are done.
-    fn run(&self, top: Band<'_>, bottom: Band<'_>) -> Result<(), yuvutils_rs::YuvError> {
+    fn run(&self, top: Band<'_>, bottom: Band<'_>) -> Result<(), ConvertError> {
         // SAFETY: the helper's borrow of `bottom` ends before we return: `Wait` blocks until
         // the helper reports Done, also when `top.convert()` unwinds.
         let bottom: Band<'static> =
@@ -370,7 +376,8 @@ impl Helper {
         let wait = Wait(&self.shared);
         let r_top = top.convert();
         let r_bottom = wait.done();
-        r_top.and(r_bottom)
+        r_top?;
+        r_bottom
     }
 }
 
@@ -385,13 +392,13 @@ impl Shared {
 struct Wait<'a>(&'a Shared);
 
 impl Wait<'_> {
-    fn done(self) -> Result<(), yuvutils_rs::YuvError> {
+    fn done(self) -> Result<(), ConvertError> {
         let r = self.wait();
         std::mem::forget(self);
         r
     }
 
-    fn wait(&self) -> Result<(), yuvutils_rs::YuvError> {
+    fn wait(&self) -> Result<(), ConvertError> {
         let mut slot = self.0.lock();
         loop {
             match std::mem::replace(&mut *slot, Slot::Empty) {
