@@ -4,8 +4,10 @@
 //! - `window`: the SDL window: I420 pictures into a YUV texture, letterboxed, with the overlay.
 //! - `overlay`: the stats overlay's pixels (8×8 bitmap text).
 //! - `stats`: the figures the overlay shows and the JSON lines carry.
+//! - `run`: a whole client session: decode thread, window loop, input, stats.
 
 pub mod input_map;
 pub mod overlay;
+pub mod run;
 pub mod stats;
 pub mod window;

@@ -49,11 +49,12 @@ pub struct Snapshot {
     /// Video received, Mbit/s (frame payload).
     pub video_mbps: f64,
     pub rtt_ms: f64,
-    /// Packets lost on the way here, percent (before FEC and retransmission).
+    /// The host's packets lost on the way here, percent (before FEC and retransmission; the
+    /// host's figure from feedback).
     pub loss_pct: f64,
-    /// Packets rebuilt by FEC this interval.
+    /// Packets rebuilt by FEC since the session started.
     pub fec_recovered: u64,
-    /// Frames that could not be rebuilt this interval.
+    /// Frames that could not be rebuilt since the session started.
     pub frames_lost: u64,
     pub host: Stage,
     pub network: Stage,

@@ -13,7 +13,7 @@ use sdl2::pixels::PixelFormatEnum;
 use sdl2::rect::Rect;
 use sdl2::render::{BlendMode, Canvas, Texture, TextureCreator};
 use sdl2::video::{FullscreenType, Window, WindowContext};
-use sdl2::{EventPump, GameControllerSubsystem, Sdl};
+use sdl2::{EventPump, EventSubsystem, GameControllerSubsystem, Sdl};
 use std::collections::HashMap;
 use thiserror::Error;
 use wavry_input::InputEvent;
@@ -29,6 +29,10 @@ pub enum WindowError {
 fn sdl<T>(r: Result<T, impl ToString>) -> Result<T, WindowError> {
     r.map_err(|e| WindowError::Sdl(e.to_string()))
 }
+
+/// Pushed by the decoding thread when a picture waits to be shown.
+#[derive(Debug, Clone, Copy)]
+pub struct PictureReady;
 
 /// One plane of a picture: bytes and the distance between rows.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +69,7 @@ pub struct VideoWindow {
     creator: TextureCreator<WindowContext>,
     events: EventPump,
     controllers: GameControllerSubsystem,
+    event_subsystem: EventSubsystem,
     open_pads: HashMap<u32, GameController>,
     video: Option<(Texture, u32, u32)>,
     overlay: Option<(Texture, u32, u32)>,
@@ -99,6 +104,8 @@ impl VideoWindow {
             "window open (vsync off, YUV textures)"
         );
         let creator = canvas.texture_creator();
+        let event_subsystem = sdl(ctx.event())?;
+        sdl(event_subsystem.register_custom_event::<PictureReady>())?;
         let events = sdl(ctx.event_pump())?;
         Ok(VideoWindow {
             _sdl: ctx,
@@ -106,6 +113,7 @@ impl VideoWindow {
             creator,
             events,
             controllers,
+            event_subsystem,
             open_pads: HashMap::new(),
             video: None,
             overlay: None,
@@ -195,39 +203,61 @@ impl VideoWindow {
         self.redraw()
     }
 
-    /// Handle what SDL has queued without waiting; returns the input events to send and
-    /// whether the user asked to quit. Hotkeys (fullscreen, overlay, pointer lock) are acted
-    /// on here.
+    /// A handle other threads use to wake [`VideoWindow::wait_event`] with a
+    /// [`PictureReady`] event.
+    pub fn event_sender(&self) -> sdl2::event::EventSender {
+        self.event_subsystem.event_sender()
+    }
+
+    /// Wait up to `timeout` for the next event (input, window, or a [`PictureReady`]).
+    pub fn wait_event(&mut self, timeout: std::time::Duration) -> Option<Event> {
+        self.events
+            .wait_event_timeout(timeout.as_millis().clamp(1, u32::MAX as u128) as u32)
+    }
+
+    /// Handle what SDL has queued without waiting (see [`VideoWindow::handle`]).
     pub fn pump(&mut self, send: &mut Vec<InputEvent>) -> Result<bool, WindowError> {
+        let mut quit = false;
+        while let Some(ev) = self.events.poll_event() {
+            quit |= self.handle(ev, send)?;
+        }
+        Ok(quit)
+    }
+
+    /// Handle one event: input for the host goes into `send`; hotkeys (fullscreen, overlay,
+    /// pointer lock) act here. Returns whether the user asked to quit.
+    pub fn handle(&mut self, ev: Event, send: &mut Vec<InputEvent>) -> Result<bool, WindowError> {
         let mut actions = Vec::new();
         let mut quit = false;
         let mut redraw = false;
-        while let Some(ev) = self.events.poll_event() {
-            match &ev {
-                Event::Window {
-                    win_event: WindowEvent::SizeChanged(w, h),
-                    ..
-                } => {
-                    self.input.set_window_size(*w as u32, *h as u32);
-                    redraw = true;
-                }
-                Event::ControllerDeviceAdded { which, .. } => match self.controllers.open(*which) {
-                    Ok(pad) => {
-                        let id = pad.instance_id();
-                        if let Some((_, added)) = self.input.add_pad(id) {
-                            tracing::info!(name = %pad.name(), "game controller connected");
-                            self.open_pads.insert(id, pad);
-                            send.push(added);
-                        }
+        match &ev {
+            Event::Window {
+                win_event: WindowEvent::SizeChanged(w, h),
+                ..
+            } => {
+                self.input.set_window_size(*w as u32, *h as u32);
+                redraw = true;
+            }
+            Event::Window {
+                win_event: WindowEvent::Exposed,
+                ..
+            } => redraw = true,
+            Event::ControllerDeviceAdded { which, .. } => match self.controllers.open(*which) {
+                Ok(pad) => {
+                    let id = pad.instance_id();
+                    if let Some((_, added)) = self.input.add_pad(id) {
+                        tracing::info!(name = %pad.name(), "game controller connected");
+                        self.open_pads.insert(id, pad);
+                        send.push(added);
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot open a game controller"),
-                },
-                _ => {}
-            }
-            self.input.map(&ev, &mut actions);
-            if let Event::ControllerDeviceRemoved { which, .. } = ev {
-                self.open_pads.remove(&which);
-            }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot open a game controller"),
+            },
+            _ => {}
+        }
+        self.input.map(&ev, &mut actions);
+        if let Event::ControllerDeviceRemoved { which, .. } = ev {
+            self.open_pads.remove(&which);
         }
         for a in actions {
             match a {

@@ -8,6 +8,19 @@
 use crate::keys::Modifiers;
 use thiserror::Error;
 
+/// Microseconds of the system's monotonic clock (CLOCK_MONOTONIC on Linux): the clock `t_us`
+/// is read from. Processes on one machine share it, so a host and a client there can compare
+/// timestamps directly.
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
 /// The largest encoded event.
 pub const MAX_EVENT_LEN: usize = 27;
 

@@ -11,5 +11,5 @@ pub mod gamepad;
 pub mod inject;
 pub mod keys;
 
-pub use event::{Button, GamepadState, InputEvent, Timed, MAX_EVENT_LEN};
+pub use event::{monotonic_us, Button, GamepadState, InputEvent, Timed, MAX_EVENT_LEN};
 pub use keys::Modifiers;

@@ -8,8 +8,8 @@
 //! display.paint(&conn, 0, 0, 100, 100, 0xff0000);
 //! ```
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use wavry_scene::{DisplayError, VirtualDisplay};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
     ChangeWindowAttributesAux, ConnectionExt as _, CreateWindowAux, Window, WindowClass,
@@ -19,7 +19,7 @@ use x11rb::wrapper::ConnectionExt as _;
 
 /// An Xvfb server of its own, killed when dropped.
 pub struct TestDisplay {
-    child: Child,
+    display: VirtualDisplay,
     name: String,
 }
 
@@ -30,42 +30,22 @@ impl TestDisplay {
     /// The screen can later shrink (and grow back) up to this size with
     /// [`set_resolution`](Self::set_resolution).
     pub fn start(width: u32, height: u32) -> Option<Self> {
-        let spawned = Command::new("Xvfb")
-            // Xvfb picks a free display number and writes it to fd 1 once it accepts clients.
-            .args([
-                "-displayfd",
-                "1",
-                "-noreset",
-                "-nolisten",
-                "tcp",
-                "-screen",
-                "0",
-            ])
-            .arg(format!("{width}x{height}x24"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) => {
-                eprintln!("SKIP: cannot start Xvfb ({e}); install it (scripts/setup.sh)");
-                return None;
+        match VirtualDisplay::start(width, height) {
+            Ok(display) => {
+                let name = display.name().to_string();
+                Some(Self { display, name })
             }
-        };
-        let mut line = String::new();
-        if let Some(stdout) = child.stdout.take() {
-            // Bounded: Xvfb either prints its number or exits (end of file).
-            let _ = BufReader::new(stdout).read_line(&mut line);
+            Err(e @ DisplayError::Spawn(_)) => {
+                eprintln!("SKIP: {e}");
+                None
+            }
+            Err(e) => panic!("{e}"),
         }
-        let number = line.trim();
-        if number.is_empty() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("Xvfb started but reported no display number");
-        }
-        let name = format!(":{number}");
-        Some(Self { child, name })
+    }
+
+    /// The underlying display.
+    pub fn display(&self) -> &VirtualDisplay {
+        &self.display
     }
 
     /// The display name, e.g. `:3`.
@@ -178,19 +158,33 @@ impl TestDisplay {
         win
     }
 
+    /// The whole screen's pixels as BGRA rows (width × height × 4 bytes), read with a plain
+    /// GetImage: slow, but independent of the capture code under test.
+    pub fn grab(&self, conn: &RustConnection) -> (u32, u32, Vec<u8>) {
+        let screen = &conn.setup().roots[0];
+        let (w, h) = (screen.width_in_pixels, screen.height_in_pixels);
+        let img = conn
+            .get_image(
+                x11rb::protocol::xproto::ImageFormat::Z_PIXMAP,
+                screen.root,
+                0,
+                0,
+                w,
+                h,
+                !0,
+            )
+            .expect("GetImage")
+            .reply()
+            .expect("GetImage reply");
+        (w as u32, h as u32, img.data)
+    }
+
     /// Fill an existing window with another colour and wait until it is drawn.
     pub fn repaint(&self, conn: &RustConnection, win: Window, rgb: u32) {
         conn.change_window_attributes(win, &ChangeWindowAttributesAux::new().background_pixel(rgb))
             .expect("change window");
         conn.clear_area(false, win, 0, 0, 0, 0).expect("clear");
         conn.sync().expect("sync");
-    }
-}
-
-impl Drop for TestDisplay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -75,6 +75,8 @@ pub enum ControlMessage {
         bitrate: u64,
         /// Frames encoded in the last second.
         fps: u32,
+        /// Loss of the host's packets on the way to the client, per mille (from feedback).
+        loss_permille: u32,
     },
     /// Either way: something the peer asked for cannot be done.
     Error { message: String },
@@ -157,6 +159,7 @@ mod tests {
                 },
                 bitrate: 18_000_000,
                 fps: 60,
+                loss_permille: 12,
             },
             ControlMessage::Error {
                 message: "no such monitor".into(),

@@ -17,7 +17,7 @@ use crate::udp::UdpDriver;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use rift_core::connection::{ConnectionStats, Event, InputEvent};
 use rift_core::delta::RateDecision;
-use rift_core::media::OutgoingFrame;
+use rift_core::media::{MediaReceiverStats, OutgoingFrame};
 use rift_core::wire::{RecoveryKind, STREAM_AUDIO, STREAM_VIDEO};
 use rift_crypto::identity::PublicKey;
 use std::io;
@@ -83,8 +83,22 @@ pub struct Stats {
     pub socket: SocketStats,
     pub rate: Option<RateDecision>,
     pub rtt: Duration,
+    /// Loss of what this end sends, from the peer's feedback (0..=1).
+    pub loss_rate: f64,
+    /// This end's video receiver (frames, FEC recoveries, NACKs), when it receives video.
+    pub video_rx: Option<MediaReceiverStats>,
     /// Datagrams that were not RIFT or that the session refused.
     pub dropped: u64,
+}
+
+/// Reads a session thread's published statistics from any thread.
+#[derive(Clone)]
+pub struct StatsHandle(Arc<Mutex<Stats>>);
+
+impl StatsHandle {
+    pub fn get(&self) -> Stats {
+        self.0.lock().map(|s| *s).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -221,6 +235,11 @@ impl SessionThread {
         self.sender.clone()
     }
 
+    /// Take the event receiver, to drain it in a thread of its own; `events` is left empty.
+    pub fn take_events(&mut self) -> Receiver<SessionEvent> {
+        std::mem::replace(&mut self.events, mpsc::channel().1)
+    }
+
     /// Take the input receiver, to block on it in a thread of its own (an injector); `input`
     /// is left empty.
     pub fn take_input(&mut self) -> Receiver<InputEvent> {
@@ -229,7 +248,12 @@ impl SessionThread {
 
     /// The latest published statistics.
     pub fn stats(&self) -> Stats {
-        self.stats.lock().map(|s| *s).unwrap_or_default()
+        self.stats_handle().get()
+    }
+
+    /// A handle to the published statistics for another thread (an encoder following DELTA).
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(self.stats.clone())
     }
 
     /// Wait for the thread to end (after a close from either side, or an I/O error).
@@ -441,6 +465,8 @@ impl Worker {
             s.connection = c.stats;
             s.rate = Some(c.rate());
             s.rtt = c.rtt();
+            s.loss_rate = c.last_report().map_or(0.0, |r| r.loss_rate);
+            s.video_rx = c.receiver(STREAM_VIDEO).map(|r| r.stats);
         }
         if let Ok(mut shared) = self.stats.lock() {
             *shared = s;

@@ -53,6 +53,9 @@ pub struct DemoArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum SimCommand {
+    /// Stream synthetic 60 fps video over RIFT through a simulated network path and print
+    /// delivery, bitrate, delay and loss statistics.
+    Stream(DemoArgs),
     /// Capacity 10 → 2.5 → 6 → 10 Mbit/s, 50 ms one way, 300 ms drop-tail queue: DELTA beside a
     /// fixed-bitrate and a loss-threshold ABR baseline.
     Steps,
@@ -218,6 +221,7 @@ fn print_summary(s: &Scenario, r: &ScenarioResult, wall: Duration) {
 
 pub fn run_sim(cmd: &SimCommand) -> Result<()> {
     match cmd {
+        SimCommand::Stream(args) => return run_demo(args),
         SimCommand::Steps => {
             let runs = capacity_steps_with_baselines();
             println!("Capacity 10 → 2.5 → 6 → 10 Mbit/s, 50 ms one way, 300 ms drop-tail queue");

@@ -1,0 +1,415 @@
+//! A client session from connection to close, on three threads:
+//!
+//! - the session's own I/O thread (wavry-transport);
+//! - a **decode thread**: takes frames from the session, decodes them, and leaves the newest
+//!   picture in a one-slot mailbox (an older one not yet shown is replaced: showing it would
+//!   only add latency), then wakes the window with a `PictureReady` event;
+//! - the **window thread** (the caller's): blocks on SDL events, so input is read and sent the
+//!   moment it happens, and pictures are shown as soon as they are decoded.
+
+use crate::stats::{Snapshot, Stage};
+use crate::window::{PictureReady, Plane, VideoWindow, WindowError, I420};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use wavry_input::{monotonic_us, Timed, MAX_EVENT_LEN};
+use wavry_media::codec::{open_decoder, DecoderConfig, VideoDecoder};
+use wavry_media::convert::YuvLayout;
+use wavry_proto::{Codec, ControlMessage, PROTOCOL_VERSION};
+use wavry_transport::session::CloseReason;
+use wavry_transport::thread::{SessionEvent, SessionSender, SessionThread, StatsHandle};
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("window: {0}")]
+    Window(#[from] WindowError),
+    #[error("the decode thread could not start: {0}")]
+    Thread(String),
+}
+
+/// Receives each second's figures.
+pub type Reporter = Box<dyn FnMut(&Snapshot) + Send>;
+
+pub struct RunOptions {
+    /// Window title.
+    pub title: String,
+    /// Initial window size.
+    pub width: u32,
+    pub height: u32,
+    /// Show the stats overlay from the start.
+    pub overlay: bool,
+    /// Called with each second's figures (print them, write JSON lines…).
+    pub report: Option<Reporter>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Try hardware decoders first.
+    pub hardware_decode: bool,
+    /// How this client names itself to the host.
+    pub client_name: String,
+    /// Set from outside (Ctrl-C) to end the session.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What the session came to.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub duration: Duration,
+    pub frames_decoded: u64,
+    pub frames_shown: u64,
+    pub frames_lost: u64,
+    pub close: Option<CloseReason>,
+    /// The last interval's figures.
+    pub last: Option<Snapshot>,
+}
+
+/// A decoded picture owned by the mailbox (buffers reused from picture to picture).
+#[derive(Default)]
+struct Picture {
+    width: u32,
+    height: u32,
+    planes: [(Vec<u8>, usize); 3],
+    decoded_at: Option<Instant>,
+}
+
+impl Picture {
+    fn view(&self) -> I420<'_> {
+        let p = |i: usize| Plane {
+            data: &self.planes[i].0,
+            stride: self.planes[i].1,
+        };
+        I420 {
+            width: self.width,
+            height: self.height,
+            y: p(0),
+            u: p(1),
+            v: p(2),
+        }
+    }
+}
+
+/// The newest picture waiting to be shown, and a spare buffer to decode the next into.
+#[derive(Default)]
+struct Mailbox {
+    ready: Option<Picture>,
+    spare: Vec<Picture>,
+}
+
+/// Figures gathered over one interval.
+#[derive(Default)]
+struct Interval {
+    decode: Vec<Duration>,
+    network: Vec<Duration>,
+    present: Vec<Duration>,
+    shown: u64,
+    bytes: u64,
+    host: Option<(wavry_proto::StageStat, u32)>,
+    stream: Option<(Codec, u32, u32)>,
+}
+
+struct Shared {
+    mailbox: Mutex<Mailbox>,
+    interval: Mutex<Interval>,
+    decoded: std::sync::atomic::AtomicU64,
+    lost: std::sync::atomic::AtomicU64,
+    closed: Mutex<Option<CloseReason>>,
+    done: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn decoder_for(codec: Codec, hardware: bool) -> Option<Box<dyn VideoDecoder>> {
+    let media = match codec {
+        Codec::H264 => wavry_media::Codec::H264,
+        Codec::Hevc => wavry_media::Codec::Hevc,
+        Codec::Av1 => wavry_media::Codec::Av1,
+    };
+    let mut cfg = DecoderConfig::new(media);
+    cfg.hardware = hardware;
+    match open_decoder(&cfg) {
+        Ok(d) => {
+            tracing::info!(decoder = d.name(), %media, "decoder open");
+            Some(d)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "no decoder for the stream");
+            None
+        }
+    }
+}
+
+/// The decode thread's body.
+fn decode_loop(
+    events: Receiver<SessionEvent>,
+    shared: Arc<Shared>,
+    stats: StatsHandle,
+    hardware: bool,
+    wake: impl Fn(),
+) {
+    let mut decoder: Option<Box<dyn VideoDecoder>> = None;
+    let mut pts = 0i64;
+    for ev in events.iter() {
+        match ev {
+            SessionEvent::Control(bytes) => match ControlMessage::decode(&bytes) {
+                Ok(ControlMessage::StreamInfo {
+                    codec,
+                    encoder,
+                    width,
+                    height,
+                    ..
+                }) => {
+                    tracing::info!(%encoder, width, height, ?codec, "stream info");
+                    decoder = decoder_for(codec, hardware);
+                    lock(&shared.interval).stream = Some((codec, width, height));
+                }
+                Ok(ControlMessage::HostStats {
+                    capture_encode,
+                    loss_permille,
+                    ..
+                }) => lock(&shared.interval).host = Some((capture_encode, loss_permille)),
+                Ok(ControlMessage::Monitors { monitors, selected }) => {
+                    for m in &monitors {
+                        tracing::info!(id = m.id, name = %m.name, w = m.width, h = m.height, "host monitor");
+                    }
+                    tracing::info!(?selected, "streaming");
+                }
+                Ok(ControlMessage::Error { message }) => tracing::warn!(%message, "host error"),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "control message refused"),
+            },
+            SessionEvent::Frame(f) => {
+                let Some(dec) = decoder.as_mut() else {
+                    continue;
+                };
+                if let Err(e) = dec.send(&f.data, pts) {
+                    tracing::debug!(error = %e, frame = f.frame_id, "frame did not decode");
+                    continue;
+                }
+                pts += 1;
+                let pic = match dec.receive() {
+                    Ok(Some(p)) => p,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no picture");
+                        continue;
+                    }
+                };
+                if pic.layout() != YuvLayout::I420 {
+                    tracing::warn!("decoder gave NV12 pictures; only I420 is shown for now");
+                    continue;
+                }
+                let mut out = lock(&shared.mailbox).spare.pop().unwrap_or_default();
+                out.width = pic.size().width;
+                out.height = pic.size().height;
+                for i in 0..3 {
+                    let (data, stride) = pic.plane(i);
+                    let rows = if i == 0 {
+                        out.height as usize
+                    } else {
+                        out.height.div_ceil(2) as usize
+                    };
+                    let n = (stride * rows).min(data.len());
+                    out.planes[i].0.clear();
+                    out.planes[i].0.extend_from_slice(&data[..n]);
+                    out.planes[i].1 = stride;
+                }
+                let now = Instant::now();
+                out.decoded_at = Some(now);
+                shared.decoded.fetch_add(1, Ordering::Relaxed);
+                {
+                    let mut iv = lock(&shared.interval);
+                    iv.decode
+                        .push(now.saturating_duration_since(f.completed_at));
+                    iv.network
+                        .push(stats.get().rtt / 2 + (f.completed_at - f.first_packet_at));
+                    iv.bytes += f.data.len() as u64;
+                }
+                let mut mb = lock(&shared.mailbox);
+                if let Some(stale) = mb.ready.replace(out) {
+                    mb.spare.push(stale);
+                }
+                drop(mb);
+                wake();
+            }
+            SessionEvent::FrameLost { .. } => {
+                shared.lost.fetch_add(1, Ordering::Relaxed);
+            }
+            SessionEvent::Closed(r) => {
+                *lock(&shared.closed) = Some(r);
+                break;
+            }
+            _ => {}
+        }
+    }
+    shared.done.store(true, Ordering::Relaxed);
+    wake();
+}
+
+/// The RIFT connection a client runs. It sends no video, so its controller only paces what
+/// little it sends (input, feedback, control).
+pub fn connection_factory() -> wavry_transport::session::ConnectionFactory {
+    Box::new(|local, remote, now| {
+        rift_core::connection::Connection::new(
+            rift_core::connection::ConnectionConfig::new(local, remote, false),
+            Box::new(rift_core::delta::FixedRate::new(1_000_000, 60.0)),
+            now,
+        )
+    })
+}
+
+fn send_control(tx: &SessionSender, msg: &ControlMessage) {
+    if let Ok(b) = msg.encode() {
+        let _ = tx.send_control(b);
+    }
+}
+
+/// Run the client on an established (or establishing) session until it closes, the user
+/// quits, `opts.stop` is set or `opts.duration` passes.
+pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummary, ClientError> {
+    let started = Instant::now();
+    let tx = session.sender();
+    let mut window = VideoWindow::open(&opts.title, opts.width, opts.height)?;
+    window.set_overlay_visible(opts.overlay)?;
+    let shared = Arc::new(Shared {
+        mailbox: Mutex::new(Mailbox::default()),
+        interval: Mutex::new(Interval::default()),
+        decoded: Default::default(),
+        lost: Default::default(),
+        closed: Mutex::new(None),
+        done: AtomicBool::new(false),
+    });
+    let events = session.take_events();
+    let decoder = {
+        let shared = shared.clone();
+        let stats = session.stats_handle();
+        let sender = window.event_sender();
+        let hw = opts.hardware_decode;
+        std::thread::Builder::new()
+            .name("client-decode".into())
+            .spawn(move || {
+                decode_loop(events, shared, stats, hw, move || {
+                    let _ = sender.push_custom_event(PictureReady);
+                })
+            })
+            .map_err(|e| ClientError::Thread(e.to_string()))?
+    };
+    send_control(
+        &tx,
+        &ControlMessage::Hello {
+            version: PROTOCOL_VERSION,
+            client: opts.client_name.clone(),
+            decoders: vec![Codec::H264, Codec::Hevc, Codec::Av1],
+        },
+    );
+
+    let mut inputs = Vec::new();
+    let mut buf = [0u8; MAX_EVENT_LEN];
+    let mut next_report = Instant::now() + Duration::from_secs(1);
+    let mut last_bytes_at = Instant::now();
+    let mut summary = RunSummary::default();
+    let mut quit = false;
+    while !quit && !shared.done.load(Ordering::Relaxed) {
+        if opts.stop.load(Ordering::Relaxed)
+            || opts.duration.is_some_and(|d| started.elapsed() >= d)
+        {
+            break;
+        }
+        if let Some(ev) = window.wait_event(Duration::from_millis(20)) {
+            if ev.as_user_event_type::<PictureReady>().is_some() {
+                let pic = lock(&shared.mailbox).ready.take();
+                if let Some(pic) = pic {
+                    window.present(&pic.view())?;
+                    let now = Instant::now();
+                    let mut iv = lock(&shared.interval);
+                    if let Some(d) = pic.decoded_at {
+                        iv.present.push(now - d);
+                    }
+                    iv.shown += 1;
+                    drop(iv);
+                    summary.frames_shown += 1;
+                    lock(&shared.mailbox).spare.push(pic);
+                }
+            } else {
+                quit = window.handle(ev, &mut inputs)?;
+            }
+        }
+        for e in inputs.drain(..) {
+            let n = Timed {
+                t_us: monotonic_us(),
+                event: e,
+            }
+            .encode(&mut buf);
+            let _ = tx.send_input(&buf[..n]);
+        }
+        if Instant::now() >= next_report {
+            let secs = last_bytes_at.elapsed().as_secs_f64();
+            last_bytes_at = Instant::now();
+            next_report += Duration::from_secs(1);
+            let snap = snapshot(&shared, &session.stats(), started, secs);
+            window.set_overlay(&snap.lines())?;
+            if window.overlay_on() {
+                window.redraw()?;
+            }
+            if let Some(report) = opts.report.as_mut() {
+                report(&snap);
+            }
+            summary.last = Some(snap);
+        }
+    }
+    let _ = tx.close(rift_core::wire::CLOSE_NORMAL, "client closed");
+    let _ = decoder.join();
+    summary.duration = started.elapsed();
+    summary.frames_decoded = shared.decoded.load(Ordering::Relaxed);
+    summary.frames_lost = shared.lost.load(Ordering::Relaxed);
+    summary.close = lock(&shared.closed).clone();
+    Ok(summary)
+}
+
+fn snapshot(
+    shared: &Shared,
+    stats: &wavry_transport::thread::Stats,
+    started: Instant,
+    secs: f64,
+) -> Snapshot {
+    let mut iv = lock(&shared.interval);
+    let rx = stats.video_rx.unwrap_or_default();
+    let (codec, width, height) = iv
+        .stream
+        .map_or((String::new(), 0, 0), |(c, w, h)| (format!("{c:?}"), w, h));
+    let (host, loss) = iv
+        .host
+        .map_or((Stage::default(), 0.0), |(h, loss_permille)| {
+            (
+                Stage {
+                    mean_ms: h.mean_us as f64 / 1e3,
+                    p95_ms: h.p95_us as f64 / 1e3,
+                },
+                loss_permille as f64 / 10.0,
+            )
+        });
+    let snap = Snapshot {
+        t_s: started.elapsed().as_secs_f64(),
+        width,
+        height,
+        codec,
+        fps: iv.shown as f64 / secs.max(1e-3),
+        video_mbps: iv.bytes as f64 * 8.0 / secs.max(1e-3) / 1e6,
+        rtt_ms: stats.rtt.as_secs_f64() * 1e3,
+        loss_pct: loss,
+        fec_recovered: rx.fec_recovered_packets,
+        frames_lost: rx.frames_lost,
+        host,
+        network: Stage::of(&mut iv.network),
+        decode: Stage::of(&mut iv.decode),
+        present: Stage::of(&mut iv.present),
+    };
+    iv.decode.clear();
+    iv.network.clear();
+    iv.present.clear();
+    iv.shown = 0;
+    iv.bytes = 0;
+    snap
+}

@@ -1,0 +1,160 @@
+//! The whole path on one machine: a host streaming an Xvfb display over an encrypted RIFT
+//! session on loopback to a client showing it in an SDL window on a second Xvfb display.
+//! The client's screen must match the host's (PSNR), and a key typed into the client's window
+//! must reach a window on the host's display.
+
+use rift_crypto::handshake::{allow_list, pinned};
+use rift_crypto::identity::Identity;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wavry_client::run::{run, RunOptions};
+use wavry_media::testing::{tool_available, TestDisplay};
+use wavry_transport::session::{Session, SessionConfig};
+use wavry_transport::thread::SessionThread;
+use wavry_transport::udp::UdpDriver;
+
+/// PSNR of the luma of two BGRA images of one size.
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let luma = |p: &[u8]| 0.0722 * p[0] as f64 + 0.7152 * p[1] as f64 + 0.2126 * p[2] as f64;
+    let (mut se, mut n) = (0.0, 0.0);
+    for (pa, pb) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
+        let d = luma(pa) - luma(pb);
+        se += d * d;
+        n += 1.0;
+    }
+    let mse = se / n;
+    if mse == 0.0 {
+        99.0
+    } else {
+        10.0 * (255.0 * 255.0 / mse).log10()
+    }
+}
+
+#[test]
+fn client_shows_the_host_display_and_types_into_it() {
+    if !tool_available("xdotool") {
+        return;
+    }
+    let (Some(host_disp), Some(client_disp)) =
+        (TestDisplay::start(640, 480), TestDisplay::start(640, 480))
+    else {
+        return;
+    };
+    // Something to look at on the host: coloured blocks on a grey desktop.
+    let hc = host_disp.connect();
+    host_disp.paint(&hc, 0, 0, 640, 480, 0x404040);
+    for (i, rgb) in [0xe04030u32, 0x30c050, 0x3050e0, 0xf0f0f0]
+        .iter()
+        .enumerate()
+    {
+        host_disp.paint(&hc, 40 + 140 * i as i16, 120, 120, 240, *rgb);
+    }
+
+    let (host_id, client_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let (host_pub, client_pub) = (host_id.public(), client_id.public());
+    let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
+    let host_addr = hd.local_addr().unwrap();
+    let host_display = host_disp.name().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let host_stop = stop.clone();
+    let host = std::thread::spawn(move || {
+        let s = hd
+            .accept(
+                &SessionConfig::default(),
+                &host_id,
+                || allow_list(vec![client_pub]),
+                wavry_host::connection_factory,
+                Instant::now() + Duration::from_secs(5),
+            )
+            .unwrap()
+            .expect("client connects");
+        let t = SessionThread::spawn(hd, s).unwrap();
+        let cfg = wavry_host::HostConfig {
+            display: Some(host_display),
+            fps: 30,
+            hardware: false,
+            ..Default::default()
+        };
+        wavry_host::serve(t, &cfg, &host_stop, None).unwrap()
+    });
+
+    // A window on the host display that records the keys it receives.
+    let key_win = host_disp.paint(&hc, 600, 440, 40, 40, 0x404040);
+    {
+        use x11rb::connection::Connection;
+        use x11rb::protocol::xproto::*;
+        hc.change_window_attributes(
+            key_win,
+            &ChangeWindowAttributesAux::new().event_mask(EventMask::KEY_PRESS),
+        )
+        .unwrap();
+        hc.set_input_focus(InputFocus::POINTER_ROOT, key_win, x11rb::CURRENT_TIME)
+            .unwrap();
+        hc.flush().unwrap();
+    }
+
+    let mut cd = UdpDriver::bind("127.0.0.1:0").unwrap();
+    let mut session = Session::connect(
+        SessionConfig::default(),
+        &client_id,
+        pinned(host_pub),
+        host_addr,
+        wavry_client::run::connection_factory(),
+        Instant::now(),
+    )
+    .unwrap();
+    cd.flush(&mut session, Instant::now()).unwrap();
+    let client = SessionThread::spawn(cd, session).unwrap();
+
+    // While the client runs: after 3 s compare the screens, then type a key into the window.
+    let client_name = client_disp.name().to_string();
+    let checker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        let cc = client_disp.connect();
+        let (_, _, shown) = client_disp.grab(&cc);
+        let status = std::process::Command::new("xdotool")
+            .args(["mousemove", "320", "240", "key", "a"])
+            .env("DISPLAY", client_disp.name())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        (shown, client_disp)
+    });
+    std::env::set_var("DISPLAY", &client_name);
+    let summary = run(
+        client,
+        RunOptions {
+            title: "wavry e2e".into(),
+            width: 640,
+            height: 480,
+            overlay: false,
+            report: None,
+            duration: Some(Duration::from_secs(5)),
+            hardware_decode: false,
+            client_name: "e2e".into(),
+            stop: Arc::new(AtomicBool::new(false)),
+        },
+    )
+    .unwrap();
+    let (shown, _client_disp) = checker.join().unwrap();
+    let host_summary = host.join().unwrap();
+    println!("client: {summary:?}");
+    println!("host: {host_summary:?}");
+    assert!(summary.frames_shown >= 5, "{summary:?}");
+
+    let (_, _, source) = host_disp.grab(&hc);
+    let p = psnr(&source, &shown);
+    println!("client screen vs host screen: PSNR {p:.1} dB");
+    assert!(p >= 30.0, "PSNR {p:.1} dB");
+
+    // The key typed on the client reached the host's focused window as 'a' (keycode 38).
+    use x11rb::connection::Connection;
+    let mut keys = vec![];
+    while let Some(ev) = hc.poll_for_event().unwrap() {
+        if let x11rb::protocol::Event::KeyPress(k) = ev {
+            keys.push(k.detail);
+        }
+    }
+    assert!(keys.contains(&38), "host got keys {keys:?}");
+}
