@@ -29,6 +29,7 @@ PACKAGES=(
     x11-xserver-utils # xrandr: monitors and resolution changes under Xvfb
     x11-utils         # xwininfo, xdpyinfo
     xdotool
+    nasm              # openh264 assembly (wavry-media feature openh264): 3x faster encode
     libsdl2-dev       # wavry-client's window, YUV textures, keyboard/mouse/game controllers
 )
 

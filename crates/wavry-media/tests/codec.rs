@@ -431,3 +431,46 @@ fn wrong_frame_is_rejected() {
     let mut f = pool.acquire().unwrap();
     assert!(enc.send(&mut f).is_err());
 }
+
+/// Intra refresh: after the first frame no frame is much larger than the budget, the picture
+/// stays good, and a decoder fed the stream keeps up.
+#[test]
+fn x264_intra_refresh() {
+    if !have_encoder("libx264") {
+        return;
+    }
+    let mut cfg = software(Codec::H264);
+    cfg.intra_refresh = true;
+    let mut enc = open_encoder_from(&cfg, &["libx264"]).unwrap();
+    let mut dec = open_decoder(&DecoderConfig::new(Codec::H264)).unwrap();
+    let s = run(
+        enc.as_mut(),
+        dec.as_mut(),
+        0,
+        2 * FPS as usize + 5,
+        |_, _| {},
+    );
+    let budget = (BITRATE / 8 / FPS as u64) as usize;
+    let keys: Vec<usize> = (0..s.packets.len())
+        .filter(|&i| s.packets[i].keyframe)
+        .collect();
+    let waves: Vec<usize> = (0..s.packets.len())
+        .filter(|&i| s.packets[i].recovery_point)
+        .collect();
+    let max = s.packets[1..].iter().map(|p| p.data.len()).max().unwrap();
+    eprintln!(
+        "x264 intra refresh: keyframes {keys:?}, recovery points {waves:?}, largest frame \
+         {max} B (budget {budget})"
+    );
+    report("libx264 intra refresh", &s);
+    assert_eq!(keys, [0], "only the first frame is an IDR");
+    assert_eq!(
+        waves,
+        [FPS as usize, 2 * FPS as usize],
+        "a refresh wave a second"
+    );
+    assert!(
+        max <= budget * 3 / 2,
+        "a frame of {max} B on a budget of {budget} B"
+    );
+}

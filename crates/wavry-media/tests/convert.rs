@@ -28,9 +28,20 @@ fn check(size: PixelSize, stride: usize, layout: YuvLayout) {
     let view = p.view();
     let mut frame = YuvFrame::new(layout, size);
     convert(&view, &mut frame).expect("convert");
-    let got = planes(&frame);
+    let one_thread = planes(&frame);
+    // The pool converts in two bands on two threads: the same result.
+    let pool = FramePool::new(layout, size, 1);
+    let pooled = planes(&pool.convert(&view, 0).expect("convert").expect("frame"));
+    assert!(
+        one_thread == pooled,
+        "{layout:?} {size:?}: two-band conversion differs"
+    );
     let (y, u, v) = reference_i420(&view);
-    for (name, g, want) in [("Y", &got[0], &y), ("U", &got[1], &u), ("V", &got[2], &v)] {
+    for (name, g, want) in [
+        ("Y", &pooled[0], &y),
+        ("U", &pooled[1], &u),
+        ("V", &pooled[2], &v),
+    ] {
         let (max, n) = max_diff(g, want);
         eprintln!(
             "{layout:?} {}x{} stride {stride}: {name} max error {max}, {n} of {} samples off",
@@ -56,6 +67,7 @@ fn nv12_matches_reference() {
 fn padded_and_odd_sizes_match_reference() {
     for layout in [YuvLayout::I420, YuvLayout::Nv12] {
         check(PixelSize::new(333, 201), 333 * 4 + 52, layout);
+        check(PixelSize::new(1366, 767), 1366 * 4, layout);
         check(PixelSize::new(64, 2), 64 * 4 + 64, layout);
     }
 }

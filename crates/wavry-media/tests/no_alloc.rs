@@ -1,7 +1,8 @@
 //! A running stream makes no heap allocation per frame on our side once warmed up.
 //!
 //! A counting global allocator counts every `alloc`, `alloc_zeroed`, `realloc` and `dealloc`
-//! made by the test thread while its "measuring" flag is set. Each test warms up for 30 frames,
+//! made by any thread while the "measuring" flag is set (process-wide, so the conversion helper
+//! thread is counted too). Each test warms up for 30 frames,
 //! then measures 100 frames of the whole per-frame loop:
 //!
 //!   `FramePool::convert` (BGRA → I420 into a pooled frame) → `VideoEncoder::send` →
@@ -21,7 +22,6 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
-use std::sync::Mutex;
 use wavry_media::codec::open_encoder_from;
 use wavry_media::pattern::Pattern;
 use wavry_media::{
@@ -35,25 +35,27 @@ static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 static REALLOCS: AtomicUsize = AtomicUsize::new(0);
 static DEALLOCS: AtomicUsize = AtomicUsize::new(0);
 static BACKTRACE: AtomicBool = AtomicBool::new(false);
-static SERIAL: Mutex<()> = Mutex::new(());
+static MEASURING: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
+    /// Set while this thread prints a backtrace, so that printing is not counted.
+    static PRINTING: Cell<bool> = const { Cell::new(false) };
 }
 
 impl Counting {
     fn record(what: &str, counter: &AtomicUsize, size: usize) {
-        if MEASURING.try_with(|m| m.get()) != Ok(true) {
+        if !MEASURING.load(Relaxed) || PRINTING.try_with(|p| p.get()).unwrap_or(true) {
             return;
         }
         counter.fetch_add(1, Relaxed);
         if BACKTRACE.load(Relaxed) {
-            MEASURING.with(|m| m.set(false));
+            PRINTING.with(|p| p.set(true));
             eprintln!(
-                "counted {what} of {size} bytes at:\n{}",
+                "counted {what} of {size} bytes on {:?} at:\n{}",
+                std::thread::current().name(),
                 std::backtrace::Backtrace::force_capture()
             );
-            MEASURING.with(|m| m.set(true));
+            PRINTING.with(|p| p.set(false));
         }
     }
 }
@@ -94,9 +96,9 @@ fn measure<R>(f: impl FnOnce() -> R) -> (R, Counts) {
     ALLOCS.store(0, Relaxed);
     REALLOCS.store(0, Relaxed);
     DEALLOCS.store(0, Relaxed);
-    MEASURING.with(|m| m.set(true));
+    MEASURING.store(true, Relaxed);
     let r = f();
-    MEASURING.with(|m| m.set(false));
+    MEASURING.store(false, Relaxed);
     let counts = Counts {
         allocs: ALLOCS.load(Relaxed),
         reallocs: REALLOCS.load(Relaxed),
@@ -137,7 +139,6 @@ fn stream(
 }
 
 fn run(encoder: &'static str) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if std::env::var_os("NO_ALLOC_BACKTRACE").is_some() {
         BACKTRACE.store(true, Relaxed);
     }
@@ -198,22 +199,15 @@ fn run(encoder: &'static str) {
     assert_eq!(pool.available(), FramePool::DEFAULT_FRAMES);
 }
 
+/// One test in this binary: the counters are process-wide, and the test harness allocates
+/// when any test starts or ends, which would be counted during another test's measurement.
 #[test]
-fn x264_stream_does_not_allocate() {
-    run("libx264");
-}
-
-#[cfg(feature = "openh264")]
-#[test]
-fn openh264_stream_does_not_allocate() {
-    run("openh264");
-}
-
-/// The counter itself works: a deliberate allocation inside `measure` is seen.
-#[test]
-fn counter_sees_allocations() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+fn stream_does_not_allocate() {
+    // The counter itself works: a deliberate allocation inside `measure` is seen.
     let (v, counts) = measure(|| std::hint::black_box(vec![1u8; 1000]));
     drop(v);
-    assert_eq!(counts.allocs, 1);
+    assert!(counts.allocs >= 1);
+    run("libx264");
+    #[cfg(feature = "openh264")]
+    run("openh264");
 }

@@ -157,7 +157,9 @@ impl Painter {
         for cy in 0..ph / cell {
             for cx in 0..pw / cell {
                 // A cheap hash of cell and time: each cell's colour changes every other frame.
-                let mut v = (cx as u64 * 73_856_093) ^ (cy as u64 * 19_349_663) ^ ((n / 2 + (cx + cy) as u64 % 2) * 83_492_791);
+                let mut v = (cx as u64 * 73_856_093)
+                    ^ (cy as u64 * 19_349_663)
+                    ^ ((n / 2 + (cx + cy) as u64 % 2) * 83_492_791);
                 v ^= v >> 13;
                 let c = (v % 8) as usize;
                 groups[c].push(Self::rect(x0 + cx * cell, y0 + cy * cell, cell, cell));

@@ -2,7 +2,8 @@
 
 use super::hw::{self, BufferRef, DecodeDevice};
 use super::{
-    Codec, CodecError, DecoderConfig, EncodedPacket, EncoderConfig, VideoDecoder, VideoEncoder,
+    annexb_has_irap, Codec, CodecError, DecoderConfig, EncodedPacket, EncoderConfig, VideoDecoder,
+    VideoEncoder,
 };
 use crate::convert::{set_bt709, YuvFrame, YuvLayout};
 use crate::frame::PixelSize;
@@ -111,8 +112,8 @@ impl FfmpegEncoder {
                 (*p).rc_max_rate = 0;
                 (*p).rc_buffer_size = vbv.max(cfg.bitrate / 50) as i32;
             }
-            // No periodic keyframes: libx264 and libx265 take that from their own params
-            // below (their wrappers leave keyint alone when gop_size is -1, the default).
+            // No periodic keyframes. libx264 and libx265 get `keyint` in their own params
+            // below, which their wrappers apply after (and over) gop_size.
             if !matches!(family, Family::X264 | Family::X265) {
                 (*p).gop_size = i32::MAX;
             }
@@ -302,8 +303,12 @@ impl VideoEncoder for FfmpegEncoder {
         match self.enc.receive_packet(&mut self.packet) {
             Ok(()) => {
                 let pts = self.packet.pts().unwrap_or(self.last_pts) - self.pts_offset;
-                let key = self.packet.is_key();
-                out.fill(self.packet.data().unwrap_or(&[]), key, pts);
+                let data = self.packet.data().unwrap_or(&[]);
+                let flagged = self.packet.is_key();
+                let key = flagged
+                    && (self.cfg.codec == Codec::Av1 || annexb_has_irap(self.cfg.codec, data));
+                out.fill(data, key, pts);
+                out.recovery_point = flagged && !key;
                 Ok(true)
             }
             Err(ff::Error::Other {

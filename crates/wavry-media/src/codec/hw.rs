@@ -28,12 +28,6 @@ pub(super) struct DecodeDevice {
     pub name: &'static str,
 }
 
-impl DecodeDevice {
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-}
-
 pub(super) const DECODE_DEVICES: &[DecodeDevice] = &[
     DecodeDevice {
         kind: AVHWDeviceType::AV_HWDEVICE_TYPE_VAAPI,

@@ -76,6 +76,9 @@ pub struct EncodedPacket {
     pub data: Vec<u8>,
     /// Decodable on its own (IDR / key frame): a decoder can start here.
     pub keyframe: bool,
+    /// The start of an intra-refresh wave (H.264/HEVC recovery point, not a keyframe): a
+    /// decoder that starts here shows a correct picture once the wave has swept the frame.
+    pub recovery_point: bool,
     /// The pts of the frame it encodes.
     pub pts: i64,
 }
@@ -86,8 +89,32 @@ impl EncodedPacket {
         self.data.clear();
         self.data.extend_from_slice(data);
         self.keyframe = keyframe;
+        self.recovery_point = false;
         self.pts = pts;
     }
+}
+
+/// Whether an Annex-B access unit holds an IDR (H.264) or IRAP (HEVC) picture: encoders flag
+/// intra-refresh recovery points as "key" too, which they are not.
+pub(crate) fn annexb_has_irap(codec: Codec, data: &[u8]) -> bool {
+    let mut i = 0;
+    while i + 3 < data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            let header = data[i + 3];
+            let irap = match codec {
+                Codec::H264 => header & 0x1f == 5,
+                Codec::Hevc => (16..=21).contains(&((header >> 1) & 0x3f)),
+                Codec::Av1 => true,
+            };
+            if irap {
+                return true;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// Why a codec operation failed.
