@@ -266,7 +266,8 @@ pub fn run(
                     STREAM_VIDEO,
                     std::mem::take(&mut packet.data),
                     packet.keyframe,
-                    false,
+                    // An intra-refresh wave completed: the client can resume decoding here.
+                    packet.recovery_point,
                     capture_us,
                 )
                 .is_err()
