@@ -26,12 +26,16 @@ pub use codec::{
 pub use convert::{convert, ConvertError, FramePool, PooledFrame, YuvFrame, YuvLayout};
 pub use frame::{BgraView, PixelSize};
 
-/// FFmpeg's one-time set-up; its own logging is limited to errors (ours goes through tracing).
+/// FFmpeg's one-time set-up; its own logging is silenced but for fatal errors (ours goes
+/// through tracing).
 pub(crate) fn init_ffmpeg() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // `init` only registers devices and cannot fail in FFmpeg ≥ 4.
         let _ = ffmpeg_next::init();
-        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+        // Fatal only: hardware probing makes FFmpeg print errors for every missing driver
+        // (no libcuda, no VA-API device); the probe reports each skip itself, and other
+        // failures come back as error codes.
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Fatal);
     });
 }
