@@ -213,6 +213,7 @@ impl SessionThread {
             input_events: in_ev_tx,
             stats: stats.clone(),
             established: false,
+            early_control: Vec::new(),
             next_stats: Instant::now(),
         };
         let join = std::thread::Builder::new()
@@ -290,6 +291,8 @@ struct Worker {
     input_events: Sender<InputEvent>,
     stats: Arc<Mutex<Stats>>,
     established: bool,
+    /// Control messages sent before the handshake finished.
+    early_control: Vec<Vec<u8>>,
     next_stats: Instant,
 }
 
@@ -368,13 +371,16 @@ impl Worker {
             };
             match cmd {
                 Command::Close { code, reason } => self.session.close(code, &reason),
-                Command::Control(m) => {
-                    if let Some(c) = self.session.connection() {
+                Command::Control(m) => match self.session.connection() {
+                    Some(c) => {
                         if let Err(e) = c.send_control(&m) {
                             tracing::warn!(error = %e, "control message dropped");
                         }
                     }
-                }
+                    // Still handshaking (a host starts streaming as soon as it accepted):
+                    // control is reliable, so keep it for the established session.
+                    None => self.early_control.push(m),
+                },
                 Command::Frame {
                     stream,
                     data,
@@ -403,6 +409,13 @@ impl Worker {
     fn deliver(&mut self) {
         if !self.established && self.session.is_established() {
             self.established = true;
+            if let Some(c) = self.session.connection() {
+                for m in self.early_control.drain(..) {
+                    if let Err(e) = c.send_control(&m) {
+                        tracing::warn!(error = %e, "control message dropped");
+                    }
+                }
+            }
             let _ = self.events.send(SessionEvent::Established {
                 remote_key: self.session.remote_key(),
             });
