@@ -113,7 +113,9 @@ fn a_session_survives_five_percent_loss() {
     // Each second the client reports; at 5 s the scene stops, at 8 s both screens are
     // grabbed (the client's window is still open then).
     let host_disp = Arc::new(host_disp);
-    let grabs: Arc<Mutex<Option<(Vec<u8>, Vec<u8>)>>> = Arc::default();
+    // (host screen, client screen) as grabbed at 8 s.
+    type Grabs = Arc<Mutex<Option<(Vec<u8>, Vec<u8>)>>>;
+    let grabs: Grabs = Arc::default();
     let client_name = client_disp.name().to_string();
     let report = {
         let (host_disp, grabs, scene) = (host_disp.clone(), grabs.clone(), scene.clone());
