@@ -1,7 +1,7 @@
 //! The whole path on one machine: a host streaming an Xvfb display over an encrypted RIFT
 //! session on loopback to a client showing it in an SDL window on a second Xvfb display.
-//! The client's screen must match the host's (PSNR), and a key typed into the client's window
-//! must reach a window on the host's display.
+//! The client's screen must match the host's (PSNR), and a click and a key made in the
+//! client's window (xdotool) must reach a window on the host's display.
 
 use rift_crypto::handshake::{allow_list, pinned};
 use rift_crypto::identity::Identity;
@@ -86,7 +86,8 @@ fn client_shows_the_host_display_and_types_into_it() {
         use x11rb::protocol::xproto::*;
         hc.change_window_attributes(
             key_win,
-            &ChangeWindowAttributesAux::new().event_mask(EventMask::KEY_PRESS),
+            &ChangeWindowAttributesAux::new()
+                .event_mask(EventMask::KEY_PRESS | EventMask::BUTTON_PRESS),
         )
         .unwrap();
         hc.set_input_focus(InputFocus::POINTER_ROOT, key_win, x11rb::CURRENT_TIME)
@@ -114,7 +115,8 @@ fn client_shows_the_host_display_and_types_into_it() {
         let cc = client_disp.connect();
         let (_, _, shown) = client_disp.grab(&cc);
         let status = std::process::Command::new("xdotool")
-            .args(["mousemove", "320", "240", "key", "a"])
+            // Over the host's 40×40 test window (bottom right), click, then type.
+            .args(["mousemove", "620", "460", "click", "1", "key", "a"])
             .env("DISPLAY", client_disp.name())
             .status()
             .unwrap();
@@ -150,11 +152,23 @@ fn client_shows_the_host_display_and_types_into_it() {
 
     // The key typed on the client reached the host's focused window as 'a' (keycode 38).
     use x11rb::connection::Connection;
-    let mut keys = vec![];
+    let (mut keys, mut clicks) = (vec![], vec![]);
     while let Some(ev) = hc.poll_for_event().unwrap() {
-        if let x11rb::protocol::Event::KeyPress(k) = ev {
-            keys.push(k.detail);
+        match ev {
+            x11rb::protocol::Event::KeyPress(k) => keys.push(k.detail),
+            x11rb::protocol::Event::ButtonPress(b) if b.event == key_win => {
+                clicks.push((b.detail, b.event_x, b.event_y))
+            }
+            _ => {}
         }
     }
     assert!(keys.contains(&38), "host got keys {keys:?}");
+    // The click landed on the window at the same place: absolute positions map 1:1.
+    assert_eq!(clicks.len(), 1, "host got clicks {clicks:?}");
+    let (button, x, y) = clicks[0];
+    assert_eq!(button, 1);
+    assert!(
+        (x - 20).abs() <= 1 && (y - 20).abs() <= 1,
+        "click at {x},{y} in the window"
+    );
 }

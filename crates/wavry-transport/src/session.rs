@@ -345,6 +345,13 @@ impl Session {
         self.remote_key
     }
 
+    /// Established and the peer heard under the session keys: for a client, the host has sent
+    /// an authenticated packet, so it accepted this client (a host that refuses sends an
+    /// authenticated Close instead). A host is confirmed as soon as it is established.
+    pub fn is_confirmed(&self) -> bool {
+        matches!(&self.phase, Phase::Established(e) if e.msg3.is_none())
+    }
+
     pub fn is_established(&self) -> bool {
         matches!(self.phase, Phase::Established(_))
     }
@@ -552,7 +559,14 @@ impl Session {
                     return Err(e.into());
                 }
                 self.peer = from;
-                self.establish(hs, None, now)
+                self.establish(hs, None, now)?;
+                // Confirm the client at once (its first authenticated packet from us), rather
+                // than when the application or the keepalive first sends something.
+                if let Phase::Established(e) = &mut self.phase {
+                    e.conn.send_ping(self.next_ping);
+                    self.next_ping += 1;
+                }
+                Ok(())
             }
             (
                 Phase::Established(_),

@@ -50,7 +50,8 @@ pub struct Frame {
 /// What the session thread reports (input events have their own channel).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionEvent {
-    /// The handshake finished; the peer proved `remote_key`.
+    /// The handshake finished and the peer was heard under the new keys (for a client: the
+    /// host accepted it); the peer proved `remote_key`.
     Established {
         remote_key: Option<PublicKey>,
     },
@@ -407,8 +408,7 @@ impl Worker {
 
     /// Pass what the session produced to the application.
     fn deliver(&mut self) {
-        if !self.established && self.session.is_established() {
-            self.established = true;
+        if !self.early_control.is_empty() {
             if let Some(c) = self.session.connection() {
                 for m in self.early_control.drain(..) {
                     if let Err(e) = c.send_control(&m) {
@@ -416,6 +416,9 @@ impl Worker {
                     }
                 }
             }
+        }
+        if !self.established && self.session.is_confirmed() {
+            self.established = true;
             let _ = self.events.send(SessionEvent::Established {
                 remote_key: self.session.remote_key(),
             });
