@@ -1,7 +1,8 @@
 //! SDL events → Wavry input events, and the client's own hotkeys.
 //!
 //! Hotkeys are Ctrl+Alt+Shift plus a key, and are not sent to the host:
-//! `F` fullscreen, `S` stats overlay, `L` pointer lock (relative mouse), `Q` quit.
+//! `F` fullscreen, `S` stats overlay, `L` pointer lock (relative mouse), `M` the host's next
+//! monitor, `Q` quit.
 
 use sdl2::controller::{Axis, Button as PadButton};
 use sdl2::event::Event;
@@ -19,6 +20,8 @@ pub enum Action {
     ToggleFullscreen,
     ToggleOverlay,
     TogglePointerLock,
+    /// Stream the host's next monitor (then the whole screen, then the first again).
+    NextMonitor,
     Quit,
 }
 
@@ -196,6 +199,7 @@ impl InputMapper {
                         Scancode::F => Some(Action::ToggleFullscreen),
                         Scancode::S => Some(Action::ToggleOverlay),
                         Scancode::L => Some(Action::TogglePointerLock),
+                        Scancode::M => Some(Action::NextMonitor),
                         Scancode::Q => Some(Action::Quit),
                         _ => None,
                     };

@@ -115,6 +115,8 @@ struct Shared {
     lost: std::sync::atomic::AtomicU64,
     closed: Mutex<Option<CloseReason>>,
     done: AtomicBool,
+    /// The host's monitors (ids in its order) and the one streamed (`None`: whole screen).
+    monitors: Mutex<(Vec<u32>, Option<u32>)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -175,6 +177,7 @@ fn decode_loop(
                         tracing::info!(id = m.id, name = %m.name, w = m.width, h = m.height, "host monitor");
                     }
                     tracing::info!(?selected, "streaming");
+                    *lock(&shared.monitors) = (monitors.iter().map(|m| m.id).collect(), selected);
                 }
                 Ok(ControlMessage::Error { message }) => tracing::warn!(%message, "host error"),
                 Ok(_) => {}
@@ -280,6 +283,7 @@ pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummar
         lost: Default::default(),
         closed: Mutex::new(None),
         done: AtomicBool::new(false),
+        monitors: Mutex::new((Vec::new(), None)),
     });
     let events = session.take_events();
     let decoder = {
@@ -334,6 +338,12 @@ pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummar
                 }
             } else {
                 quit = window.handle(ev, &mut inputs)?;
+                if window.take_monitor_request() {
+                    let (ids, selected) = lock(&shared.monitors).clone();
+                    let id = next_monitor(&ids, selected);
+                    tracing::info!(?id, "asking the host for another monitor");
+                    send_control(&tx, &ControlMessage::SelectMonitor { id });
+                }
             }
         }
         for e in inputs.drain(..) {
@@ -366,6 +376,15 @@ pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummar
     summary.frames_lost = shared.lost.load(Ordering::Relaxed);
     summary.close = lock(&shared.closed).clone();
     Ok(summary)
+}
+
+/// After monitor `selected`, the next in `ids`; after the last, the whole screen (`None`);
+/// after the whole screen, the first.
+pub fn next_monitor(ids: &[u32], selected: Option<u32>) -> Option<u32> {
+    match selected.and_then(|s| ids.iter().position(|&i| i == s)) {
+        None => ids.first().copied(),
+        Some(i) => ids.get(i + 1).copied(),
+    }
 }
 
 fn snapshot(
@@ -412,4 +431,19 @@ fn snapshot(
     iv.shown = 0;
     iv.bytes = 0;
     snap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_monitor;
+
+    #[test]
+    fn monitors_cycle_through_the_whole_screen() {
+        let ids = [7, 9];
+        assert_eq!(next_monitor(&ids, None), Some(7));
+        assert_eq!(next_monitor(&ids, Some(7)), Some(9));
+        assert_eq!(next_monitor(&ids, Some(9)), None);
+        assert_eq!(next_monitor(&ids, Some(42)), Some(7), "unknown: start over");
+        assert_eq!(next_monitor(&[], None), None);
+    }
 }

@@ -74,6 +74,7 @@ pub struct VideoWindow {
     video: Option<(Texture, u32, u32)>,
     overlay: Option<(Texture, u32, u32)>,
     overlay_on: bool,
+    monitor_requested: bool,
     pub input: InputMapper,
 }
 
@@ -118,6 +119,7 @@ impl VideoWindow {
             video: None,
             overlay: None,
             overlay_on: false,
+            monitor_requested: false,
             input: InputMapper::new((width, height), (width, height)),
         })
     }
@@ -193,6 +195,11 @@ impl VideoWindow {
         Ok(())
     }
 
+    /// Whether the user asked for the host's next monitor since the last call.
+    pub fn take_monitor_request(&mut self) -> bool {
+        std::mem::take(&mut self.monitor_requested)
+    }
+
     pub fn overlay_on(&self) -> bool {
         self.overlay_on
     }
@@ -263,6 +270,7 @@ impl VideoWindow {
             match a {
                 Action::Send(e) => send.push(e),
                 Action::Quit => quit = true,
+                Action::NextMonitor => self.monitor_requested = true,
                 Action::ToggleOverlay => {
                     self.overlay_on = !self.overlay_on;
                     redraw = true;
