@@ -3,9 +3,11 @@
 //!
 //! - Sends go out in batches of whatever is due at once. A run of equal-sized datagrams to one
 //!   peer with one mark is a single `sendmsg` with UDP GSO (`UDP_SEGMENT`, Linux ≥ 4.18) where
-//!   the kernel accepts it; otherwise the batch goes through `sendmmsg`.
-//! - The DSCP rides on each datagram as an `IP_TOS` / `IPV6_TCLASS` control message, so input,
-//!   control and video can interleave in one batch without socket option calls.
+//!   the kernel accepts it; otherwise the batch goes through `sendmmsg`; a lone datagram is a
+//!   plain `sendto`.
+//! - In batches the DSCP rides on each datagram as an `IP_TOS` / `IPV6_TCLASS` control
+//!   message, so input, control and video can interleave; a lone datagram uses the mark set
+//!   on the socket when the class changes (cheaper per packet).
 //! - Receives drain up to [`BATCH`] datagrams per `recvmmsg`.
 //! - [`RiftSocket::wait`] sleeps in `ppoll` (timer slack lowered to 1 ns for the thread) until
 //!   just before the deadline and spins the rest: measured here, a plain `ppoll` wakes 70–110 µs
@@ -145,6 +147,8 @@ pub struct RiftSocket {
     socket: UdpSocket,
     /// GSO allowed (cleared for good when the kernel or the device refuses it).
     gso: bool,
+    /// The mark set on the socket itself (for lone datagrams; batches carry theirs).
+    socket_tos: Option<u8>,
     rx: Box<[[u8; RX_SLOT]; BATCH]>,
     rx_meta: Vec<(usize, SocketAddr)>,
     rx_headers: Headers,
@@ -166,6 +170,7 @@ impl RiftSocket {
         Ok(RiftSocket {
             socket,
             gso: cfg!(target_os = "linux"),
+            socket_tos: None,
             rx: Box::new([[0u8; RX_SLOT]; BATCH]),
             rx_meta: Vec::with_capacity(BATCH),
             rx_headers: Headers(MultiHeaders::preallocate(BATCH, None)),
@@ -232,22 +237,25 @@ impl RiftSocket {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// A lone datagram: one `sendmsg` (cheaper than setting up a `sendmmsg` batch).
+    /// A lone datagram: a plain `sendto` with the mark set on the socket when the class
+    /// changes (cheaper per packet than a control message, and this is the common case: the
+    /// pacer releases one packet at a time).
     fn send_one(&mut self, batch: &SendBatch, i: usize) -> Result<(), Errno> {
         let q = batch.queued[i];
-        let (tos, tclass) = (q.tos, q.tos as i32);
-        let cmsg = [match q.to {
-            SocketAddr::V4(_) => ControlMessage::Ipv4Tos(&tos),
-            SocketAddr::V6(_) => ControlMessage::Ipv6TClass(&tclass),
-        }];
-        let addr = SockaddrStorage::from(q.to);
-        sendmsg(
-            self.socket.as_raw_fd(),
-            &[IoSlice::new(batch.datagram(i))],
-            &cmsg,
-            MsgFlags::empty(),
-            Some(&addr),
-        )?;
+        if self.socket_tos != Some(q.tos) {
+            let s = socket2::SockRef::from(&self.socket);
+            let r = match q.to {
+                SocketAddr::V4(_) => s.set_tos_v4(q.tos as u32),
+                SocketAddr::V6(_) => s.set_tclass_v6(q.tos as u32),
+            };
+            match r {
+                Ok(()) => self.socket_tos = Some(q.tos),
+                Err(e) => tracing::debug!(error = %e, "cannot set the socket's mark"),
+            }
+        }
+        self.socket
+            .send_to(batch.datagram(i), q.to)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
         self.stats.send_calls += 1;
         self.stats.datagrams_sent += 1;
         Ok(())
