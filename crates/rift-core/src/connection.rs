@@ -436,6 +436,15 @@ impl Connection {
                             })
                         }
                     }
+                    MediaEvent::NeedKeyframe { frame_id } => match &mut r.pending_request {
+                        None => {
+                            r.pending_request = Some((frame_id, now));
+                            self.small
+                                .push_back(keyframe_request(stream, frame_id, None));
+                            self.stats.keyframe_requests_sent += 1;
+                        }
+                        Some(p) => p.0 = frame_id,
+                    },
                     MediaEvent::FrameLost {
                         frame_id,
                         last_good,
@@ -459,6 +468,14 @@ impl Connection {
                 r.pending_request = None;
             }
         }
+    }
+
+    /// Ask the peer for a keyframe of `stream` sent after frame `after`: the application
+    /// could not use what arrived (a decoder that started late or failed on frame `after`).
+    /// Transport-detected losses ask by themselves.
+    pub fn request_keyframe(&mut self, stream: u8, after: u32) {
+        self.small.push_back(keyframe_request(stream, after, None));
+        self.stats.keyframe_requests_sent += 1;
     }
 
     /// The next complete frame of `stream`, in order.

@@ -480,6 +480,10 @@ pub enum MediaEvent {
         frame_id: u32,
         last_good: Option<u32>,
     },
+    /// Complete frame `frame_id` was dropped while decoding waits for a keyframe that no loss
+    /// asked for: nothing has been delivered yet (the stream's first keyframe never reached
+    /// us, e.g. it was sent before this end was ready). Ask for one.
+    NeedKeyframe { frame_id: u32 },
 }
 
 /// A complete frame, borrowed from the receiver until its next call.
@@ -880,6 +884,10 @@ impl MediaReceiver {
             if self.gated && !(h.keyframe || h.recovery_point) {
                 slot.active = false;
                 self.stats.frames_gated += 1;
+                if self.last_good.is_none() {
+                    self.events
+                        .push_back(MediaEvent::NeedKeyframe { frame_id: d });
+                }
                 continue;
             }
             self.gated = false;

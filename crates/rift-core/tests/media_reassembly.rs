@@ -22,6 +22,7 @@ fn frame_bytes(id: u32, len: usize) -> Vec<u8> {
 struct Outcome {
     delivered: Vec<u32>,
     lost_events: usize,
+    need_keyframe: usize,
     stats: MediaReceiverStats,
 }
 
@@ -41,6 +42,7 @@ fn stream(
     let mut out = Outcome {
         delivered: vec![],
         lost_events: 0,
+        need_keyframe: 0,
         stats: MediaReceiverStats::default(),
     };
     let mut in_flight: Vec<(Instant, Vec<u8>, bool)> = vec![];
@@ -95,6 +97,7 @@ fn stream(
         while let Some(ev) = rx.poll_event() {
             match ev {
                 MediaEvent::FrameLost { .. } => out.lost_events += 1,
+                MediaEvent::NeedKeyframe { .. } => out.need_keyframe += 1,
                 MediaEvent::Nack { frame_id, indices } => {
                     if let Some(rtt) = nack_rtt {
                         // The NACK reaches the sender half an RTT later; model it as immediate
@@ -225,6 +228,19 @@ fn a_first_keyframe_repaired_after_later_frames_is_waited_for() {
     assert_eq!(o.delivered, (0..10).collect::<Vec<u32>>());
     assert_eq!(o.lost_events, 0);
     assert_eq!(o.stats.frames_gated, 0);
+}
+
+#[test]
+fn a_stream_joined_without_its_keyframe_asks_for_one() {
+    // The keyframe was sent before this receiver existed: only delta frames arrive. They are
+    // dropped while waiting for a keyframe, and the receiver says it needs one.
+    let sizes = vec![3_000usize; 6];
+    let key = vec![false; 6];
+    let o = stream(&sizes, &key, FecPlan::NONE, |_| (false, false, 0), None);
+    assert!(o.delivered.is_empty());
+    assert_eq!(o.stats.frames_gated, 6);
+    assert_eq!(o.need_keyframe, 6);
+    assert_eq!(o.lost_events, 0);
 }
 
 proptest! {

@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wavry_input::{monotonic_us, InputEvent, Timed, MAX_EVENT_LEN};
 use wavry_scene::{Scene, VirtualDisplay};
-use wavry_transport::session::{Session, SessionConfig};
-use wavry_transport::thread::{SessionEvent, SessionThread};
+use wavry_transport::thread::SessionEvent;
 use wavry_transport::udp::UdpDriver;
 
 fn main() {
@@ -34,7 +33,7 @@ fn main() {
     let _scene = Scene::start(display.name(), 60).expect("scene");
     let (host_id, client_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
     let (host_pub, client_pub) = (host_id.public(), client_id.public());
-    let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
+    let hd = UdpDriver::bind("127.0.0.1:0").unwrap();
     let addr = hd.local_addr().unwrap();
     let log: wavry_host::input::InjectLog = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -42,17 +41,9 @@ fn main() {
         let (log, stop) = (log.clone(), stop.clone());
         let name = display.name().to_string();
         std::thread::spawn(move || {
-            let s = hd
-                .accept(
-                    &SessionConfig::default(),
-                    &host_id,
-                    || allow_list(vec![client_pub]),
-                    wavry_host::connection_factory,
-                    Instant::now() + Duration::from_secs(5),
-                )
-                .unwrap()
-                .expect("client");
-            let t = SessionThread::spawn(hd, s).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let allow = || allow_list(vec![client_pub]);
+            let t = wavry_host::accept_one(hd, &host_id, allow, deadline).unwrap();
             let cfg = wavry_host::HostConfig {
                 display: Some(name),
                 hardware: false,
@@ -61,18 +52,8 @@ fn main() {
             wavry_host::serve(t, &cfg, &stop, Some(log)).unwrap()
         })
     };
-    let mut cd = UdpDriver::bind("127.0.0.1:0").unwrap();
-    let mut s = Session::connect(
-        SessionConfig::default(),
-        &client_id,
-        pinned(host_pub),
-        addr,
-        wavry_client::run::connection_factory(),
-        Instant::now(),
-    )
-    .unwrap();
-    cd.flush(&mut s, Instant::now()).unwrap();
-    let mut client = SessionThread::spawn(cd, s).unwrap();
+    let bind = "127.0.0.1:0".parse().unwrap();
+    let mut client = wavry_client::run::connect(bind, addr, &client_id, pinned(host_pub)).unwrap();
     // Drain the video so the client session behaves as a real one (frames reassembled).
     let events = client.take_events();
     let frames = std::thread::spawn(move || {

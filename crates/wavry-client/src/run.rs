@@ -146,6 +146,7 @@ fn decoder_for(codec: Codec, hardware: bool) -> Option<Box<dyn VideoDecoder>> {
 /// The decode thread's body.
 fn decode_loop(
     events: Receiver<SessionEvent>,
+    tx: SessionSender,
     shared: Arc<Shared>,
     stats: StatsHandle,
     hardware: bool,
@@ -153,6 +154,15 @@ fn decode_loop(
 ) {
     let mut decoder: Option<Box<dyn VideoDecoder>> = None;
     let mut pts = 0i64;
+    // A frame that could not be decoded (no decoder yet, or missing references) asks the host
+    // for a keyframe, at most this often.
+    let mut last_request: Option<Instant> = None;
+    let mut ask_keyframe = |frame_id: u32| {
+        if last_request.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
+            last_request = Some(Instant::now());
+            let _ = tx.request_keyframe(rift_core::wire::STREAM_VIDEO, frame_id);
+        }
+    };
     for ev in events.iter() {
         match ev {
             SessionEvent::Control(bytes) => match ControlMessage::decode(&bytes) {
@@ -185,18 +195,25 @@ fn decode_loop(
             },
             SessionEvent::Frame(f) => {
                 let Some(dec) = decoder.as_mut() else {
+                    // Frames before the stream's description: ask for a fresh start.
+                    ask_keyframe(f.frame_id);
                     continue;
                 };
                 if let Err(e) = dec.send(&f.data, pts) {
                     tracing::debug!(error = %e, frame = f.frame_id, "frame did not decode");
+                    ask_keyframe(f.frame_id);
                     continue;
                 }
                 pts += 1;
                 let pic = match dec.receive() {
                     Ok(Some(p)) => p,
-                    Ok(None) => continue,
+                    Ok(None) => {
+                        ask_keyframe(f.frame_id);
+                        continue;
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "no picture");
+                        ask_keyframe(f.frame_id);
                         continue;
                     }
                 };
@@ -263,6 +280,30 @@ pub fn connection_factory() -> wavry_transport::session::ConnectionFactory {
     })
 }
 
+/// Start a session from a socket bound to `bind` to the host at `host`, with `verify` judging
+/// the host's key, on an I/O thread of its own. Its first event says how the handshake went
+/// (`Established` or `Closed`).
+pub fn connect(
+    bind: std::net::SocketAddr,
+    host: std::net::SocketAddr,
+    identity: &rift_crypto::identity::Identity,
+    verify: rift_crypto::handshake::Verifier,
+) -> std::io::Result<SessionThread> {
+    use wavry_transport::session::{Session, SessionConfig};
+    let mut driver = wavry_transport::udp::UdpDriver::bind(bind)?;
+    let mut session = Session::connect(
+        SessionConfig::default(),
+        identity,
+        verify,
+        host,
+        connection_factory(),
+        Instant::now(),
+    )
+    .map_err(std::io::Error::other)?;
+    driver.flush(&mut session, Instant::now())?;
+    SessionThread::spawn(driver, session)
+}
+
 fn send_control(tx: &SessionSender, msg: &ControlMessage) {
     if let Ok(b) = msg.encode() {
         let _ = tx.send_control(b);
@@ -287,14 +328,14 @@ pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummar
     });
     let events = session.take_events();
     let decoder = {
-        let shared = shared.clone();
+        let (shared, tx) = (shared.clone(), tx.clone());
         let stats = session.stats_handle();
         let sender = window.event_sender();
         let hw = opts.hardware_decode;
         std::thread::Builder::new()
             .name("client-decode".into())
             .spawn(move || {
-                decode_loop(events, shared, stats, hw, move || {
+                decode_loop(events, tx, shared, stats, hw, move || {
                     let _ = sender.push_custom_event(PictureReady);
                 })
             })

@@ -8,10 +8,8 @@ use rift_crypto::identity::Identity;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wavry_client::run::{run, RunOptions};
+use wavry_client::run::{connect, run, RunOptions};
 use wavry_media::testing::{tool_available, TestDisplay};
-use wavry_transport::session::{Session, SessionConfig};
-use wavry_transport::thread::SessionThread;
 use wavry_transport::udp::UdpDriver;
 
 /// PSNR of the luma of two BGRA images of one size.
@@ -53,23 +51,15 @@ fn client_shows_the_host_display_and_types_into_it() {
 
     let (host_id, client_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
     let (host_pub, client_pub) = (host_id.public(), client_id.public());
-    let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
+    let hd = UdpDriver::bind("127.0.0.1:0").unwrap();
     let host_addr = hd.local_addr().unwrap();
     let host_display = host_disp.name().to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let host_stop = stop.clone();
     let host = std::thread::spawn(move || {
-        let s = hd
-            .accept(
-                &SessionConfig::default(),
-                &host_id,
-                || allow_list(vec![client_pub]),
-                wavry_host::connection_factory,
-                Instant::now() + Duration::from_secs(5),
-            )
-            .unwrap()
-            .expect("client connects");
-        let t = SessionThread::spawn(hd, s).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let allow = || allow_list(vec![client_pub]);
+        let t = wavry_host::accept_one(hd, &host_id, allow, deadline).unwrap();
         let cfg = wavry_host::HostConfig {
             display: Some(host_display),
             fps: 30,
@@ -95,18 +85,8 @@ fn client_shows_the_host_display_and_types_into_it() {
         hc.flush().unwrap();
     }
 
-    let mut cd = UdpDriver::bind("127.0.0.1:0").unwrap();
-    let mut session = Session::connect(
-        SessionConfig::default(),
-        &client_id,
-        pinned(host_pub),
-        host_addr,
-        wavry_client::run::connection_factory(),
-        Instant::now(),
-    )
-    .unwrap();
-    cd.flush(&mut session, Instant::now()).unwrap();
-    let client = SessionThread::spawn(cd, session).unwrap();
+    let bind = "127.0.0.1:0".parse().unwrap();
+    let client = connect(bind, host_addr, &client_id, pinned(host_pub)).unwrap();
 
     // While the client runs: after 3 s compare the screens, then type a key into the window.
     let client_name = client_disp.name().to_string();

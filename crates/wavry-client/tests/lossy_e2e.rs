@@ -9,12 +9,10 @@ use rift_crypto::identity::Identity;
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-use wavry_client::run::{run, RunOptions};
+use wavry_client::run::{connect, run, RunOptions};
 use wavry_impair::netns::{enter, unavailable};
 use wavry_impair::{LinkConfig, Topology};
 use wavry_media::testing::TestDisplay;
-use wavry_transport::session::{Session, SessionConfig};
-use wavry_transport::thread::SessionThread;
 use wavry_transport::udp::UdpDriver;
 
 fn psnr(a: &[u8], b: &[u8]) -> f64 {
@@ -73,19 +71,11 @@ fn a_session_survives_five_percent_loss() {
     let host_stop = stop.clone();
     let host = std::thread::spawn(move || {
         enter(&ns_a).expect("enter A");
-        let mut hd = UdpDriver::bind((addr_a, 0)).unwrap();
+        let hd = UdpDriver::bind((addr_a, 0)).unwrap();
         addr_tx.send(hd.local_addr().unwrap()).unwrap();
-        let s = hd
-            .accept(
-                &SessionConfig::default(),
-                &host_id,
-                || allow_list(vec![client_pub]),
-                wavry_host::connection_factory,
-                Instant::now() + Duration::from_secs(10),
-            )
-            .unwrap()
-            .expect("client connects");
-        let t = SessionThread::spawn(hd, s).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let allow = || allow_list(vec![client_pub]);
+        let t = wavry_host::accept_one(hd, &host_id, allow, deadline).unwrap();
         let cfg = wavry_host::HostConfig {
             display: Some(host_display),
             fps: 30,
@@ -97,18 +87,8 @@ fn a_session_survives_five_percent_loss() {
 
     enter(&topo.ns_b).expect("enter B");
     let host_addr = addr_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    let mut cd = UdpDriver::bind((topo.addr_b, 0)).unwrap();
-    let mut session = Session::connect(
-        SessionConfig::default(),
-        &client_id,
-        pinned(host_pub),
-        host_addr,
-        wavry_client::run::connection_factory(),
-        Instant::now(),
-    )
-    .unwrap();
-    cd.flush(&mut session, Instant::now()).unwrap();
-    let client = SessionThread::spawn(cd, session).unwrap();
+    let bind = (topo.addr_b, 0).into();
+    let client = connect(bind, host_addr, &client_id, pinned(host_pub)).unwrap();
 
     // Each second the client reports; at 5 s the scene stops, at 8 s both screens are
     // grabbed (the client's window is still open then).

@@ -81,6 +81,26 @@ pub fn connection_factory() -> wavry_transport::session::ConnectionFactory {
     })
 }
 
+/// Wait until `deadline` for one client that `allow` accepts, and move its session (and the
+/// socket) onto an I/O thread of its own, ready for [`serve`].
+pub fn accept_one(
+    mut driver: wavry_transport::udp::UdpDriver,
+    identity: &rift_crypto::identity::Identity,
+    allow: impl FnMut() -> rift_crypto::handshake::Verifier,
+    deadline: Instant,
+) -> std::io::Result<SessionThread> {
+    let session = driver
+        .accept(
+            &wavry_transport::session::SessionConfig::default(),
+            identity,
+            allow,
+            connection_factory,
+            deadline,
+        )?
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "no client connected"))?;
+    SessionThread::spawn(driver, session)
+}
+
 /// What happened in a session.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -135,7 +155,9 @@ pub fn serve(
         };
         match ev {
             SessionEvent::Closed(r) => break r,
-            SessionEvent::KeyframeRequested { .. } => {
+            // Frames encoded while the handshake was finishing were dropped: start with a
+            // keyframe once established (the client also asks, should this one be lost).
+            SessionEvent::KeyframeRequested { .. } | SessionEvent::Established { .. } => {
                 shared.keyframe.store(true, Ordering::Relaxed)
             }
             SessionEvent::Control(bytes) => match ControlMessage::decode(&bytes) {

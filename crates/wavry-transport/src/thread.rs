@@ -117,6 +117,10 @@ enum Command {
         capture_us: u64,
     },
     Control(Vec<u8>),
+    KeyframeRequest {
+        stream: u8,
+        after: u32,
+    },
     Close {
         code: u16,
         reason: String,
@@ -168,6 +172,12 @@ impl SessionSender {
     /// Send an input event ahead of everything else.
     pub fn send_input(&self, event: &[u8]) -> Result<(), SendError> {
         self.push(&self.input, event.to_vec())
+    }
+
+    /// Ask the peer for a keyframe of `stream` newer than frame `after` (the application could
+    /// not decode what it got).
+    pub fn request_keyframe(&self, stream: u8, after: u32) -> Result<(), SendError> {
+        self.push(&self.commands, Command::KeyframeRequest { stream, after })
     }
 
     /// Close the session with `code` and `reason`; the peer is told.
@@ -372,6 +382,11 @@ impl Worker {
             };
             match cmd {
                 Command::Close { code, reason } => self.session.close(code, &reason),
+                Command::KeyframeRequest { stream, after } => {
+                    if let Some(c) = self.session.connection() {
+                        c.request_keyframe(stream, after);
+                    }
+                }
                 Command::Control(m) => match self.session.connection() {
                     Some(c) => {
                         if let Err(e) = c.send_control(&m) {

@@ -10,12 +10,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wavry_client::run::{run, Reporter, RunOptions, RunSummary};
 use wavry_client::stats::Snapshot;
-use wavry_transport::session::{CloseReason, Session, SessionConfig};
+use wavry_transport::session::CloseReason;
 use wavry_transport::thread::{SessionEvent, SessionThread};
-use wavry_transport::udp::UdpDriver;
 
 #[derive(Args, Debug)]
 pub struct ConnectArgs {
@@ -81,18 +80,8 @@ pub fn establish(
     } else {
         "[::]:0".parse()?
     };
-    let mut driver = UdpDriver::bind(bind).context("binding a UDP socket")?;
-    let mut session = Session::connect(
-        SessionConfig::default(),
-        identity,
-        verify,
-        addr,
-        wavry_client::run::connection_factory(),
-        Instant::now(),
-    )
-    .context("starting the handshake")?;
-    driver.flush(&mut session, Instant::now())?;
-    let thread = SessionThread::spawn(driver, session)?;
+    let thread = wavry_client::run::connect(bind, addr, identity, verify)
+        .with_context(|| format!("starting a session with {addr}"))?;
     match thread.events.recv_timeout(Duration::from_secs(12)) {
         Ok(SessionEvent::Established { remote_key }) => {
             let key = remote_key.context("the host proved no key")?;

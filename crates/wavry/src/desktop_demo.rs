@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 use wavry_client::run::{run, RunOptions};
 use wavry_client::stats::Snapshot;
 use wavry_scene::{Scene, VirtualDisplay};
-use wavry_transport::session::SessionConfig;
-use wavry_transport::thread::SessionThread;
 use wavry_transport::udp::UdpDriver;
 
 #[derive(Args, Debug)]
@@ -87,7 +85,7 @@ pub fn run_desktop_demo(a: DesktopDemoArgs, stop: Arc<AtomicBool>) -> Result<()>
     let host_id = Identity::generate()?;
     let client_id = Identity::generate()?;
     let (host_pub, client_pub) = (host_id.public(), client_id.public());
-    let mut driver = UdpDriver::bind("127.0.0.1:0")?;
+    let driver = UdpDriver::bind("127.0.0.1:0")?;
     let addr = driver.local_addr()?;
     let cfg = wavry_host::HostConfig {
         display: Some(host_display.name().to_string()),
@@ -98,16 +96,10 @@ pub fn run_desktop_demo(a: DesktopDemoArgs, stop: Arc<AtomicBool>) -> Result<()>
     let host_stop = stop.clone();
     let host = std::thread::Builder::new().name("demo-host".into()).spawn(
         move || -> Result<wavry_host::Summary> {
-            let session = driver
-                .accept(
-                    &SessionConfig::default(),
-                    &host_id,
-                    || allow_list(vec![client_pub]),
-                    wavry_host::connection_factory,
-                    Instant::now() + Duration::from_secs(10),
-                )?
-                .context("the client never connected")?;
-            let thread = SessionThread::spawn(driver, session)?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let allow = || allow_list(vec![client_pub]);
+            let thread = wavry_host::accept_one(driver, &host_id, allow, deadline)
+                .context("waiting for the demo's client")?;
             Ok(wavry_host::serve(thread, &cfg, &host_stop, None)?)
         },
     )?;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wavry_media::testing::TestDisplay;
 use wavry_proto::{ControlMessage, PROTOCOL_VERSION};
-use wavry_transport::session::{Session, SessionConfig};
 use wavry_transport::thread::{SessionEvent, SessionThread};
 use wavry_transport::udp::UdpDriver;
 
@@ -39,23 +38,15 @@ fn the_client_switches_monitors_live() {
     display.set_monitor("RIGHT", 640, 0, 640, 480);
     let (host_id, client_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
     let (host_pub, client_pub) = (host_id.public(), client_id.public());
-    let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
+    let hd = UdpDriver::bind("127.0.0.1:0").unwrap();
     let addr = hd.local_addr().unwrap();
     let name = display.name().to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let host_stop = stop.clone();
     let host = std::thread::spawn(move || {
-        let s = hd
-            .accept(
-                &SessionConfig::default(),
-                &host_id,
-                || allow_list(vec![client_pub]),
-                wavry_host::connection_factory,
-                Instant::now() + Duration::from_secs(5),
-            )
-            .unwrap()
-            .expect("client");
-        let t = SessionThread::spawn(hd, s).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let allow = || allow_list(vec![client_pub]);
+        let t = wavry_host::accept_one(hd, &host_id, allow, deadline).unwrap();
         let cfg = wavry_host::HostConfig {
             display: Some(name),
             fps: 30,
@@ -64,18 +55,8 @@ fn the_client_switches_monitors_live() {
         };
         wavry_host::serve(t, &cfg, &host_stop, None).unwrap()
     });
-    let mut cd = UdpDriver::bind("127.0.0.1:0").unwrap();
-    let mut s = Session::connect(
-        SessionConfig::default(),
-        &client_id,
-        pinned(host_pub),
-        addr,
-        wavry_client_factory(),
-        Instant::now(),
-    )
-    .unwrap();
-    cd.flush(&mut s, Instant::now()).unwrap();
-    let client = SessionThread::spawn(cd, s).unwrap();
+    let bind = "127.0.0.1:0".parse().unwrap();
+    let client = wavry_client::run::connect(bind, addr, &client_id, pinned(host_pub)).unwrap();
     let tx = client.sender();
     let hello = ControlMessage::Hello {
         version: PROTOCOL_VERSION,
@@ -144,14 +125,4 @@ fn the_client_switches_monitors_live() {
     drop(client);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     host.join().unwrap();
-}
-
-fn wavry_client_factory() -> wavry_transport::session::ConnectionFactory {
-    Box::new(|l, r, now| {
-        rift_core::connection::Connection::new(
-            rift_core::connection::ConnectionConfig::new(l, r, false),
-            Box::new(rift_core::delta::FixedRate::new(1_000_000, 60.0)),
-            now,
-        )
-    })
 }
