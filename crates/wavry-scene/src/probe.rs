@@ -276,13 +276,15 @@ pub fn analyse(painted: &[u64], readings: &[(u64, Reading)]) -> Latency {
     };
     // First showing of each new value, in reading order.
     let mut shows: Vec<(u64, u64)> = Vec::new();
-    let mut last_change = None;
+    // A freeze is > 100 ms without a new value, counted from the first reading to the last
+    // (a picture that stops changing for good is a freeze too).
+    let mut last_change = readings.first().map(|r| r.0);
     for &(at, r) in readings {
         match r {
             Reading::Time(t) => {
                 if shows.last().is_none_or(|&(_, v)| t > v) {
                     if let Some(prev) = last_change {
-                        if at - prev > 100_000 {
+                        if at.saturating_sub(prev) > 100_000 {
                             out.freezes += 1;
                         }
                     }
@@ -293,6 +295,11 @@ pub fn analyse(painted: &[u64], readings: &[(u64, Reading)]) -> Latency {
             }
             Reading::Corrupt => out.corrupt += 1,
             Reading::Absent => {}
+        }
+    }
+    if let (Some(prev), Some(&(end, _))) = (last_change, readings.last()) {
+        if end.saturating_sub(prev) > 100_000 {
+            out.freezes += 1;
         }
     }
     // Event latency over the painted times the readings cover.
@@ -359,5 +366,15 @@ mod tests {
         assert_eq!(l.event_ms, vec![10.0, 16.0, 12.0]);
         assert_eq!(l.corrupt, 1);
         assert_eq!(l.freezes, 0);
+    }
+
+    #[test]
+    fn a_picture_that_stops_changing_is_a_freeze() {
+        let readings = [
+            (0, Reading::Time(0)),
+            (50_000, Reading::Time(40_000)),
+            (400_000, Reading::Time(40_000)),
+        ];
+        assert_eq!(analyse(&[0, 40_000], &readings).freezes, 1);
     }
 }
