@@ -97,7 +97,8 @@ fn baseline(
     let caps = "caps=application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000";
     let (port_arg, url_tx) = (format!("port={port}"), format!("{url}?pkt_size=1316"));
     // (receiver, sender): program and arguments.
-    let (rx, tx): ((&str, Vec<&str>), (&str, Vec<&str>)) = match name {
+    type Command<'a> = (&'a str, Vec<&'a str>);
+    let (rx, tx): (Command, Command) = match name {
         "ffmpeg" => (
             (
                 "ffplay",
