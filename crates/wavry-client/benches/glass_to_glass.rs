@@ -218,6 +218,20 @@ fn baseline(
         ),
         _ => return None,
     };
+    for prog in [rx.0, tx.0] {
+        if std::process::Command::new(prog)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            println!(
+                "{name:<10} skipped: {prog} is not installed (apt: ffmpeg, or gstreamer1.0-tools \
+                 gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav \
+                 gstreamer1.0-x)"
+            );
+            return None;
+        }
+    }
     // The sender's only keyframe is its first picture: the receiver must be listening by then.
     let mut procs = Procs(vec![spawn(rx.0, &s(&rx.1), client)]);
     std::thread::sleep(Duration::from_millis(1500));
@@ -372,7 +386,8 @@ fn main() {
             secs,
         ) {
             Some(mut b) if !b.frame_ms.is_empty() => best = best.min(report(name, &mut b)),
-            _ => println!("{name:<10} showed nothing readable"),
+            Some(_) => println!("{name:<10} showed nothing readable"),
+            None => {}
         }
     }
     println!(
