@@ -1,7 +1,8 @@
 //! The whole path on one machine: a host streaming an Xvfb display over an encrypted RIFT
 //! session on loopback to a client showing it in an SDL window on a second Xvfb display.
-//! The client's screen must match the host's (PSNR), and a click and a key made in the
-//! client's window (xdotool) must reach a window on the host's display.
+//! The client's screen must match the host's (PSNR), a change on the host must show on the
+//! client within a few frames, and a click and a key made in the client's window (xdotool)
+//! must reach a window on the host's display.
 
 use rift_crypto::handshake::{allow_list, pinned};
 use rift_crypto::identity::Identity;
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 use wavry_client::run::{connect, run, RunOptions};
 use wavry_media::testing::{tool_available, TestDisplay};
 use wavry_transport::udp::UdpDriver;
+use x11rb::connection::Connection as _;
+use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
 
 /// PSNR of the luma of two BGRA images of one size.
 fn psnr(a: &[u8], b: &[u8]) -> f64 {
@@ -42,12 +45,14 @@ fn client_shows_the_host_display_and_types_into_it() {
     // Something to look at on the host: coloured blocks on a grey desktop.
     let hc = host_disp.connect();
     host_disp.paint(&hc, 0, 0, 640, 480, 0x404040);
+    let mut blocks = vec![];
     for (i, rgb) in [0xe04030u32, 0x30c050, 0x3050e0, 0xf0f0f0]
         .iter()
         .enumerate()
     {
-        host_disp.paint(&hc, 40 + 140 * i as i16, 120, 120, 240, *rgb);
+        blocks.push(host_disp.paint(&hc, 40 + 140 * i as i16, 120, 120, 240, *rgb));
     }
+    let changing = blocks[0];
 
     let (host_id, client_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
     let (host_pub, client_pub) = (host_id.public(), client_id.public());
@@ -90,10 +95,57 @@ fn client_shows_the_host_display_and_types_into_it() {
 
     // While the client runs: after 3 s compare the screens, then type a key into the window.
     let client_name = client_disp.name().to_string();
+    let host_name = host_disp.name().to_string();
     let checker = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(3));
         let cc = client_disp.connect();
+        let (h, _) = x11rb::connect(Some(&host_name)).unwrap();
+        let root = h.setup().roots[0].root;
+        let source = h
+            .get_image(ImageFormat::Z_PIXMAP, root, 0, 0, 640, 480, !0)
+            .unwrap()
+            .reply()
+            .unwrap()
+            .data;
         let (_, _, shown) = client_disp.grab(&cc);
+        // A change on the host shows on the client within a few frames: the first block turns
+        // yellow; watch its centre (100, 240) on the client.
+        let changed_at = {
+            use x11rb::connection::Connection;
+            use x11rb::protocol::xproto::{ChangeWindowAttributesAux, ConnectionExt as _};
+            h.change_window_attributes(
+                changing,
+                &ChangeWindowAttributesAux::new().background_pixel(0xf0e020),
+            )
+            .unwrap();
+            h.clear_area(false, changing, 0, 0, 0, 0).unwrap();
+            // A round trip: the server has run both requests before this connection closes.
+            h.get_input_focus().unwrap().reply().unwrap();
+            Instant::now()
+        };
+        let seen = loop {
+            let img = cc
+                .get_image(
+                    ImageFormat::Z_PIXMAP,
+                    cc.setup().roots[0].root,
+                    100,
+                    240,
+                    1,
+                    1,
+                    !0,
+                )
+                .unwrap()
+                .reply()
+                .unwrap();
+            // BGRx: yellow has high red and green, low blue.
+            if img.data[2] > 200 && img.data[1] > 200 && img.data[0] < 80 {
+                break Some(changed_at.elapsed());
+            }
+            if changed_at.elapsed() > Duration::from_secs(1) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
         let status = std::process::Command::new("xdotool")
             // Over the host's 40×40 test window (bottom right), click, then type.
             .args(["mousemove", "620", "460", "click", "1", "key", "a"])
@@ -101,7 +153,7 @@ fn client_shows_the_host_display_and_types_into_it() {
             .status()
             .unwrap();
         assert!(status.success());
-        (shown, client_disp)
+        (source, shown, seen, client_disp)
     });
     std::env::set_var("DISPLAY", &client_name);
     let summary = run(
@@ -119,16 +171,19 @@ fn client_shows_the_host_display_and_types_into_it() {
         },
     )
     .unwrap();
-    let (shown, _client_disp) = checker.join().unwrap();
+    let (source, shown, seen, _client_disp) = checker.join().unwrap();
     let host_summary = host.join().unwrap();
     println!("client: {summary:?}");
     println!("host: {host_summary:?}");
     assert!(summary.frames_shown >= 5, "{summary:?}");
 
-    let (_, _, source) = host_disp.grab(&hc);
     let p = psnr(&source, &shown);
     println!("client screen vs host screen: PSNR {p:.1} dB");
     assert!(p >= 30.0, "PSNR {p:.1} dB");
+    // 30 fps on the host: a few frames is ~100 ms; allow 200 ms on a loaded 2-core machine.
+    let seen = seen.expect("the change never showed on the client");
+    println!("a change on the host showed on the client after {seen:?}");
+    assert!(seen <= Duration::from_millis(200), "{seen:?}");
 
     // The key typed on the client reached the host's focused window as 'a' (keycode 38).
     use x11rb::connection::Connection;
