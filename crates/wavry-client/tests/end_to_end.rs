@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use wavry_client::run::{connect, run, RunOptions};
 use wavry_media::testing::{tool_available, TestDisplay};
 use wavry_transport::udp::UdpDriver;
-use x11rb::connection::Connection as _;
+use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
 
 /// PSNR of the luma of two BGRA images of one size.
@@ -77,7 +77,6 @@ fn client_shows_the_host_display_and_types_into_it() {
     // A window on the host display that records the keys it receives.
     let key_win = host_disp.paint(&hc, 600, 440, 40, 40, 0x404040);
     {
-        use x11rb::connection::Connection;
         use x11rb::protocol::xproto::*;
         hc.change_window_attributes(
             key_win,
@@ -111,8 +110,7 @@ fn client_shows_the_host_display_and_types_into_it() {
         // A change on the host shows on the client within a few frames: the first block turns
         // yellow; watch its centre (100, 240) on the client.
         let changed_at = {
-            use x11rb::connection::Connection;
-            use x11rb::protocol::xproto::{ChangeWindowAttributesAux, ConnectionExt as _};
+            use x11rb::protocol::xproto::ChangeWindowAttributesAux;
             h.change_window_attributes(
                 changing,
                 &ChangeWindowAttributesAux::new().background_pixel(0xf0e020),
@@ -186,7 +184,6 @@ fn client_shows_the_host_display_and_types_into_it() {
     assert!(seen <= Duration::from_millis(200), "{seen:?}");
 
     // The key typed on the client reached the host's focused window as 'a' (keycode 38).
-    use x11rb::connection::Connection;
     let (mut keys, mut clicks) = (vec![], vec![]);
     while let Some(ev) = hc.poll_for_event().unwrap() {
         match ev {
