@@ -1,7 +1,7 @@
 //! The media hot path makes no heap allocation once its buffers have grown.
 //!
-//! A counting global allocator counts every `alloc`, `alloc_zeroed`, `realloc` and `dealloc`
-//! made by the test thread while its thread-local "measuring" flag is set. Each test streams
+//! The counting global allocator of `alloc-counter` counts every `alloc`, `alloc_zeroed`,
+//! `realloc` and `dealloc` the test thread makes while it measures. Each test streams
 //! a warm-up of 48 frames (24 of the largest size, 100_000 bytes, then 24 of the largest FEC
 //! shard size, 99_600 bytes = 83 × 1200, so every sender and receiver slot and the FEC buffers
 //! reach their final capacity), then turns measuring on and streams 200 frames of varying
@@ -17,96 +17,16 @@
 //!
 //! Set `NO_ALLOC_BACKTRACE=1` to print a backtrace of every counted allocation:
 //! `NO_ALLOC_BACKTRACE=1 cargo test -p rift-core --test no_alloc -- --nocapture`
-//!
-//! The counters are global, so the tests take a mutex and run one at a time.
 
+use alloc_counter::{measure, Counts, Scope};
 use rift_core::media::{
     FecPlan, MediaReceiver, MediaReceiverConfig, MediaSender, MediaSenderConfig, OutgoingFrame,
 };
 use rift_core::wire::{Body, FecScheme, PacketType, MAX_DATAGRAM};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-static REALLOCS: AtomicUsize = AtomicUsize::new(0);
-static DEALLOCS: AtomicUsize = AtomicUsize::new(0);
-static BACKTRACE: AtomicBool = AtomicBool::new(false);
-static SERIAL: Mutex<()> = Mutex::new(());
-
-thread_local! {
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-impl Counting {
-    fn record(what: &str, counter: &AtomicUsize, size: usize) {
-        // `try_with`: the thread-local may already be gone while a thread shuts down.
-        if MEASURING.try_with(|m| m.get()) != Ok(true) {
-            return;
-        }
-        counter.fetch_add(1, Relaxed);
-        if BACKTRACE.load(Relaxed) {
-            // Printing allocates: stop measuring meanwhile so this does not recurse.
-            MEASURING.with(|m| m.set(false));
-            eprintln!(
-                "counted {what} of {size} bytes at:\n{}",
-                std::backtrace::Backtrace::force_capture()
-            );
-            MEASURING.with(|m| m.set(true));
-        }
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        Self::record("alloc", &ALLOCS, layout.size());
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        Self::record("alloc_zeroed", &ALLOCS, layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        Self::record("realloc", &REALLOCS, new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        Self::record("dealloc", &DEALLOCS, layout.size());
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Counts {
-    allocs: usize,
-    reallocs: usize,
-    deallocs: usize,
-}
-
-fn measure<R>(f: impl FnOnce() -> R) -> (R, Counts) {
-    ALLOCS.store(0, Relaxed);
-    REALLOCS.store(0, Relaxed);
-    DEALLOCS.store(0, Relaxed);
-    MEASURING.with(|m| m.set(true));
-    let r = f();
-    MEASURING.with(|m| m.set(false));
-    let counts = Counts {
-        allocs: ALLOCS.load(Relaxed),
-        reallocs: REALLOCS.load(Relaxed),
-        deallocs: DEALLOCS.load(Relaxed),
-    };
-    (r, counts)
-}
+static GLOBAL: alloc_counter::Counting = alloc_counter::Counting;
 
 const MAX_FRAME: usize = 100_000;
 /// The largest frame whose fragments all carry the full 1200-byte payload (83 × 1200): it has
@@ -242,10 +162,6 @@ impl Path {
 }
 
 fn run(scheme: FecScheme) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if std::env::var_os("NO_ALLOC_BACKTRACE").is_some() {
-        BACKTRACE.store(true, Relaxed);
-    }
     let mut path = Path::new(scheme);
     // Warm-up: a keyframe then P-frames, cycling through the loss patterns: first frames of
     // the largest size, then of the largest shard size, each run longer than the sender's
@@ -269,7 +185,7 @@ fn run(scheme: FecScheme) {
         .collect();
     let packets_before = path.packets;
     let recovered_before = path.recovered;
-    let ((), counts) = measure(|| {
+    let ((), counts) = measure(Scope::ThisThread, || {
         for (i, f) in frames.iter().enumerate() {
             path.frame(f, false, WARMUP_FRAMES + i);
         }
@@ -301,13 +217,4 @@ fn xor_media_path_does_not_allocate() {
 #[test]
 fn reed_solomon_media_path_does_not_allocate() {
     run(FecScheme::ReedSolomon);
-}
-
-/// The counter itself works: a deliberate allocation inside `measure` is seen.
-#[test]
-fn counter_sees_allocations() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (v, counts) = measure(|| std::hint::black_box(vec![1u8; 1000]));
-    drop(v);
-    assert_eq!(counts.allocs, 1);
 }

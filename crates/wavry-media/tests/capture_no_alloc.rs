@@ -1,7 +1,7 @@
 //! A running X11 capture makes no heap allocation per frame.
 //!
-//! A counting global allocator counts every `alloc`, `alloc_zeroed`, `realloc` and `dealloc`
-//! made by the test thread while its thread-local "measuring" flag is set. Under Xvfb (1280x720),
+//! The counting global allocator of `alloc-counter` counts every `alloc`, `alloc_zeroed`,
+//! `realloc` and `dealloc` the test thread makes while it measures. Under Xvfb (1280x720),
 //! another thread repaints a window as fast as it can, so frames come both from damage and, with
 //! a 4 ms repeat interval, as repeats. After a warm-up of 30 frames, the test captures 200 frames
 //! (at most 250 fps), reads the pointer between frames, reads every frame's pixels, and keeps the
@@ -11,91 +11,16 @@
 //! Set `NO_ALLOC_BACKTRACE=1` to print a backtrace of every counted allocation:
 //! `NO_ALLOC_BACKTRACE=1 cargo test -p wavry-media --test capture_no_alloc -- --nocapture`
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use alloc_counter::{measure, Counts, Scope};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wavry_media::capture::x11::{X11Capturer, X11Config};
 use wavry_media::capture::{CaptureTarget, Capturer, Frame, PacerConfig};
 use wavry_media::testing::{pixel, TestDisplay};
 
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-static REALLOCS: AtomicUsize = AtomicUsize::new(0);
-static DEALLOCS: AtomicUsize = AtomicUsize::new(0);
-static BACKTRACE: AtomicBool = AtomicBool::new(false);
-
-thread_local! {
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-impl Counting {
-    fn record(what: &str, counter: &AtomicUsize, size: usize) {
-        // `try_with`: the thread-local may already be gone while a thread shuts down.
-        if MEASURING.try_with(|m| m.get()) != Ok(true) {
-            return;
-        }
-        counter.fetch_add(1, Relaxed);
-        if BACKTRACE.load(Relaxed) {
-            // Printing allocates: stop measuring meanwhile so this does not recurse.
-            MEASURING.with(|m| m.set(false));
-            eprintln!(
-                "counted {what} of {size} bytes at:\n{}",
-                std::backtrace::Backtrace::force_capture()
-            );
-            MEASURING.with(|m| m.set(true));
-        }
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        Self::record("alloc", &ALLOCS, layout.size());
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        Self::record("alloc_zeroed", &ALLOCS, layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        Self::record("realloc", &REALLOCS, new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        Self::record("dealloc", &DEALLOCS, layout.size());
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Counts {
-    allocs: usize,
-    reallocs: usize,
-    deallocs: usize,
-}
-
-fn measure<R>(f: impl FnOnce() -> R) -> (R, Counts) {
-    ALLOCS.store(0, Relaxed);
-    REALLOCS.store(0, Relaxed);
-    DEALLOCS.store(0, Relaxed);
-    MEASURING.with(|m| m.set(true));
-    let r = f();
-    MEASURING.with(|m| m.set(false));
-    let counts = Counts {
-        allocs: ALLOCS.load(Relaxed),
-        reallocs: REALLOCS.load(Relaxed),
-        deallocs: DEALLOCS.load(Relaxed),
-    };
-    (r, counts)
-}
+static GLOBAL: alloc_counter::Counting = alloc_counter::Counting;
 
 const WARMUP_FRAMES: usize = 30;
 const MEASURED_FRAMES: usize = 200;
@@ -139,9 +64,6 @@ fn running_capture_does_not_allocate() {
     let Some(display) = TestDisplay::start(1280, 720) else {
         return;
     };
-    if std::env::var_os("NO_ALLOC_BACKTRACE").is_some() {
-        BACKTRACE.store(true, Relaxed);
-    }
     let conn = display.connect();
     let win = display.paint(&conn, 0, 0, 1280, 720, 0x000000);
 
@@ -180,7 +102,9 @@ fn running_capture_does_not_allocate() {
     .expect("open capture");
     let mut held: [Option<Frame>; 2] = [None, None];
     stream(&mut cap, &mut held, WARMUP_FRAMES);
-    let (tally, counts) = measure(|| stream(&mut cap, &mut held, MEASURED_FRAMES));
+    let (tally, counts) = measure(Scope::ThisThread, || {
+        stream(&mut cap, &mut held, MEASURED_FRAMES)
+    });
     eprintln!("{MEASURED_FRAMES} frames at 1280x720: {tally:?}, {counts:?}");
     assert!(tally.fresh > 0, "no frame came from damage: {tally:?}");
     assert_eq!(
@@ -198,12 +122,4 @@ fn repaint(conn: &x11rb::rust_connection::RustConnection, win: u32, rgb: u32) {
         && conn.clear_area(false, win, 0, 0, 0, 0).is_ok()
         && conn.flush().is_ok();
     assert!(ok, "painter lost its connection");
-}
-
-/// The counter itself works: a deliberate allocation inside `measure` is seen.
-#[test]
-fn counter_sees_allocations() {
-    let (v, counts) = measure(|| std::hint::black_box(vec![1u8; 1000]));
-    drop(v);
-    assert_eq!(counts.allocs, 1);
 }

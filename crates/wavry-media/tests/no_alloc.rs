@@ -1,7 +1,7 @@
 //! A running stream makes no heap allocation per frame on our side once warmed up.
 //!
-//! A counting global allocator counts every `alloc`, `alloc_zeroed`, `realloc` and `dealloc`
-//! made by any thread while the "measuring" flag is set (process-wide, so the conversion helper
+//! The counting global allocator of `alloc-counter` counts every `alloc`, `alloc_zeroed`,
+//! `realloc` and `dealloc` made by any thread while it measures (so the conversion helper
 //! thread is counted too). Each test warms up for 30 frames,
 //! then measures 100 frames of the whole per-frame loop:
 //!
@@ -19,9 +19,7 @@
 //! Set `NO_ALLOC_BACKTRACE=1` to print a backtrace of every counted allocation:
 //! `NO_ALLOC_BACKTRACE=1 cargo test -p wavry-media --test no_alloc -- --nocapture`
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use alloc_counter::{measure, Counts, Scope};
 use wavry_media::codec::open_encoder_from;
 use wavry_media::pattern::Pattern;
 use wavry_media::{
@@ -29,83 +27,8 @@ use wavry_media::{
     VideoDecoder, VideoEncoder,
 };
 
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-static REALLOCS: AtomicUsize = AtomicUsize::new(0);
-static DEALLOCS: AtomicUsize = AtomicUsize::new(0);
-static BACKTRACE: AtomicBool = AtomicBool::new(false);
-static MEASURING: AtomicBool = AtomicBool::new(false);
-
-thread_local! {
-    /// Set while this thread prints a backtrace, so that printing is not counted.
-    static PRINTING: Cell<bool> = const { Cell::new(false) };
-}
-
-impl Counting {
-    fn record(what: &str, counter: &AtomicUsize, size: usize) {
-        if !MEASURING.load(Relaxed) || PRINTING.try_with(|p| p.get()).unwrap_or(true) {
-            return;
-        }
-        counter.fetch_add(1, Relaxed);
-        if BACKTRACE.load(Relaxed) {
-            PRINTING.with(|p| p.set(true));
-            eprintln!(
-                "counted {what} of {size} bytes on {:?} at:\n{}",
-                std::thread::current().name(),
-                std::backtrace::Backtrace::force_capture()
-            );
-            PRINTING.with(|p| p.set(false));
-        }
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        Self::record("alloc", &ALLOCS, layout.size());
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        Self::record("alloc_zeroed", &ALLOCS, layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        Self::record("realloc", &REALLOCS, new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        Self::record("dealloc", &DEALLOCS, layout.size());
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Counts {
-    allocs: usize,
-    reallocs: usize,
-    deallocs: usize,
-}
-
-fn measure<R>(f: impl FnOnce() -> R) -> (R, Counts) {
-    ALLOCS.store(0, Relaxed);
-    REALLOCS.store(0, Relaxed);
-    DEALLOCS.store(0, Relaxed);
-    MEASURING.store(true, Relaxed);
-    let r = f();
-    MEASURING.store(false, Relaxed);
-    let counts = Counts {
-        allocs: ALLOCS.load(Relaxed),
-        reallocs: REALLOCS.load(Relaxed),
-        deallocs: DEALLOCS.load(Relaxed),
-    };
-    (r, counts)
-}
+static GLOBAL: alloc_counter::Counting = alloc_counter::Counting;
 
 const WARMUP: usize = 30;
 const MEASURED: usize = 100;
@@ -139,9 +62,6 @@ fn stream(
 }
 
 fn run(encoder: &'static str) {
-    if std::env::var_os("NO_ALLOC_BACKTRACE").is_some() {
-        BACKTRACE.store(true, Relaxed);
-    }
     ffmpeg_next::init().ok();
     if encoder != "openh264" && ffmpeg_next::encoder::find_by_name(encoder).is_none() {
         eprintln!("skipping: this FFmpeg has no {encoder}");
@@ -178,7 +98,7 @@ fn run(encoder: &'static str) {
         0,
         WARMUP,
     );
-    let (bytes, counts) = measure(|| {
+    let (bytes, counts) = measure(Scope::AllThreads, || {
         stream(
             &pool,
             &pictures,
@@ -203,10 +123,6 @@ fn run(encoder: &'static str) {
 /// when any test starts or ends, which would be counted during another test's measurement.
 #[test]
 fn stream_does_not_allocate() {
-    // The counter itself works: a deliberate allocation inside `measure` is seen.
-    let (v, counts) = measure(|| std::hint::black_box(vec![1u8; 1000]));
-    drop(v);
-    assert!(counts.allocs >= 1);
     run("libx264");
     #[cfg(feature = "openh264")]
     run("openh264");
