@@ -2,12 +2,14 @@
 //!
 //! A test binary installs it and measures a closure:
 //!
-//! ```ignore
+//! ```
 //! #[global_allocator]
 //! static GLOBAL: alloc_counter::Counting = alloc_counter::Counting;
 //!
-//! let (_, counts) = alloc_counter::measure(alloc_counter::Scope::ThisThread, || work());
-//! assert_eq!(counts, alloc_counter::Counts::default());
+//! fn main() {
+//!     let (_, counts) = alloc_counter::measure(alloc_counter::Scope::ThisThread, || 1 + 1);
+//!     assert_eq!(counts, alloc_counter::Counts::default());
+//! }
 //! ```
 //!
 //! Every `alloc`, `alloc_zeroed`, `realloc` and `dealloc` is counted, made by the measuring
