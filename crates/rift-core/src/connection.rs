@@ -101,6 +101,17 @@ pub struct InputEvent {
 }
 
 impl InputEvent {
+    /// An event holding a copy of `data`; `None` when it exceeds `MAX_INPUT_EVENT_LEN`.
+    pub fn new(seq: u32, data: &[u8]) -> Option<Self> {
+        let mut bytes = [0u8; MAX_INPUT_EVENT_LEN];
+        bytes.get_mut(..data.len())?.copy_from_slice(data);
+        Some(InputEvent {
+            seq,
+            len: data.len() as u8,
+            bytes,
+        })
+    }
+
     pub fn data(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }
@@ -349,14 +360,10 @@ impl Connection {
             Body::Input { first_seq, events } => {
                 let out = &mut self.events;
                 self.input_rx.on_input(first_seq, &events, |seq, data| {
-                    let mut bytes = [0u8; MAX_INPUT_EVENT_LEN];
-                    let len = data.len().min(MAX_INPUT_EVENT_LEN);
-                    bytes[..len].copy_from_slice(&data[..len]);
-                    out.push_back(Event::Input(InputEvent {
-                        seq,
-                        len: len as u8,
-                        bytes,
-                    }));
+                    // The wire caps an event at MAX_INPUT_EVENT_LEN, so this always holds.
+                    if let Some(ev) = InputEvent::new(seq, data) {
+                        out.push_back(Event::Input(ev));
+                    }
                 });
             }
             Body::MediaData { header, payload } | Body::MediaParity { header, payload } => {

@@ -106,6 +106,8 @@ impl StatsHandle {
 pub enum SendError {
     #[error("the session is closed")]
     Closed,
+    #[error("an input event of {0} bytes is longer than RIFT carries")]
+    TooLong(usize),
 }
 
 enum Command {
@@ -131,7 +133,7 @@ enum Command {
 #[derive(Clone)]
 pub struct SessionSender {
     commands: Sender<Command>,
-    input: Sender<Vec<u8>>,
+    input: Sender<InputEvent>,
     waker: Arc<EventFd>,
 }
 
@@ -171,7 +173,9 @@ impl SessionSender {
 
     /// Send an input event ahead of everything else.
     pub fn send_input(&self, event: &[u8]) -> Result<(), SendError> {
-        self.push(&self.input, event.to_vec())
+        // A fixed-size copy: the input path allocates nothing.
+        let ev = InputEvent::new(0, event).ok_or(SendError::TooLong(event.len()))?;
+        self.push(&self.input, ev)
     }
 
     /// Ask the peer for a keyframe of `stream` newer than frame `after` (the application could
@@ -297,7 +301,7 @@ struct Worker {
     session: Session,
     waker: Arc<EventFd>,
     commands: Receiver<Command>,
-    input: Receiver<Vec<u8>>,
+    input: Receiver<InputEvent>,
     events: Sender<SessionEvent>,
     input_events: Sender<InputEvent>,
     stats: Arc<Mutex<Stats>>,
@@ -363,7 +367,7 @@ impl Worker {
         let mut any = false;
         while let Ok(ev) = self.input.try_recv() {
             if let Some(c) = self.session.connection() {
-                if let Err(e) = c.send_input(now, &ev) {
+                if let Err(e) = c.send_input(now, ev.data()) {
                     tracing::warn!(error = %e, "input event dropped");
                 }
             }
