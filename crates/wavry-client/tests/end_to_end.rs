@@ -4,7 +4,9 @@
 //! client within a few frames, and a click and a key made in the client's window (xdotool)
 //! must reach a window on the host's display.
 
-use rift_crypto::handshake::{allow_list, pinned};
+mod common;
+
+use rift_crypto::handshake::pinned;
 use rift_crypto::identity::Identity;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -14,23 +16,6 @@ use wavry_media::testing::{tool_available, TestDisplay};
 use wavry_transport::udp::UdpDriver;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
-
-/// PSNR of the luma of two BGRA images of one size.
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let luma = |p: &[u8]| 0.0722 * p[0] as f64 + 0.7152 * p[1] as f64 + 0.2126 * p[2] as f64;
-    let (mut se, mut n) = (0.0, 0.0);
-    for (pa, pb) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
-        let d = luma(pa) - luma(pb);
-        se += d * d;
-        n += 1.0;
-    }
-    let mse = se / n;
-    if mse == 0.0 {
-        99.0
-    } else {
-        10.0 * (255.0 * 255.0 / mse).log10()
-    }
-}
 
 #[test]
 fn client_shows_the_host_display_and_types_into_it() {
@@ -62,16 +47,7 @@ fn client_shows_the_host_display_and_types_into_it() {
     let stop = Arc::new(AtomicBool::new(false));
     let host_stop = stop.clone();
     let host = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let allow = || allow_list(vec![client_pub]);
-        let t = wavry_host::accept_one(hd, &host_id, allow, deadline).unwrap();
-        let cfg = wavry_host::HostConfig {
-            display: Some(host_display),
-            fps: 30,
-            hardware: false,
-            ..Default::default()
-        };
-        wavry_host::serve(t, &cfg, &host_stop, None).unwrap()
+        common::serve_one(hd, &host_id, client_pub, host_display, &host_stop)
     });
 
     // A window on the host display that records the keys it receives.
@@ -175,7 +151,7 @@ fn client_shows_the_host_display_and_types_into_it() {
     println!("host: {host_summary:?}");
     assert!(summary.frames_shown >= 5, "{summary:?}");
 
-    let p = psnr(&source, &shown);
+    let p = common::psnr(&source, &shown);
     println!("client screen vs host screen: PSNR {p:.1} dB");
     assert!(p >= 30.0, "PSNR {p:.1} dB");
     // 30 fps on the host: a few frames is ~100 ms; allow 200 ms on a loaded 2-core machine.

@@ -4,31 +4,18 @@
 //!
 //! Needs root (namespaces, TUN) and Xvfb; skips with a message otherwise.
 
-use rift_crypto::handshake::{allow_list, pinned};
+mod common;
+
+use rift_crypto::handshake::pinned;
 use rift_crypto::identity::Identity;
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wavry_client::run::{connect, run, RunOptions};
 use wavry_impair::netns::{enter, unavailable};
 use wavry_impair::{LinkConfig, Topology};
 use wavry_media::testing::TestDisplay;
 use wavry_transport::udp::UdpDriver;
-
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let luma = |p: &[u8]| 0.0722 * p[0] as f64 + 0.7152 * p[1] as f64 + 0.2126 * p[2] as f64;
-    let se: f64 = a
-        .chunks_exact(4)
-        .zip(b.chunks_exact(4))
-        .map(|(x, y)| (luma(x) - luma(y)).powi(2))
-        .sum();
-    let mse = se / (a.len() / 4) as f64;
-    if mse == 0.0 {
-        99.0
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
-}
 
 #[test]
 fn a_session_survives_five_percent_loss() {
@@ -73,16 +60,7 @@ fn a_session_survives_five_percent_loss() {
         enter(&ns_a).expect("enter A");
         let hd = UdpDriver::bind((addr_a, 0)).unwrap();
         addr_tx.send(hd.local_addr().unwrap()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let allow = || allow_list(vec![client_pub]);
-        let t = wavry_host::accept_one(hd, &host_id, allow, deadline).unwrap();
-        let cfg = wavry_host::HostConfig {
-            display: Some(host_display),
-            fps: 30,
-            hardware: false,
-            ..Default::default()
-        };
-        wavry_host::serve(t, &cfg, &host_stop, None).unwrap()
+        common::serve_one(hd, &host_id, client_pub, host_display, &host_stop)
     });
 
     enter(&topo.ns_b).expect("enter B");
@@ -141,7 +119,7 @@ fn a_session_survives_five_percent_loss() {
     );
     assert!(summary.frames_shown >= 60, "{summary:?}");
     let (src, shown) = grabs.lock().unwrap().take().expect("screens grabbed");
-    let p = psnr(&src, &shown);
+    let p = common::psnr(&src, &shown);
     println!("client screen vs host screen after the change, under 5 % loss: PSNR {p:.1} dB");
     assert!(p >= 30.0, "PSNR {p:.1} dB");
 }

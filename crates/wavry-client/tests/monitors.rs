@@ -2,7 +2,9 @@
 //! with the monitors, and SelectMonitor restarts the stream at the chosen monitor's size
 //! (StreamInfo, then a keyframe of that size).
 
-use rift_crypto::handshake::{allow_list, pinned};
+mod common;
+
+use rift_crypto::handshake::pinned;
 use rift_crypto::identity::Identity;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -43,18 +45,8 @@ fn the_client_switches_monitors_live() {
     let name = display.name().to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let host_stop = stop.clone();
-    let host = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let allow = || allow_list(vec![client_pub]);
-        let t = wavry_host::accept_one(hd, &host_id, allow, deadline).unwrap();
-        let cfg = wavry_host::HostConfig {
-            display: Some(name),
-            fps: 30,
-            hardware: false,
-            ..Default::default()
-        };
-        wavry_host::serve(t, &cfg, &host_stop, None).unwrap()
-    });
+    let host =
+        std::thread::spawn(move || common::serve_one(hd, &host_id, client_pub, name, &host_stop));
     let bind = "127.0.0.1:0".parse().unwrap();
     let client = wavry_client::run::connect(bind, addr, &client_id, pinned(host_pub)).unwrap();
     let tx = client.sender();
