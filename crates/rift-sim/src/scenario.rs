@@ -63,6 +63,9 @@ pub struct Scenario {
     pub queue_time: Option<Duration>,
     pub flows: Vec<Flow>,
     pub fps: f64,
+    /// The most the encoder produces whatever the controller allows: a desktop or game whose
+    /// picture needs no more (an application-limited sender). `None`: it fills any rate.
+    pub encoder_max_bps: Option<u64>,
     pub seed: u64,
     /// Interval of the recorded timeline.
     pub sample_every: Duration,
@@ -90,6 +93,7 @@ impl Scenario {
                 start: Duration::ZERO,
             }],
             fps: 60.0,
+            encoder_max_bps: None,
             seed: 1,
             sample_every: Duration::from_millis(100),
         }
@@ -109,6 +113,21 @@ impl Scenario {
             (Duration::from_secs(30), 6_000_000),
             (Duration::from_secs(45), 10_000_000),
         ];
+        s
+    }
+
+    /// A LAN-like path with far more capacity than the picture needs: 300 Mbit/s, 2 ms one way,
+    /// an encoder that never wants more than 20 Mbit/s. Here pacing can only add latency: what
+    /// a frame waits in the pacer is what the player waits.
+    pub fn fast_path(controller: Controller) -> Self {
+        let mut s = Scenario::simple(
+            "fast path",
+            controller,
+            300_000_000,
+            Duration::from_millis(2),
+        );
+        s.duration = Duration::from_secs(20);
+        s.encoder_max_bps = Some(20_000_000);
         s
     }
 
@@ -314,7 +333,8 @@ pub fn run(s: &Scenario) -> ScenarioResult {
             }
             // Encoder follows the controller.
             let rate = f.host.rate();
-            f.encoder.set_bitrate(rate.encoder_bps);
+            f.encoder
+                .set_bitrate(rate.encoder_bps.min(s.encoder_max_bps.unwrap_or(u64::MAX)));
             if (f.encoder.fps() - rate.fps).abs() > 0.01 {
                 f.encoder.set_fps(rate.fps);
             }

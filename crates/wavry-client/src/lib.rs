@@ -8,6 +8,7 @@
 
 pub mod input_map;
 pub mod overlay;
+mod present;
 pub mod run;
 pub mod stats;
 pub mod window;

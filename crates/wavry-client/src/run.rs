@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Try hardware decoders first.
     pub hardware_decode: bool,
+    /// How decoded pictures reach the screen.
+    pub present: crate::window::PresentMode,
     /// How this client names itself to the host.
     pub client_name: String,
     /// Set from outside (Ctrl-C) to end the session.
@@ -315,7 +317,7 @@ fn send_control(tx: &SessionSender, msg: &ControlMessage) {
 pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummary, ClientError> {
     let started = Instant::now();
     let tx = session.sender();
-    let mut window = VideoWindow::open(&opts.title, opts.width, opts.height)?;
+    let mut window = VideoWindow::open(&opts.title, opts.width, opts.height, opts.present)?;
     window.set_overlay_visible(opts.overlay)?;
     let shared = Arc::new(Shared {
         mailbox: Mutex::new(Mailbox::default()),

@@ -1,18 +1,17 @@
-//! The client's window: decoded I420 pictures uploaded straight into an IYUV streaming texture
-//! (the GPU, or SDL's software renderer, converts to RGB while scaling; no CPU RGB pass),
-//! letterboxed to the window, with the stats overlay on top.
+//! The client's window: decoded I420 pictures shown letterboxed, with the stats overlay on top.
+//! How a picture gets to the screen (YUV textures on a GPU, SIMD conversion into the window
+//! without one) is `present`'s job.
 //!
 //! Vsync is off: a picture is presented as soon as it is decoded, trading a possible tear for
 //! up to a frame of latency.
 
-use crate::input_map::{letterbox, Action, InputMapper};
+use crate::input_map::{Action, InputMapper};
 use crate::overlay;
+pub use crate::present::PresentMode;
+use crate::present::Presenter;
 use sdl2::controller::GameController;
 use sdl2::event::{Event, WindowEvent};
-use sdl2::pixels::PixelFormatEnum;
-use sdl2::rect::Rect;
-use sdl2::render::{BlendMode, Canvas, Texture, TextureCreator};
-use sdl2::video::{FullscreenType, Window, WindowContext};
+use sdl2::video::FullscreenType;
 use sdl2::{EventPump, EventSubsystem, GameControllerSubsystem, Sdl};
 use std::collections::HashMap;
 use thiserror::Error;
@@ -24,6 +23,8 @@ pub enum WindowError {
     Sdl(String),
     #[error("picture planes do not match {0}x{1}")]
     Planes(u32, u32),
+    #[error("colour conversion: {0}")]
+    Convert(#[from] wavry_media::to_bgra::ToBgraError),
 }
 
 fn sdl<T>(r: Result<T, impl ToString>) -> Result<T, WindowError> {
@@ -65,24 +66,32 @@ impl I420<'_> {
 /// The SDL window and what it draws. SDL wants its window used from the thread that made it.
 pub struct VideoWindow {
     _sdl: Sdl,
-    canvas: Canvas<Window>,
-    creator: TextureCreator<WindowContext>,
+    presenter: Presenter,
     events: EventPump,
     controllers: GameControllerSubsystem,
     event_subsystem: EventSubsystem,
     open_pads: HashMap<u32, GameController>,
-    video: Option<(Texture, u32, u32)>,
-    overlay: Option<(Texture, u32, u32)>,
+    /// The size of the last picture, for mapping pointer positions.
+    video_size: Option<(u32, u32)>,
     overlay_on: bool,
     monitor_requested: bool,
     pub input: InputMapper,
 }
 
 impl VideoWindow {
-    /// Open a window titled `title` of `width`×`height` (resizable).
-    pub fn open(title: &str, width: u32, height: u32) -> Result<Self, WindowError> {
+    /// Open a window titled `title` of `width`×`height` (resizable), showing pictures the
+    /// `mode` way.
+    pub fn open(
+        title: &str,
+        width: u32,
+        height: u32,
+        mode: PresentMode,
+    ) -> Result<Self, WindowError> {
         // Keep the compositor out of the way and let the host drive the cursor.
         sdl2::hint::set("SDL_VIDEO_X11_NET_WM_BYPASS_COMPOSITOR", "1");
+        // The cpu path draws into the window's own framebuffer: X11's shared memory, not an
+        // OpenGL texture SDL would otherwise put behind it.
+        sdl2::hint::set("SDL_FRAMEBUFFER_ACCELERATION", "0");
         // Our pictures are BT.709 limited range (docs/MEDIA.md); SDL's automatic mode would
         // take BT.601 for pictures up to 576 lines and shift their colours.
         // SAFETY: sets a global mode; takes a plain enum value.
@@ -99,29 +108,32 @@ impl VideoWindow {
             .resizable()
             .position_centered()
             .build())?;
-        let canvas = sdl(window.into_canvas().build())?;
-        tracing::info!(
-            renderer = canvas.info().name,
-            "window open (vsync off, YUV textures)"
-        );
-        let creator = canvas.texture_creator();
+        let presenter = Presenter::new(window, mode)?;
+        tracing::info!(presenter = %presenter.name(), "window open (vsync off)");
         let event_subsystem = sdl(ctx.event())?;
-        sdl(event_subsystem.register_custom_event::<PictureReady>())?;
+        // Registered once per process (the sdl2 crate keeps the type's number across windows).
+        static REGISTERED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+        sdl(REGISTERED
+            .get_or_init(|| event_subsystem.register_custom_event::<PictureReady>())
+            .clone())?;
         let events = sdl(ctx.event_pump())?;
         Ok(VideoWindow {
             _sdl: ctx,
-            canvas,
-            creator,
+            presenter,
             events,
             controllers,
             event_subsystem,
             open_pads: HashMap::new(),
-            video: None,
-            overlay: None,
+            video_size: None,
             overlay_on: false,
             monitor_requested: false,
             input: InputMapper::new((width, height), (width, height)),
         })
+    }
+
+    /// How pictures reach the screen: "gpu (opengl)", "cpu"…
+    pub fn presenter(&self) -> String {
+        self.presenter.name()
     }
 
     /// Show `pic` now (scaled into the window, aspect kept) with the overlay if it is on.
@@ -129,70 +141,21 @@ impl VideoWindow {
         if !pic.check() {
             return Err(WindowError::Planes(pic.width, pic.height));
         }
-        let stale = !matches!(&self.video, Some((_, w, h)) if (*w, *h) == (pic.width, pic.height));
-        if stale {
-            let tex = sdl(self.creator.create_texture_streaming(
-                PixelFormatEnum::IYUV,
-                pic.width,
-                pic.height,
-            ))?;
-            if let Some((old, _, _)) = self.video.replace((tex, pic.width, pic.height)) {
-                // SAFETY: the canvas that made it is alive (unsafe_textures leaves freeing to us).
-                unsafe { old.destroy() };
-            }
+        if self.video_size != Some((pic.width, pic.height)) {
+            self.video_size = Some((pic.width, pic.height));
             self.input.set_video_size(pic.width, pic.height);
         }
-        let Some((tex, _, _)) = self.video.as_mut() else {
-            return Ok(());
-        };
-        sdl(tex.update_yuv(
-            None,
-            pic.y.data,
-            pic.y.stride,
-            pic.u.data,
-            pic.u.stride,
-            pic.v.data,
-            pic.v.stride,
-        ))?;
-        self.redraw()
+        self.presenter.present(pic, self.overlay_on, &self.events)
     }
 
     /// Draw the last picture again (after a resize or an overlay change).
     pub fn redraw(&mut self) -> Result<(), WindowError> {
-        let (ww, wh) = self.canvas.output_size().map_err(WindowError::Sdl)?;
-        self.canvas.set_draw_color(sdl2::pixels::Color::BLACK);
-        self.canvas.clear();
-        if let Some((tex, w, h)) = &self.video {
-            let r = letterbox((ww, wh), (*w, *h));
-            sdl(self.canvas.copy(tex, None, Rect::new(r.x, r.y, r.w, r.h)))?;
-        }
-        if self.overlay_on {
-            if let Some((tex, w, h)) = &self.overlay {
-                sdl(self.canvas.copy(tex, None, Rect::new(8, 8, *w, *h)))?;
-            }
-        }
-        self.canvas.present();
-        Ok(())
+        self.presenter.redraw(self.overlay_on, &self.events)
     }
 
     /// Replace the overlay's text.
     pub fn set_overlay(&mut self, lines: &[String]) -> Result<(), WindowError> {
-        let img = overlay::render(lines, 2);
-        if img.width == 0 || img.height == 0 {
-            self.overlay = None;
-            return Ok(());
-        }
-        let (w, h) = (img.width as u32, img.height as u32);
-        let mut tex = sdl(self
-            .creator
-            .create_texture_static(PixelFormatEnum::ABGR8888, w, h))?;
-        sdl(tex.update(None, &img.pixels, img.width * 4))?;
-        tex.set_blend_mode(BlendMode::Blend);
-        if let Some((old, _, _)) = self.overlay.replace((tex, w, h)) {
-            // SAFETY: as in `present`.
-            unsafe { old.destroy() };
-        }
-        Ok(())
+        self.presenter.set_overlay(overlay::render(lines, 2))
     }
 
     /// Whether the user asked for the host's next monitor since the last call.
@@ -276,11 +239,11 @@ impl VideoWindow {
                     redraw = true;
                 }
                 Action::ToggleFullscreen => {
-                    let next = match self.canvas.window().fullscreen_state() {
+                    let next = match self.presenter.window().fullscreen_state() {
                         FullscreenType::Off => FullscreenType::Desktop,
                         _ => FullscreenType::Off,
                     };
-                    sdl(self.canvas.window_mut().set_fullscreen(next))?;
+                    sdl(self.presenter.window_mut().set_fullscreen(next))?;
                 }
                 Action::TogglePointerLock => {
                     let lock = !self.input.pointer_locked();
@@ -309,8 +272,6 @@ impl VideoWindow {
 
     /// The window's pixels as BGRA (for tests and the latency probe's reader).
     pub fn read_pixels(&self) -> Result<(u32, u32, Vec<u8>), WindowError> {
-        let (w, h) = self.canvas.output_size().map_err(WindowError::Sdl)?;
-        let px = sdl(self.canvas.read_pixels(None, PixelFormatEnum::ARGB8888))?;
-        Ok((w, h, px))
+        self.presenter.read_pixels(&self.events)
     }
 }

@@ -140,6 +140,7 @@ fn client_shows_the_host_display_and_types_into_it() {
             report: None,
             duration: Some(Duration::from_secs(5)),
             hardware_decode: false,
+            present: wavry_client::window::PresentMode::Auto,
             client_name: "e2e".into(),
             stop: Arc::new(AtomicBool::new(false)),
         },

@@ -103,6 +103,7 @@ fn a_session_survives_five_percent_loss() {
             report: Some(Box::new(report)),
             duration: Some(Duration::from_secs(9)),
             hardware_decode: false,
+            present: wavry_client::window::PresentMode::Auto,
             client_name: "lossy".into(),
             stop: Arc::new(AtomicBool::new(false)),
         },

@@ -1,7 +1,8 @@
-//! The client window on a real Xvfb display: an I420 picture is shown letterboxed with the
-//! right colours, and the overlay draws on top when toggled.
+//! The client window on a real Xvfb display, on each presentation path: an I420 picture is
+//! shown letterboxed with the right colours (scaled, and at its own size), and the overlay
+//! draws on top when toggled.
 
-use wavry_client::window::{Plane, VideoWindow, I420};
+use wavry_client::window::{Plane, PresentMode, VideoWindow, I420};
 use wavry_media::testing::TestDisplay;
 
 /// BT.709 limited-range YUV of a colour.
@@ -23,7 +24,20 @@ fn shows_a_picture_letterboxed_with_its_colours() {
     };
     // This test binary runs one test: setting DISPLAY races with nothing.
     std::env::set_var("DISPLAY", display.name());
-    let mut win = VideoWindow::open("wavry test", 800, 600).unwrap();
+    for mode in [PresentMode::Gpu, PresentMode::Cpu] {
+        println!("presentation path {mode:?}");
+        shows_a_picture(mode);
+    }
+}
+
+fn shows_a_picture(mode: PresentMode) {
+    let mut win = VideoWindow::open("wavry test", 800, 600, mode).unwrap();
+    let expected = if mode == PresentMode::Cpu {
+        "cpu"
+    } else {
+        "gpu"
+    };
+    assert!(win.presenter().starts_with(expected), "{}", win.presenter());
 
     // A 320×180 picture: left half green-ish grey, right half bright (Y only varies).
     let (w, h) = (320usize, 180usize);
@@ -100,6 +114,38 @@ fn shows_a_picture_letterboxed_with_its_colours() {
     );
     let mut sent = vec![];
     assert!(!win.pump(&mut sent).unwrap(), "nothing asked to quit");
+
+    // A picture of the window's own size fills it (the cpu path converts straight into it).
+    win.set_overlay_visible(false).unwrap();
+    let (fw, fh) = (800usize, 600usize);
+    let (yc, uc, vc) = yuv(200.0, 60.0, 30.0);
+    let (y, u, v) = (
+        vec![yc; fw * fh],
+        vec![uc; fw * fh / 4],
+        vec![vc; fw * fh / 4],
+    );
+    let full = I420 {
+        width: fw as u32,
+        height: fh as u32,
+        y: Plane {
+            data: &y,
+            stride: fw,
+        },
+        u: Plane {
+            data: &u,
+            stride: fw / 2,
+        },
+        v: Plane {
+            data: &v,
+            stride: fw / 2,
+        },
+    };
+    win.present(&full).unwrap();
+    let (_, _, px) = win.read_pixels().unwrap();
+    for (x, y) in [(0, 0), (799, 599), (400, 300)] {
+        let got = pixel(&px, ww, x, y);
+        assert!(close(got, (200, 60, 30)), "({x}, {y}): {got:?}");
+    }
 }
 
 /// (R, G, B) of an ARGB8888 read-back (B, G, R, A in memory on little-endian).

@@ -18,6 +18,7 @@ pub mod pattern;
 pub mod pool;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod to_bgra;
 
 pub use codec::{
     open_decoder, open_encoder, Codec, CodecError, DecoderConfig, EncodedPacket, EncoderConfig,

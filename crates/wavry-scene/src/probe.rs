@@ -108,6 +108,23 @@ pub fn read_pixels(bgra: &[u8], stride: usize) -> Reading {
     decode(&bits)
 }
 
+/// Paint the strip showing `t_us` at the top-left of a luma plane (`stride` bytes per row),
+/// black 16 and white 235 as in limited-range video: for measuring a client's presentation
+/// alone, with pictures made to carry the time. Rows or columns past the plane are skipped.
+pub fn paint_luma(luma: &mut [u8], stride: usize, t_us: u64) {
+    for (i, bit) in encode(t_us).iter().enumerate() {
+        let v = if *bit { 235 } else { 16 };
+        let x0 = i * BLOCK_W as usize;
+        for row in 0..BLOCK_H as usize {
+            let start = row * stride + x0;
+            let end = (start + BLOCK_W as usize).min((row + 1) * stride);
+            if let Some(px) = luma.get_mut(start..end) {
+                px.fill(v);
+            }
+        }
+    }
+}
+
 /// The monotonic clock in microseconds modulo 2^40, as the probe shows it.
 pub fn now_us() -> u64 {
     let mut ts = libc::timespec {
@@ -348,6 +365,19 @@ mod tests {
             }
         }
         assert_eq!(read_pixels(&px, stride), Reading::Time(42_000_000));
+    }
+
+    #[test]
+    fn a_painted_luma_plane_reads_back_through_grey_pixels() {
+        let stride = WIDTH as usize + 10;
+        let mut luma = vec![128u8; stride * HEIGHT as usize];
+        paint_luma(&mut luma, stride, 77_000_123);
+        // Grey (Y = R = G = B, chroma neutral) as a BGRA picture.
+        let bgra: Vec<u8> = luma.iter().flat_map(|&y| [y, y, y, 255]).collect();
+        assert_eq!(read_pixels(&bgra, stride * 4), Reading::Time(77_000_123));
+        // A plane narrower than the strip is painted as far as it goes, without a panic.
+        let mut narrow = vec![0u8; 20 * 4];
+        paint_luma(&mut narrow, 20, 1);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use wavry_client::run::{run, Reporter, RunOptions, RunSummary};
 use wavry_client::stats::Snapshot;
+use wavry_client::window::PresentMode;
 use wavry_transport::session::CloseReason;
 use wavry_transport::thread::{SessionEvent, SessionThread};
 
@@ -39,11 +40,20 @@ pub struct ConnectArgs {
     /// Do not try hardware decoders.
     #[arg(long)]
     pub no_hardware: bool,
+    /// How pictures reach the screen: gpu (YUV textures through an SDL renderer), cpu (SIMD
+    /// conversion into the window, for machines without a GPU), or auto: gpu unless OpenGL is a
+    /// software rasterizer such as llvmpipe.
+    #[arg(long, value_name = "PATH", default_value = "auto", value_parser = parse_present)]
+    pub present: PresentMode,
     /// Window size.
     #[arg(long, default_value_t = 1280)]
     pub width: u32,
     #[arg(long, default_value_t = 720)]
     pub height: u32,
+}
+
+pub fn parse_present(s: &str) -> Result<PresentMode, String> {
+    s.parse()
 }
 
 fn resolve(addr: &str) -> Result<SocketAddr> {
@@ -173,6 +183,7 @@ pub fn run_connect(a: ConnectArgs, stop: Arc<AtomicBool>) -> Result<()> {
             report,
             duration: a.duration.map(Duration::from_secs_f64),
             hardware_decode: !a.no_hardware,
+            present: a.present,
             client_name: hostname(),
             stop,
         },

@@ -35,9 +35,14 @@ pub struct DesktopDemoArgs {
     /// Print each second's stats as JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
+    /// How pictures reach the screen: gpu (YUV textures through an SDL renderer), cpu (SIMD
+    /// conversion into the window, for machines without a GPU), or auto: gpu unless OpenGL is a
+    /// software rasterizer such as llvmpipe.
+    #[arg(long, value_name = "PATH", default_value = "auto", value_parser = crate::connect_cmd::parse_present)]
+    pub present: wavry_client::window::PresentMode,
 }
 
-fn parse_size(s: &str) -> Result<(u32, u32)> {
+pub fn parse_size(s: &str) -> Result<(u32, u32)> {
     let (w, h) = s
         .split_once('x')
         .with_context(|| format!("--size {s}: expected WIDTHxHEIGHT, e.g. 1280x720"))?;
@@ -127,6 +132,7 @@ pub fn run_desktop_demo(a: DesktopDemoArgs, stop: Arc<AtomicBool>) -> Result<()>
             })),
             duration,
             hardware_decode: true,
+            present: a.present,
             client_name: "wavry demo".into(),
             stop: stop.clone(),
         },

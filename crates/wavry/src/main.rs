@@ -1,6 +1,7 @@
 //! `wavry`: the one command-line tool. Each subcommand wires library crates together; the logic
 //! lives in the libraries.
 
+mod bench_cmd;
 mod connect_cmd;
 mod demo;
 mod desktop_demo;
@@ -42,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         scenario: demo::SimCommand,
     },
+    /// Measure Wavry end to end (glass-to-glass latency beside other pipelines).
+    Bench {
+        #[command(subcommand)]
+        what: bench_cmd::BenchCommand,
+    },
     /// Create this device's identity (its static key for the encrypted RIFT handshake) and print
     /// its fingerprint.
     Keygen(identity_cmd::KeygenArgs),
@@ -72,6 +78,7 @@ fn main() -> Result<()> {
         Command::Host(args) => host_cmd::run_host(args, stop),
         Command::Connect(args) => connect_cmd::run_connect(args, stop),
         Command::Sim { scenario } => demo::run_sim(&scenario),
+        Command::Bench { what } => bench_cmd::run_bench(what),
         Command::Keygen(args) => identity_cmd::run_keygen(args),
         Command::Id(args) => identity_cmd::run_id(args),
         Command::Impair(args) => impair_cmd::run_impair(*args),

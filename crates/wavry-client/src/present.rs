@@ -1,0 +1,475 @@
+//! How a decoded picture reaches the screen. Two paths, picked when the window opens:
+//!
+//! - **gpu**: an SDL renderer; the I420 planes go into a YUV streaming texture and the GPU
+//!   converts to RGB while it scales. What every machine with a real GPU uses.
+//! - **cpu**: no GPU worth the name (Mesa's llvmpipe or softpipe, or no OpenGL at all): a YUV
+//!   texture there means the rasterizer's shader converting and scaling on the CPU, then a copy
+//!   of the result to the X server. Instead, convert with SIMD (`wavry_media::to_bgra`) straight
+//!   into the window's own framebuffer, which SDL shares with the X server (MIT-SHM), and
+//!   hand it over. A window of another size than the picture goes through one SDL scaling
+//!   blit. Measured in docs/BENCHMARKS.md (*Showing a picture*).
+//!
+//! `auto` (the default) takes gpu unless the OpenGL renderer is a software one.
+
+use crate::input_map::letterbox;
+use crate::overlay::Rgba;
+use crate::window::{WindowError, I420};
+use sdl2::pixels::{Color, PixelFormatEnum};
+use sdl2::rect::Rect;
+use sdl2::render::{BlendMode, Canvas, Texture, TextureCreator};
+use sdl2::surface::{Surface, SurfaceRef};
+use sdl2::video::{Window, WindowContext};
+use sdl2::EventPump;
+use std::str::FromStr;
+use wavry_media::to_bgra::{i420_to_bgra, PlaneRef};
+
+fn sdl<T>(r: Result<T, impl ToString>) -> Result<T, WindowError> {
+    r.map_err(|e| WindowError::Sdl(e.to_string()))
+}
+
+/// Which presentation path the window takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PresentMode {
+    /// gpu, unless OpenGL is a software rasterizer: then cpu.
+    #[default]
+    Auto,
+    /// YUV textures through an SDL renderer.
+    Gpu,
+    /// SIMD conversion into the window's framebuffer.
+    Cpu,
+}
+
+impl FromStr for PresentMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(PresentMode::Auto),
+            "gpu" => Ok(PresentMode::Gpu),
+            "cpu" => Ok(PresentMode::Cpu),
+            other => Err(format!(
+                "unknown presentation path '{other}': auto, gpu or cpu"
+            )),
+        }
+    }
+}
+
+/// Names of OpenGL renderers that rasterize on the CPU.
+fn is_software_gl(renderer: &str) -> bool {
+    let r = renderer.to_ascii_lowercase();
+    ["llvmpipe", "softpipe", "swrast", "software rasterizer"]
+        .iter()
+        .any(|s| r.contains(s))
+}
+
+/// The `GL_RENDERER` string of the current OpenGL context, if there is one.
+fn gl_renderer(window: &Window) -> Option<String> {
+    const GL_RENDERER: u32 = 0x1F01;
+    let f = window.subsystem().gl_get_proc_address("glGetString");
+    if f.is_null() {
+        return None;
+    }
+    // SAFETY: glGetString's C signature; the renderer just made its context current on this
+    // thread, and the returned string is static for the context's life (copied at once).
+    unsafe {
+        let get: extern "C" fn(u32) -> *const std::os::raw::c_char = std::mem::transmute(f);
+        let s = get(GL_RENDERER);
+        (!s.is_null()).then(|| std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned())
+    }
+}
+
+/// A picture kept for drawing again (resize, overlay change) on the cpu path.
+#[derive(Default)]
+struct OwnedI420 {
+    width: u32,
+    height: u32,
+    planes: [(Vec<u8>, usize); 3],
+}
+
+impl OwnedI420 {
+    fn copy_from(&mut self, pic: &I420<'_>) {
+        self.width = pic.width;
+        self.height = pic.height;
+        for (dst, src) in self.planes.iter_mut().zip([pic.y, pic.u, pic.v]) {
+            dst.0.clear();
+            dst.0.extend_from_slice(src.data);
+            dst.1 = src.stride;
+        }
+    }
+
+    fn view(&self) -> I420<'_> {
+        let p = |i: usize| crate::window::Plane {
+            data: &self.planes[i].0,
+            stride: self.planes[i].1,
+        };
+        I420 {
+            width: self.width,
+            height: self.height,
+            y: p(0),
+            u: p(1),
+            v: p(2),
+        }
+    }
+}
+
+pub(crate) struct Gpu {
+    canvas: Canvas<Window>,
+    creator: TextureCreator<WindowContext>,
+    video: Option<(Texture, u32, u32)>,
+    overlay: Option<(Texture, u32, u32)>,
+}
+
+pub(crate) struct Cpu {
+    window: Window,
+    last: Option<OwnedI420>,
+    /// The picture at its own size when the window is another size, for SDL to scale.
+    staging: Option<Surface<'static>>,
+    overlay: Option<Rgba>,
+}
+
+pub(crate) enum Presenter {
+    Gpu(Gpu),
+    Cpu(Cpu),
+}
+
+impl Presenter {
+    pub(crate) fn new(window: Window, mode: PresentMode) -> Result<Self, WindowError> {
+        if mode == PresentMode::Cpu {
+            return Ok(Presenter::cpu(window));
+        }
+        let canvas = match window.into_canvas().build() {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(WindowError::Sdl(format!(
+                    "no SDL renderer for the window: {e}"
+                )))
+            }
+        };
+        let name = canvas.info().name;
+        let gl = gl_renderer(canvas.window());
+        let software =
+            name == "software" || gl.as_deref().is_some_and(is_software_gl) && name != "direct3d";
+        if mode == PresentMode::Auto && software {
+            tracing::info!(
+                renderer = name,
+                gl = gl.as_deref().unwrap_or("-"),
+                "no hardware renderer: showing pictures by SIMD conversion into the window"
+            );
+            return Ok(Presenter::cpu(canvas.into_window()));
+        }
+        tracing::info!(
+            renderer = name,
+            gl = gl.as_deref().unwrap_or("-"),
+            "showing pictures through YUV textures"
+        );
+        let creator = canvas.texture_creator();
+        Ok(Presenter::Gpu(Gpu {
+            canvas,
+            creator,
+            video: None,
+            overlay: None,
+        }))
+    }
+
+    fn cpu(window: Window) -> Self {
+        Presenter::Cpu(Cpu {
+            window,
+            last: None,
+            staging: None,
+            overlay: None,
+        })
+    }
+
+    /// "gpu (opengl)" or "cpu", for logs and benchmarks.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Presenter::Gpu(g) => format!("gpu ({})", g.canvas.info().name),
+            Presenter::Cpu(_) => "cpu".into(),
+        }
+    }
+
+    pub(crate) fn window(&self) -> &Window {
+        match self {
+            Presenter::Gpu(g) => g.canvas.window(),
+            Presenter::Cpu(c) => &c.window,
+        }
+    }
+
+    pub(crate) fn window_mut(&mut self) -> &mut Window {
+        match self {
+            Presenter::Gpu(g) => g.canvas.window_mut(),
+            Presenter::Cpu(c) => &mut c.window,
+        }
+    }
+
+    /// Take `pic` as the picture to show and show it.
+    pub(crate) fn present(
+        &mut self,
+        pic: &I420<'_>,
+        overlay_on: bool,
+        events: &EventPump,
+    ) -> Result<(), WindowError> {
+        match self {
+            Presenter::Gpu(g) => {
+                g.upload(pic)?;
+                g.draw(overlay_on)
+            }
+            Presenter::Cpu(c) => {
+                c.draw(Some(pic), overlay_on, events)?;
+                // Kept for redraws, after the picture is already on screen.
+                c.last.get_or_insert_with(Default::default).copy_from(pic);
+                Ok(())
+            }
+        }
+    }
+
+    /// Draw the last picture again.
+    pub(crate) fn redraw(
+        &mut self,
+        overlay_on: bool,
+        events: &EventPump,
+    ) -> Result<(), WindowError> {
+        match self {
+            Presenter::Gpu(g) => g.draw(overlay_on),
+            Presenter::Cpu(c) => {
+                let last = c.last.take();
+                let r = c.draw(last.as_ref().map(|l| l.view()).as_ref(), overlay_on, events);
+                c.last = last;
+                r
+            }
+        }
+    }
+
+    pub(crate) fn set_overlay(&mut self, img: Rgba) -> Result<(), WindowError> {
+        let empty = img.width == 0 || img.height == 0;
+        match self {
+            Presenter::Gpu(g) => {
+                let tex = if empty {
+                    None
+                } else {
+                    let (w, h) = (img.width as u32, img.height as u32);
+                    let mut tex =
+                        sdl(g
+                            .creator
+                            .create_texture_static(PixelFormatEnum::ABGR8888, w, h))?;
+                    sdl(tex.update(None, &img.pixels, img.width * 4))?;
+                    tex.set_blend_mode(BlendMode::Blend);
+                    Some((tex, w, h))
+                };
+                if let Some((old, _, _)) = std::mem::replace(&mut g.overlay, tex) {
+                    // SAFETY: the canvas that made it is alive (unsafe_textures leaves freeing
+                    // to us).
+                    unsafe { old.destroy() };
+                }
+            }
+            Presenter::Cpu(c) => c.overlay = (!empty).then_some(img),
+        }
+        Ok(())
+    }
+
+    /// The window's pixels as BGRA bytes (B, G, R, A in memory), for tests.
+    pub(crate) fn read_pixels(
+        &self,
+        events: &EventPump,
+    ) -> Result<(u32, u32, Vec<u8>), WindowError> {
+        match self {
+            Presenter::Gpu(g) => {
+                let (w, h) = sdl(g.canvas.output_size())?;
+                let px = sdl(g.canvas.read_pixels(None, PixelFormatEnum::ARGB8888))?;
+                Ok((w, h, px))
+            }
+            Presenter::Cpu(c) => {
+                let surf = sdl(c.window.surface(events))?;
+                let (w, h) = surf.size();
+                let mut out = sdl(Surface::new(w, h, PixelFormatEnum::ARGB8888))?;
+                sdl(surf.blit(None, &mut out, None))?;
+                let pitch = out.pitch() as usize;
+                let px = out.with_lock(|p| {
+                    p.chunks(pitch)
+                        .flat_map(|row| &row[..w as usize * 4])
+                        .copied()
+                        .collect()
+                });
+                Ok((w, h, px))
+            }
+        }
+    }
+}
+
+impl Gpu {
+    fn upload(&mut self, pic: &I420<'_>) -> Result<(), WindowError> {
+        let stale = !matches!(&self.video, Some((_, w, h)) if (*w, *h) == (pic.width, pic.height));
+        if stale {
+            let tex = sdl(self.creator.create_texture_streaming(
+                PixelFormatEnum::IYUV,
+                pic.width,
+                pic.height,
+            ))?;
+            if let Some((old, _, _)) = self.video.replace((tex, pic.width, pic.height)) {
+                // SAFETY: the canvas that made it is alive.
+                unsafe { old.destroy() };
+            }
+        }
+        let Some((tex, _, _)) = self.video.as_mut() else {
+            return Ok(());
+        };
+        sdl(tex.update_yuv(
+            None,
+            pic.y.data,
+            pic.y.stride,
+            pic.u.data,
+            pic.u.stride,
+            pic.v.data,
+            pic.v.stride,
+        ))
+    }
+
+    fn draw(&mut self, overlay_on: bool) -> Result<(), WindowError> {
+        let (ww, wh) = sdl(self.canvas.output_size())?;
+        self.canvas.set_draw_color(Color::BLACK);
+        self.canvas.clear();
+        if let Some((tex, w, h)) = &self.video {
+            let r = letterbox((ww, wh), (*w, *h));
+            sdl(self.canvas.copy(tex, None, Rect::new(r.x, r.y, r.w, r.h)))?;
+        }
+        if overlay_on {
+            if let Some((tex, w, h)) = &self.overlay {
+                sdl(self.canvas.copy(tex, None, Rect::new(8, 8, *w, *h)))?;
+            }
+        }
+        self.canvas.present();
+        Ok(())
+    }
+}
+
+/// Whether a surface's pixels are B, G, R, X bytes (what `i420_to_bgra` writes).
+fn is_bgrx(f: PixelFormatEnum) -> bool {
+    cfg!(target_endian = "little")
+        && matches!(f, PixelFormatEnum::RGB888 | PixelFormatEnum::ARGB8888)
+}
+
+fn planes<'a>(pic: &I420<'a>) -> [PlaneRef<'a>; 3] {
+    [pic.y, pic.u, pic.v].map(|p| PlaneRef {
+        data: p.data,
+        stride: p.stride,
+    })
+}
+
+impl Cpu {
+    fn draw(
+        &mut self,
+        pic: Option<&I420<'_>>,
+        overlay_on: bool,
+        events: &EventPump,
+    ) -> Result<(), WindowError> {
+        let mut surf = sdl(self.window.surface(events))?;
+        let (sw, sh) = surf.size();
+        let direct = is_bgrx(surf.pixel_format_enum())
+            && pic.is_some_and(|p| (p.width, p.height) == (sw, sh));
+        match pic {
+            Some(pic) if direct => {
+                let pitch = surf.pitch() as usize;
+                surf.with_lock_mut(|px| {
+                    i420_to_bgra(pic.width, pic.height, planes(pic), px, pitch)
+                })?;
+            }
+            Some(pic) => {
+                let fits = self
+                    .staging
+                    .as_ref()
+                    .is_some_and(|s| s.size() == (pic.width, pic.height));
+                if !fits {
+                    self.staging = Some(sdl(Surface::new(
+                        pic.width,
+                        pic.height,
+                        PixelFormatEnum::ARGB8888,
+                    ))?);
+                }
+                let Some(staging) = self.staging.as_mut() else {
+                    return Ok(());
+                };
+                let pitch = staging.pitch() as usize;
+                staging.with_lock_mut(|px| {
+                    i420_to_bgra(pic.width, pic.height, planes(pic), px, pitch)
+                })?;
+                let r = letterbox((sw, sh), (pic.width, pic.height));
+                let dst = Rect::new(r.x, r.y, r.w, r.h);
+                clear_around(&mut surf, dst)?;
+                sdl(staging.blit_scaled(None, &mut surf, dst))?;
+            }
+            None => sdl(surf.fill_rect(None, Color::BLACK))?,
+        }
+        if overlay_on {
+            if let Some(img) = &self.overlay {
+                blend_rgba(&mut surf, 8, 8, img);
+            }
+        }
+        sdl(surf.update_window())
+    }
+}
+
+/// Paint the window black outside `inner` (the letterbox bars).
+fn clear_around(surf: &mut SurfaceRef, inner: Rect) -> Result<(), WindowError> {
+    let (w, h) = surf.size();
+    let (x, y, r, b) = (
+        inner.x().max(0) as u32,
+        inner.y().max(0) as u32,
+        (inner.right().max(0) as u32).min(w),
+        (inner.bottom().max(0) as u32).min(h),
+    );
+    let bars = [
+        Rect::new(0, 0, w, y),
+        Rect::new(0, b as i32, w, h - b),
+        Rect::new(0, y as i32, x, b - y),
+        Rect::new(r as i32, y as i32, w - r, b - y),
+    ];
+    let bars: Vec<Rect> = bars
+        .into_iter()
+        .filter(|q| q.width() > 0 && q.height() > 0)
+        .collect();
+    sdl(surf.fill_rects(&bars, Color::BLACK))
+}
+
+/// Blend an RGBA image (R, G, B, A bytes) over a B, G, R, X surface at (`x`, `y`), clipped.
+fn blend_rgba(surf: &mut SurfaceRef, x: usize, y: usize, img: &Rgba) {
+    if !is_bgrx(surf.pixel_format_enum()) {
+        return;
+    }
+    let (sw, sh) = (surf.width() as usize, surf.height() as usize);
+    let pitch = surf.pitch() as usize;
+    let cols = img.width.min(sw.saturating_sub(x));
+    let rows = img.height.min(sh.saturating_sub(y));
+    surf.with_lock_mut(|px| {
+        for row in 0..rows {
+            let src = &img.pixels[row * img.width * 4..][..cols * 4];
+            let start = (y + row) * pitch + x * 4;
+            let Some(dst) = px.get_mut(start..start + cols * 4) else {
+                return;
+            };
+            for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+                let a = s[3] as u32;
+                for (dc, sc) in [(0, 2), (1, 1), (2, 0)] {
+                    d[dc] = ((s[sc] as u32 * a + d[dc] as u32 * (255 - a)) / 255) as u8;
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn software_renderers_are_recognised() {
+        assert!(is_software_gl("llvmpipe (LLVM 15.0.6, 256 bits)"));
+        assert!(is_software_gl("Mesa X11 / softpipe"));
+        assert!(!is_software_gl("NVIDIA GeForce RTX 3060/PCIe/SSE2"));
+        assert!(!is_software_gl("Mesa Intel(R) UHD Graphics 620 (KBL GT2)"));
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!("cpu".parse::<PresentMode>(), Ok(PresentMode::Cpu));
+        assert!("vulkan".parse::<PresentMode>().is_err());
+    }
+}
