@@ -16,7 +16,8 @@ const FONT: &str = "sans-serif";
 const MIN_MS: f64 = 1.0;
 const MAX_MS: f64 = 1000.0;
 
-/// Colours by pipeline: Wavry blue, GStreamer green, ffmpeg red; lighter for later paths.
+/// Colours by pipeline: Wavry blue, GStreamer green, ffmpeg red; lighter for each later size
+/// and path.
 fn colour(pipeline: &str, shade: usize) -> RGBColor {
     let base = match pipeline {
         "wavry" => (31, 100, 200),
@@ -24,7 +25,7 @@ fn colour(pipeline: &str, shade: usize) -> RGBColor {
         "ffmpeg" => (214, 39, 40),
         _ => (120, 120, 120),
     };
-    let lift = |c: u8| (c as usize + (255 - c as usize) * shade.min(3) / 5) as u8;
+    let lift = |c: u8| (c as usize + (255 - c as usize) * shade.min(5) / 7) as u8;
     RGBColor(lift(base.0), lift(base.1), lift(base.2))
 }
 
@@ -72,11 +73,12 @@ pub fn plot_latency(runs: &[Measured], title: &str, path: &Path) -> Result<(), P
     root.fill(&WHITE)?;
     let root = root.titled(title, (FONT, 26))?;
     let panels = root.split_evenly((1, 2));
-    // Paths in the order first seen: the shade tells them apart.
-    let mut paths: Vec<&str> = Vec::new();
+    // (size, path) in the order first seen: the shade tells them apart.
+    let key = |r: &Measured| (r.width, r.height, r.path.clone());
+    let mut groups = Vec::new();
     for r in runs {
-        if !paths.contains(&r.path.as_str()) {
-            paths.push(&r.path);
+        if !groups.contains(&key(r)) {
+            groups.push(key(r));
         }
     }
     for (panel, (caption, pick)) in panels.iter().zip([
@@ -101,7 +103,7 @@ pub fn plot_latency(runs: &[Measured], title: &str, path: &Path) -> Result<(), P
             .label_style((FONT, 15))
             .draw()?;
         for r in runs {
-            let shade = paths.iter().position(|p| *p == r.path).unwrap_or(0);
+            let shade = groups.iter().position(|g| *g == key(r)).unwrap_or(0);
             let c = colour(r.pipeline, shade);
             let label = format!("{} {}x{}, {}", r.pipeline, r.width, r.height, r.path);
             chart
