@@ -1,6 +1,6 @@
 //! The client's window: decoded I420 pictures uploaded straight into an IYUV streaming texture
 //! (the GPU, or SDL's software renderer, converts to RGB while scaling; no CPU RGB pass),
-//! letterboxed to the window, with the stats overlay on top.
+//! letterboxed to the window, with the host's cursor and the stats overlay on top.
 //!
 //! Vsync is off: a picture is presented as soon as it is decoded, trading a possible tear for
 //! up to a frame of latency.
@@ -62,6 +62,26 @@ impl I420<'_> {
     }
 }
 
+/// A cursor image for [`VideoWindow::set_cursor_shape`]: `width × height` pixels of B, G, R,
+/// A bytes with premultiplied alpha (as the host sends them), drawn with the pixel
+/// (`hotspot_x`, `hotspot_y`) at the pointer position.
+#[derive(Debug, Clone, Copy)]
+pub struct CursorImage<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub hotspot_x: u32,
+    pub hotspot_y: u32,
+    pub bgra: &'a [u8],
+}
+
+/// The host's cursor as a texture, drawn over the video.
+struct CursorTexture {
+    texture: Texture,
+    width: u32,
+    height: u32,
+    hotspot: (i64, i64),
+}
+
 /// The SDL window and what it draws. SDL wants its window used from the thread that made it.
 pub struct VideoWindow {
     _sdl: Sdl,
@@ -76,6 +96,9 @@ pub struct VideoWindow {
     overlay_on: bool,
     monitor_requested: bool,
     pub input: InputMapper,
+    cursor: Option<CursorTexture>,
+    /// Where the host's pointer is, in video pixels (`None`: hidden).
+    cursor_at: Option<(i32, i32)>,
 }
 
 impl VideoWindow {
@@ -121,6 +144,8 @@ impl VideoWindow {
             overlay_on: false,
             monitor_requested: false,
             input: InputMapper::new((width, height), (width, height)),
+            cursor: None,
+            cursor_at: None,
         })
     }
 
@@ -166,6 +191,7 @@ impl VideoWindow {
             let r = letterbox((ww, wh), (*w, *h));
             sdl(self.canvas.copy(tex, None, Rect::new(r.x, r.y, r.w, r.h)))?;
         }
+        self.draw_cursor((ww, wh))?;
         if self.overlay_on {
             if let Some((tex, w, h)) = &self.overlay {
                 sdl(self.canvas.copy(tex, None, Rect::new(8, 8, *w, *h)))?;
@@ -173,6 +199,100 @@ impl VideoWindow {
         }
         self.canvas.present();
         Ok(())
+    }
+
+    /// Draw the host's cursor over the video, scaled with it and clipped to it.
+    fn draw_cursor(&mut self, window: (u32, u32)) -> Result<(), WindowError> {
+        let (Some((_, vw, vh)), Some(c), Some((x, y))) =
+            (&self.video, &self.cursor, self.cursor_at)
+        else {
+            return Ok(());
+        };
+        let r = letterbox(window, (*vw, *vh));
+        // Video pixels → window pixels, the same mapping as the picture's.
+        let map = |v: i64, origin: i32, shown: u32, size: u32| {
+            i64::from(origin) + v * i64::from(shown) / i64::from(size.max(1))
+        };
+        let left = map(i64::from(x) - c.hotspot.0, r.x, r.w, *vw);
+        let top = map(i64::from(y) - c.hotspot.1, r.y, r.h, *vh);
+        let right = map(
+            i64::from(x) - c.hotspot.0 + i64::from(c.width),
+            r.x,
+            r.w,
+            *vw,
+        );
+        let bottom = map(
+            i64::from(y) - c.hotspot.1 + i64::from(c.height),
+            r.y,
+            r.h,
+            *vh,
+        );
+        let fits = |v: i64| i32::try_from(v).ok();
+        let (Some(left), Some(top)) = (fits(left), fits(top)) else {
+            return Ok(());
+        };
+        let (w, h) = (
+            (right - i64::from(left)).max(1),
+            (bottom - i64::from(top)).max(1),
+        );
+        self.canvas
+            .set_clip_rect(Some(Rect::new(r.x, r.y, r.w, r.h)));
+        let drawn = self.canvas.copy(
+            &c.texture,
+            None,
+            Rect::new(left, top, w.min(4096) as u32, h.min(4096) as u32),
+        );
+        self.canvas.set_clip_rect(None);
+        sdl(drawn)
+    }
+
+    /// Replace the host's cursor image (shown at the position last given to
+    /// [`VideoWindow::set_cursor_position`] from the next redraw).
+    pub fn set_cursor_shape(&mut self, img: &CursorImage<'_>) -> Result<(), WindowError> {
+        let (w, h) = (img.width, img.height);
+        if w == 0 || h == 0 || img.bgra.len() != w as usize * h as usize * 4 {
+            return Err(WindowError::Planes(w, h));
+        }
+        // SDL's blending wants straight alpha; the host's pixels are premultiplied.
+        let straight: Vec<u8> = img
+            .bgra
+            .chunks_exact(4)
+            .flat_map(|p| {
+                let a = u32::from(p[3]);
+                let un = |c: u8| match a {
+                    0 => 0,
+                    _ => (u32::from(c) * 255 / a).min(255) as u8,
+                };
+                [un(p[0]), un(p[1]), un(p[2]), p[3]]
+            })
+            .collect();
+        // ARGB8888 is B, G, R, A in memory on little-endian machines.
+        let mut texture = sdl(self
+            .creator
+            .create_texture_static(PixelFormatEnum::ARGB8888, w, h))?;
+        sdl(texture.update(None, &straight, w as usize * 4))?;
+        texture.set_blend_mode(BlendMode::Blend);
+        let new = CursorTexture {
+            texture,
+            width: w,
+            height: h,
+            hotspot: (i64::from(img.hotspot_x), i64::from(img.hotspot_y)),
+        };
+        if let Some(old) = self.cursor.replace(new) {
+            // SAFETY: as in `present`.
+            unsafe { old.texture.destroy() };
+        }
+        Ok(())
+    }
+
+    /// Where the host's pointer is, in pixels of the video (`None`: draw no cursor). While the
+    /// host's cursor is drawn, the local one is hidden over the window: two pointers, one of
+    /// them late, would confuse. Takes effect at the next redraw.
+    pub fn set_cursor_position(&mut self, at: Option<(i32, i32)>) {
+        if at.is_some() != self.cursor_at.is_some() {
+            self._sdl.mouse().show_cursor(at.is_none());
+        }
+        self.cursor_at = at;
     }
 
     /// Replace the overlay's text.

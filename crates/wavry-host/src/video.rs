@@ -4,7 +4,10 @@
 //! DELTA's decision (read from the session's stats) sets the encoder bitrate; a keyframe
 //! request from the client makes the next frame a keyframe; a monitor switch or a resolution
 //! change restarts the stream (new encoder size, `StreamInfo` to the client, a keyframe).
+//! The cursor's shape and position go out as control messages as soon as they are read
+//! (`cursor`).
 
+use crate::cursor::{self, CursorSync};
 use crate::HostConfig;
 use rift_core::wire::STREAM_VIDEO;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,6 +155,7 @@ pub fn run(
     let mut next_report = Instant::now() + Duration::from_secs(1);
     let mut frames_this_second = 0u32;
     let mut pts = 0i64;
+    let mut cursor = CursorSync::default();
 
     while !shared.stop.load(Ordering::Relaxed) {
         for cmd in commands.try_iter() {
@@ -178,7 +182,21 @@ pub fn run(
                 ),
             }
         }
-        let Some(frame) = cap.next_frame(Instant::now() + Duration::from_millis(50))? else {
+        // Wake at least every POSITION_INTERVAL: a pointer moving over a still screen makes
+        // no frame, so its position is read between frames.
+        let frame = cap.next_frame(Instant::now() + cursor::POSITION_INTERVAL)?;
+        // The pointer first: it is what the user watches most closely, and costs a few bytes.
+        for m in cursor.shape(cap.cursor_shape()) {
+            send(&tx, &m);
+        }
+        let pos = match &frame {
+            Some(f) => f.cursor,
+            None => cap.cursor_position()?,
+        };
+        if let Some(m) = cursor.position(&pos, Instant::now()) {
+            send(&tx, &m);
+        }
+        let Some(frame) = frame else {
             continue;
         };
         // 4:2:0 needs even sizes: drop an odd last row or column.
