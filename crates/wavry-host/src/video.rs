@@ -348,7 +348,9 @@ pub fn run(
             if tx
                 .send_frame(
                     STREAM_VIDEO,
-                    std::mem::take(&mut packet.data),
+                    // The session hands the buffer of an earlier frame back: no Vec grows
+                    // anew per frame.
+                    std::mem::replace(&mut packet.data, tx.frame_buffer()),
                     packet.keyframe,
                     // An intra-refresh wave completed: the client can resume decoding here.
                     packet.recovery_point,
