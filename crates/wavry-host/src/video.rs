@@ -291,10 +291,14 @@ pub fn run(
             let mut encoder = pool.take(&ecfg)?;
             encoder.request_keyframe();
             let frames = FramePool::new(encoder.input_layout(), size, FramePool::DEFAULT_FRAMES);
+            let reuse = pool.stats();
             tracing::info!(
                 encoder = encoder.name(),
                 width = size.width,
                 height = size.height,
+                encoders_opened = reuse.opened,
+                encoders_reused = reuse.reused,
+                reuse_rate = format_args!("{:.2}", reuse.reuse_rate()),
                 "stream (re)started"
             );
             send(
@@ -379,6 +383,8 @@ pub fn run(
                     bitrate: s.bitrate,
                     fps: std::mem::take(&mut frames_this_second),
                     loss_permille: (now_stats.loss_rate * 1000.0).round() as u32,
+                    encoders_opened: pool.stats().opened.min(u32::MAX.into()) as u32,
+                    encoders_reused: pool.stats().reused.min(u32::MAX.into()) as u32,
                 },
             );
         }

@@ -244,6 +244,10 @@ pub enum ControlMessage {
         fps: u32,
         /// Loss of the host's packets on the way to the client, per mille (from feedback).
         loss_permille: u32,
+        /// The host's encoder pool this session: encoders opened, and stream (re)starts served
+        /// by a running encoder (reuse rate = reused / (opened + reused)).
+        encoders_opened: u32,
+        encoders_reused: u32,
     },
     /// Either way: something the peer asked for cannot be done.
     Error { message: String },
@@ -355,6 +359,8 @@ mod tests {
                 bitrate: 18_000_000,
                 fps: 60,
                 loss_permille: 12,
+                encoders_opened: 1,
+                encoders_reused: 2,
             },
             ControlMessage::Error {
                 message: "no such monitor".into(),
