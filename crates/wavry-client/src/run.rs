@@ -405,7 +405,7 @@ pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummar
                     &mut window,
                     &mut cursor_serial,
                     &mut cursor_position,
-                )?;
+                );
                 let pic = lock(&shared.mailbox).ready.take();
                 if pic.is_none() && cursor_moved {
                     window.redraw()?;
@@ -472,23 +472,30 @@ fn apply_cursor(
     window: &mut VideoWindow,
     serial: &mut Option<u32>,
     position: &mut Option<(i32, i32, bool, u32)>,
-) -> Result<bool, WindowError> {
+) -> bool {
     let (shape, moved) = {
         let mut c = lock(&shared.cursor);
         (c.shape.take(), c.position.take())
     };
     if shape.is_none() && moved.is_none() {
-        return Ok(false);
+        return false;
     }
     if let Some(s) = shape {
-        window.set_cursor_shape(&CursorImage {
+        let img = CursorImage {
             width: u32::from(s.width),
             height: u32::from(s.height),
             hotspot_x: u32::from(s.hotspot_x),
             hotspot_y: u32::from(s.hotspot_y),
             bgra: &s.bgra,
-        })?;
-        *serial = Some(s.serial);
+        };
+        // A cursor that cannot be shown is not worth ending the session for: draw none.
+        *serial = match window.set_cursor_shape(&img) {
+            Ok(()) => Some(s.serial),
+            Err(e) => {
+                tracing::warn!(error = %e, "cursor shape not shown");
+                None
+            }
+        };
     }
     if moved.is_some() {
         *position = moved;
@@ -496,7 +503,7 @@ fn apply_cursor(
     let at = position
         .and_then(|(x, y, visible, want)| (visible && *serial == Some(want)).then_some((x, y)));
     window.set_cursor_position(at);
-    Ok(true)
+    true
 }
 
 /// After monitor `selected`, the next in `ids`; after the last, the whole screen (`None`);

@@ -24,6 +24,8 @@ pub enum WindowError {
     Sdl(String),
     #[error("picture planes do not match {0}x{1}")]
     Planes(u32, u32),
+    #[error("cursor image does not match {0}x{1}")]
+    Cursor(u32, u32),
 }
 
 fn sdl<T>(r: Result<T, impl ToString>) -> Result<T, WindowError> {
@@ -251,7 +253,7 @@ impl VideoWindow {
     pub fn set_cursor_shape(&mut self, img: &CursorImage<'_>) -> Result<(), WindowError> {
         let (w, h) = (img.width, img.height);
         if w == 0 || h == 0 || img.bgra.len() != w as usize * h as usize * 4 {
-            return Err(WindowError::Planes(w, h));
+            return Err(WindowError::Cursor(w, h));
         }
         // SDL's blending wants straight alpha; the host's pixels are premultiplied.
         let straight: Vec<u8> = img
