@@ -37,7 +37,7 @@ pub struct MonitorInfo {
 /// refused (`ControlError::CursorTooLarge`), never cropped silently.
 pub const MAX_CURSOR_SIDE: u16 = 128;
 
-/// Pixel bytes per `CursorShape` chunk: with the chunk's header (under 30 bytes) the message
+/// Pixel bytes per `CursorShape` chunk: with the chunk's header (at most 16 bytes) the message
 /// stays under RIFT's 1200-byte cap. A 32x32 cursor is 4 chunks, the largest 64.
 pub const CURSOR_CHUNK_BYTES: usize = 1024;
 
@@ -415,9 +415,17 @@ mod tests {
         // 32x32: 4 KiB in 4 messages of 1024 pixel bytes each.
         let msgs = cursor(32, 32).chunks().unwrap();
         assert_eq!(msgs.len(), 4);
-        let largest = cursor(128, 128).chunks().unwrap();
-        let biggest = largest.iter().map(|m| m.encode().unwrap().len()).max();
-        assert!(biggest <= Some(1100), "{biggest:?}");
+        // The largest message: a full piece with every header field at its longest varint.
+        let mut largest = cursor(128, 128);
+        largest.serial = u32::MAX;
+        (largest.hotspot_x, largest.hotspot_y) = (127, 127);
+        let biggest = largest
+            .chunks()
+            .unwrap()
+            .iter()
+            .map(|m| m.encode().unwrap().len())
+            .max();
+        assert_eq!(biggest, Some(CURSOR_CHUNK_BYTES + 16));
     }
 
     #[test]
