@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# All of Wavry's checks, as CI runs them: formatting, clippy, every test of the workspace, then a
-# short fuzz run of every fuzz target under fuzz/ (each target `cargo fuzz list` shows). Stops
+# All of Wavry's checks, as CI runs them: formatting, clippy, every test of the workspace, the
+# wavry-media tests of the openh264 feature, then a short fuzz run of every fuzz target under fuzz/ (each target `cargo fuzz list` shows). Stops
 # with a non-zero exit at the first step that fails (all tests run before that step fails).
 #
 # Environment:
@@ -51,6 +51,32 @@ read -r tests_passed tests_failed tests_ignored < <(awk '
         }
     }
     END { print p + 0, f + 0, g + 0 }' "$test_log")
+
+# openh264 is a cargo feature (it builds Cisco's C++ source), off in the workspace run above.
+# Build it and run only the wavry-media tests that use it: the codec round trip and keyframe
+# (filtered by name) and the no-allocation stream (x264 and openh264 in one test).
+step "wavry-media --features openh264: clippy, codec and no_alloc tests"
+cargo clippy -p wavry-media --all-targets --features openh264 -- -D warnings
+h264_log=$(mktemp)
+trap 'rm -f "$test_log" "$h264_log"' EXIT
+cargo test -p wavry-media --features openh264 --no-fail-fast --test codec -- openh264 2>&1 | tee "$h264_log"
+cargo test -p wavry-media --features openh264 --no-fail-fast --test no_alloc 2>&1 | tee -a "$h264_log"
+read -r h264_passed h264_failed h264_ignored < <(awk '
+    /^test result:/ {
+        for (i = 1; i < NF; i++) {
+            if ($(i + 1) ~ /^passed/) p += $i
+            if ($(i + 1) ~ /^failed/) f += $i
+            if ($(i + 1) ~ /^ignored/) g += $i
+        }
+    }
+    END { print p + 0, f + 0, g + 0 }' "$h264_log")
+tests_passed=$((tests_passed + h264_passed))
+tests_failed=$((tests_failed + h264_failed))
+tests_ignored=$((tests_ignored + h264_ignored))
+if ! grep -q "openh264_roundtrip_and_keyframe ... ok" "$h264_log"; then
+    echo "test.sh: the openh264 round trip did not run" >&2
+    exit 1
+fi
 
 fuzz_targets=()
 if [ "$FUZZ_SECONDS" -gt 0 ]; then

@@ -99,6 +99,17 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
+/// The counts so far of the measurement running now, read from any thread: the difference of
+/// two readings is what the measured code did in between (e.g. a long-running thread's steady
+/// state, after its start-up).
+pub fn current() -> Counts {
+    Counts {
+        allocs: ALLOCS.load(Relaxed),
+        reallocs: REALLOCS.load(Relaxed),
+        deallocs: DEALLOCS.load(Relaxed),
+    }
+}
+
 /// Run `f` and count the heap operations of `scope` meanwhile.
 pub fn measure<R>(scope: Scope, f: impl FnOnce() -> R) -> (R, Counts) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -13,7 +13,7 @@
 
 use crate::input_map::letterbox;
 use crate::overlay::Rgba;
-use crate::window::{WindowError, I420};
+use crate::window::{CursorImage, WindowError, I420};
 use sdl2::pixels::{Color, PixelFormatEnum};
 use sdl2::rect::Rect;
 use sdl2::render::{BlendMode, Canvas, Texture, TextureCreator};
@@ -116,6 +116,7 @@ pub(crate) struct Gpu {
     creator: TextureCreator<WindowContext>,
     video: Option<(Texture, u32, u32)>,
     overlay: Option<(Texture, u32, u32)>,
+    cursor: Option<(Texture, Hotspot)>,
 }
 
 pub(crate) struct Cpu {
@@ -123,7 +124,67 @@ pub(crate) struct Cpu {
     last: Option<OwnedI420>,
     /// The picture at its own size when the window is another size, for SDL to scale.
     staging: Option<Surface<'static>>,
-    overlay: Option<Rgba>,
+    overlay: Option<Surface<'static>>,
+    /// The cursor's straight-alpha B, G, R, A pixels.
+    cursor: Option<(Vec<u8>, Hotspot)>,
+    /// The cursor scaled to the size it is drawn at (SDL's scaling blit does not blend).
+    cursor_scaled: Option<Surface<'static>>,
+}
+
+/// A cursor image's size and the pixel that sits at the pointer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hotspot {
+    width: u32,
+    height: u32,
+    x: i64,
+    y: i64,
+}
+
+/// Where the host's pointer is, in video pixels (`None`: no cursor drawn).
+pub(crate) type CursorAt = Option<(i32, i32)>;
+
+/// The window rectangle the cursor covers (scaled with the letterboxed picture), and the
+/// picture's rectangle to clip it to.
+fn cursor_rect(
+    window: (u32, u32),
+    video: (u32, u32),
+    at: (i32, i32),
+    c: Hotspot,
+) -> Option<(Rect, Rect)> {
+    let (vw, vh) = video;
+    let r = letterbox(window, video);
+    // Video pixels → window pixels, the same mapping as the picture's.
+    let map = |v: i64, origin: i32, shown: u32, size: u32| {
+        i64::from(origin) + v * i64::from(shown) / i64::from(size.max(1))
+    };
+    let (x0, y0) = (i64::from(at.0) - c.x, i64::from(at.1) - c.y);
+    let left = map(x0, r.x, r.w, vw);
+    let top = map(y0, r.y, r.h, vh);
+    let right = map(x0 + i64::from(c.width), r.x, r.w, vw);
+    let bottom = map(y0 + i64::from(c.height), r.y, r.h, vh);
+    let (left, top) = (i32::try_from(left).ok()?, i32::try_from(top).ok()?);
+    let w = (right - i64::from(left)).clamp(1, 4096) as u32;
+    let h = (bottom - i64::from(top)).clamp(1, 4096) as u32;
+    Some((Rect::new(left, top, w, h), Rect::new(r.x, r.y, r.w, r.h)))
+}
+
+/// A surface of `img`'s pixels in `format`, blended when drawn.
+fn blend_surface(
+    width: u32,
+    height: u32,
+    pixels: &[u8],
+    format: PixelFormatEnum,
+) -> Result<Surface<'static>, WindowError> {
+    let mut surf = sdl(Surface::new(width, height, format))?;
+    let pitch = surf.pitch() as usize;
+    let row = width as usize * 4;
+    surf.with_lock_mut(|px| {
+        for (dst, src) in px.chunks_mut(pitch).zip(pixels.chunks(row)) {
+            dst[..src.len()].copy_from_slice(src);
+        }
+    });
+    sdl(surf.set_blend_mode(BlendMode::Blend))?;
+    Ok(surf)
 }
 
 pub(crate) enum Presenter {
@@ -167,6 +228,7 @@ impl Presenter {
             creator,
             video: None,
             overlay: None,
+            cursor: None,
         }))
     }
 
@@ -176,6 +238,8 @@ impl Presenter {
             last: None,
             staging: None,
             overlay: None,
+            cursor: None,
+            cursor_scaled: None,
         })
     }
 
@@ -206,15 +270,16 @@ impl Presenter {
         &mut self,
         pic: &I420<'_>,
         overlay_on: bool,
+        cursor_at: CursorAt,
         events: &EventPump,
     ) -> Result<(), WindowError> {
         match self {
             Presenter::Gpu(g) => {
                 g.upload(pic)?;
-                g.draw(overlay_on)
+                g.draw(overlay_on, cursor_at)
             }
             Presenter::Cpu(c) => {
-                c.draw(Some(pic), overlay_on, events)?;
+                c.draw(Some(pic), overlay_on, cursor_at, events)?;
                 // Kept for redraws, after the picture is already on screen.
                 c.last.get_or_insert_with(Default::default).copy_from(pic);
                 Ok(())
@@ -226,13 +291,15 @@ impl Presenter {
     pub(crate) fn redraw(
         &mut self,
         overlay_on: bool,
+        cursor_at: CursorAt,
         events: &EventPump,
     ) -> Result<(), WindowError> {
         match self {
-            Presenter::Gpu(g) => g.draw(overlay_on),
+            Presenter::Gpu(g) => g.draw(overlay_on, cursor_at),
             Presenter::Cpu(c) => {
                 let last = c.last.take();
-                let r = c.draw(last.as_ref().map(|l| l.view()).as_ref(), overlay_on, events);
+                let pic = last.as_ref().map(|l| l.view());
+                let r = c.draw(pic.as_ref(), overlay_on, cursor_at, events);
                 c.last = last;
                 r
             }
@@ -261,7 +328,66 @@ impl Presenter {
                     unsafe { old.destroy() };
                 }
             }
-            Presenter::Cpu(c) => c.overlay = (!empty).then_some(img),
+            Presenter::Cpu(c) => {
+                c.overlay = if empty {
+                    None
+                } else {
+                    // R, G, B, A bytes: ABGR8888 on a little-endian machine.
+                    Some(blend_surface(
+                        img.width as u32,
+                        img.height as u32,
+                        &img.pixels,
+                        PixelFormatEnum::ABGR8888,
+                    )?)
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replace the host's cursor image; `img.bgra` is premultiplied (as the host sends it).
+    pub(crate) fn set_cursor(&mut self, img: &CursorImage<'_>) -> Result<(), WindowError> {
+        let (w, h) = (img.width, img.height);
+        if w == 0 || h == 0 || img.bgra.len() != w as usize * h as usize * 4 {
+            return Err(WindowError::Cursor(w, h));
+        }
+        // SDL's blending wants straight alpha.
+        let straight: Vec<u8> = img
+            .bgra
+            .chunks_exact(4)
+            .flat_map(|p| {
+                let a = u32::from(p[3]);
+                let un = |c: u8| match a {
+                    0 => 0,
+                    _ => (u32::from(c) * 255 / a).min(255) as u8,
+                };
+                [un(p[0]), un(p[1]), un(p[2]), p[3]]
+            })
+            .collect();
+        let hotspot = Hotspot {
+            width: w,
+            height: h,
+            x: i64::from(img.hotspot_x),
+            y: i64::from(img.hotspot_y),
+        };
+        // ARGB8888 is B, G, R, A in memory on little-endian machines.
+        match self {
+            Presenter::Gpu(g) => {
+                let mut tex =
+                    sdl(g
+                        .creator
+                        .create_texture_static(PixelFormatEnum::ARGB8888, w, h))?;
+                sdl(tex.update(None, &straight, w as usize * 4))?;
+                tex.set_blend_mode(BlendMode::Blend);
+                if let Some((old, _)) = g.cursor.replace((tex, hotspot)) {
+                    // SAFETY: the canvas that made it is alive.
+                    unsafe { old.destroy() };
+                }
+            }
+            Presenter::Cpu(c) => {
+                c.cursor = Some((straight, hotspot));
+                c.cursor_scaled = None;
+            }
         }
         Ok(())
     }
@@ -323,13 +449,21 @@ impl Gpu {
         ))
     }
 
-    fn draw(&mut self, overlay_on: bool) -> Result<(), WindowError> {
+    fn draw(&mut self, overlay_on: bool, cursor_at: CursorAt) -> Result<(), WindowError> {
         let (ww, wh) = sdl(self.canvas.output_size())?;
         self.canvas.set_draw_color(Color::BLACK);
         self.canvas.clear();
         if let Some((tex, w, h)) = &self.video {
             let r = letterbox((ww, wh), (*w, *h));
             sdl(self.canvas.copy(tex, None, Rect::new(r.x, r.y, r.w, r.h)))?;
+            if let (Some((cursor, c)), Some(at)) = (&self.cursor, cursor_at) {
+                if let Some((dst, clip)) = cursor_rect((ww, wh), (*w, *h), at, *c) {
+                    self.canvas.set_clip_rect(Some(clip));
+                    let drawn = self.canvas.copy(cursor, None, dst);
+                    self.canvas.set_clip_rect(None);
+                    sdl(drawn)?;
+                }
+            }
         }
         if overlay_on {
             if let Some((tex, w, h)) = &self.overlay {
@@ -359,6 +493,7 @@ impl Cpu {
         &mut self,
         pic: Option<&I420<'_>>,
         overlay_on: bool,
+        cursor_at: CursorAt,
         events: &EventPump,
     ) -> Result<(), WindowError> {
         let mut surf = sdl(self.window.surface(events))?;
@@ -398,13 +533,51 @@ impl Cpu {
             }
             None => sdl(surf.fill_rect(None, Color::BLACK))?,
         }
+        if let (Some(pic), Some((pixels, c)), Some(at)) = (pic, &self.cursor, cursor_at) {
+            if let Some((dst, clip)) = cursor_rect((sw, sh), (pic.width, pic.height), at, *c) {
+                let size = (dst.width(), dst.height());
+                if self.cursor_scaled.as_ref().is_none_or(|s| s.size() != size) {
+                    self.cursor_scaled = Some(scale_nearest(pixels, *c, size)?);
+                }
+                // Clipped here: sdl2 0.38's `SurfaceRef::set_clip_rect` passes SDL a pointer
+                // to a value already dropped.
+                if let (Some(cursor), Some(shown)) = (&self.cursor_scaled, dst.intersection(clip)) {
+                    let from = Rect::new(
+                        shown.x() - dst.x(),
+                        shown.y() - dst.y(),
+                        shown.width(),
+                        shown.height(),
+                    );
+                    sdl(cursor.blit(from, &mut surf, shown))?;
+                }
+            }
+        }
         if overlay_on {
-            if let Some(img) = &self.overlay {
-                blend_rgba(&mut surf, 8, 8, img);
+            if let Some(overlay) = &self.overlay {
+                let (w, h) = overlay.size();
+                sdl(overlay.blit(None, &mut surf, Rect::new(8, 8, w, h)))?;
             }
         }
         sdl(surf.update_window())
     }
+}
+
+/// `c.width`×`c.height` B, G, R, A pixels scaled to `size` (nearest), as a blending surface.
+fn scale_nearest(
+    pixels: &[u8],
+    c: Hotspot,
+    size: (u32, u32),
+) -> Result<Surface<'static>, WindowError> {
+    let (sw, sh) = (c.width as usize, c.height as usize);
+    let (dw, dh) = (size.0 as usize, size.1 as usize);
+    let mut scaled = Vec::with_capacity(dw * dh * 4);
+    for y in 0..dh {
+        let row = &pixels[(y * sh / dh) * sw * 4..][..sw * 4];
+        for x in 0..dw {
+            scaled.extend_from_slice(&row[(x * sw / dw) * 4..][..4]);
+        }
+    }
+    blend_surface(size.0, size.1, &scaled, PixelFormatEnum::ARGB8888)
 }
 
 /// Paint the window black outside `inner` (the letterbox bars).
@@ -427,32 +600,6 @@ fn clear_around(surf: &mut SurfaceRef, inner: Rect) -> Result<(), WindowError> {
         .filter(|q| q.width() > 0 && q.height() > 0)
         .collect();
     sdl(surf.fill_rects(&bars, Color::BLACK))
-}
-
-/// Blend an RGBA image (R, G, B, A bytes) over a B, G, R, X surface at (`x`, `y`), clipped.
-fn blend_rgba(surf: &mut SurfaceRef, x: usize, y: usize, img: &Rgba) {
-    if !is_bgrx(surf.pixel_format_enum()) {
-        return;
-    }
-    let (sw, sh) = (surf.width() as usize, surf.height() as usize);
-    let pitch = surf.pitch() as usize;
-    let cols = img.width.min(sw.saturating_sub(x));
-    let rows = img.height.min(sh.saturating_sub(y));
-    surf.with_lock_mut(|px| {
-        for row in 0..rows {
-            let src = &img.pixels[row * img.width * 4..][..cols * 4];
-            let start = (y + row) * pitch + x * 4;
-            let Some(dst) = px.get_mut(start..start + cols * 4) else {
-                return;
-            };
-            for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-                let a = s[3] as u32;
-                for (dc, sc) in [(0, 2), (1, 1), (2, 0)] {
-                    d[dc] = ((s[sc] as u32 * a + d[dc] as u32 * (255 - a)) / 255) as u8;
-                }
-            }
-        }
-    });
 }
 
 #[cfg(test)]

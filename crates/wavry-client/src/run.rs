@@ -6,9 +6,13 @@
 //!   only add latency), then wakes the window with a `PictureReady` event;
 //! - the **window thread** (the caller's): blocks on SDL events, so input is read and sent the
 //!   moment it happens, and pictures are shown as soon as they are decoded.
+//!
+//! The host's cursor arrives as control messages (shape chunks and positions, decoded on the
+//! decode thread) and is drawn by the window over the video: a pointer move redraws the last
+//! picture with the cursor at its new place, without waiting for a frame.
 
 use crate::stats::{Snapshot, Stage};
-use crate::window::{PictureReady, Plane, VideoWindow, WindowError, I420};
+use crate::window::{CursorImage, PictureReady, Plane, VideoWindow, WindowError, I420};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -17,7 +21,7 @@ use thiserror::Error;
 use wavry_input::{monotonic_us, Timed, MAX_EVENT_LEN};
 use wavry_media::codec::{open_decoder, DecoderConfig, VideoDecoder};
 use wavry_media::convert::YuvLayout;
-use wavry_proto::{Codec, ControlMessage, PROTOCOL_VERSION};
+use wavry_proto::{Codec, ControlMessage, Cursor, CursorAssembler, PROTOCOL_VERSION};
 use wavry_transport::session::CloseReason;
 use wavry_transport::thread::{SessionEvent, SessionSender, SessionThread, StatsHandle};
 
@@ -98,6 +102,15 @@ struct Mailbox {
     spare: Vec<Picture>,
 }
 
+/// The host's cursor as last heard, for the window thread to apply.
+#[derive(Default)]
+struct CursorMailbox {
+    /// A shape put together and not yet made a texture.
+    shape: Option<Cursor>,
+    /// The latest position not yet applied: (x, y, visible, shape serial).
+    position: Option<(i32, i32, bool, u32)>,
+}
+
 /// Figures gathered over one interval.
 #[derive(Default)]
 struct Interval {
@@ -119,6 +132,7 @@ struct Shared {
     done: AtomicBool,
     /// The host's monitors (ids in its order) and the one streamed (`None`: whole screen).
     monitors: Mutex<(Vec<u32>, Option<u32>)>,
+    cursor: Mutex<CursorMailbox>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -156,6 +170,7 @@ fn decode_loop(
 ) {
     let mut decoder: Option<Box<dyn VideoDecoder>> = None;
     let mut pts = 0i64;
+    let mut cursor_shapes = CursorAssembler::default();
     // A frame that could not be decoded (no decoder yet, or missing references) asks the host
     // for a keyframe, at most this often.
     let mut last_request: Option<Instant> = None;
@@ -192,6 +207,23 @@ fn decode_loop(
                     *lock(&shared.monitors) = (monitors.iter().map(|m| m.id).collect(), selected);
                 }
                 Ok(ControlMessage::Error { message }) => tracing::warn!(%message, "host error"),
+                Ok(ControlMessage::CursorShape(chunk)) => match cursor_shapes.push(chunk) {
+                    Ok(Some(shape)) => {
+                        lock(&shared.cursor).shape = Some(shape);
+                        wake();
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, "cursor shape refused"),
+                },
+                Ok(ControlMessage::CursorPosition {
+                    x,
+                    y,
+                    visible,
+                    serial,
+                }) => {
+                    lock(&shared.cursor).position = Some((x, y, visible, serial));
+                    wake();
+                }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "control message refused"),
             },
@@ -327,6 +359,7 @@ pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummar
         closed: Mutex::new(None),
         done: AtomicBool::new(false),
         monitors: Mutex::new((Vec::new(), None)),
+        cursor: Mutex::new(CursorMailbox::default()),
     });
     let events = session.take_events();
     let decoder = {
@@ -358,6 +391,9 @@ pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummar
     let mut last_bytes_at = Instant::now();
     let mut summary = RunSummary::default();
     let mut quit = false;
+    // The serial of the cursor shape the window holds, and the host's last position.
+    let mut cursor_serial: Option<u32> = None;
+    let mut cursor_position: Option<(i32, i32, bool, u32)> = None;
     while !quit && !shared.done.load(Ordering::Relaxed) {
         if opts.stop.load(Ordering::Relaxed)
             || opts.duration.is_some_and(|d| started.elapsed() >= d)
@@ -366,7 +402,16 @@ pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummar
         }
         if let Some(ev) = window.wait_event(Duration::from_millis(20)) {
             if ev.as_user_event_type::<PictureReady>().is_some() {
+                let cursor_moved = apply_cursor(
+                    &shared,
+                    &mut window,
+                    &mut cursor_serial,
+                    &mut cursor_position,
+                );
                 let pic = lock(&shared.mailbox).ready.take();
+                if pic.is_none() && cursor_moved {
+                    window.redraw()?;
+                }
                 if let Some(pic) = pic {
                     window.present(&pic.view())?;
                     let now = Instant::now();
@@ -419,6 +464,48 @@ pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummar
     summary.frames_lost = shared.lost.load(Ordering::Relaxed);
     summary.close = lock(&shared.closed).clone();
     Ok(summary)
+}
+
+/// Give the window what the decode thread heard of the host's cursor; true when what it draws
+/// changed. The cursor is drawn only while the host says it is visible and the window holds
+/// the shape the host names.
+fn apply_cursor(
+    shared: &Shared,
+    window: &mut VideoWindow,
+    serial: &mut Option<u32>,
+    position: &mut Option<(i32, i32, bool, u32)>,
+) -> bool {
+    let (shape, moved) = {
+        let mut c = lock(&shared.cursor);
+        (c.shape.take(), c.position.take())
+    };
+    if shape.is_none() && moved.is_none() {
+        return false;
+    }
+    if let Some(s) = shape {
+        let img = CursorImage {
+            width: u32::from(s.width),
+            height: u32::from(s.height),
+            hotspot_x: u32::from(s.hotspot_x),
+            hotspot_y: u32::from(s.hotspot_y),
+            bgra: &s.bgra,
+        };
+        // A cursor that cannot be shown is not worth ending the session for: draw none.
+        *serial = match window.set_cursor_shape(&img) {
+            Ok(()) => Some(s.serial),
+            Err(e) => {
+                tracing::warn!(error = %e, "cursor shape not shown");
+                None
+            }
+        };
+    }
+    if moved.is_some() {
+        *position = moved;
+    }
+    let at = position
+        .and_then(|(x, y, visible, want)| (visible && *serial == Some(want)).then_some((x, y)));
+    window.set_cursor_position(at);
+    true
 }
 
 /// After monitor `selected`, the next in `ids`; after the last, the whole screen (`None`);

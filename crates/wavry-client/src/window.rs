@@ -1,4 +1,5 @@
-//! The client's window: decoded I420 pictures shown letterboxed, with the stats overlay on top.
+//! The client's window: decoded I420 pictures shown letterboxed, with the host's cursor and the
+//! stats overlay on top.
 //! How a picture gets to the screen (YUV textures on a GPU, SIMD conversion into the window
 //! without one) is `present`'s job.
 //!
@@ -25,6 +26,8 @@ pub enum WindowError {
     Planes(u32, u32),
     #[error("colour conversion: {0}")]
     Convert(#[from] wavry_media::to_bgra::ToBgraError),
+    #[error("cursor image does not match {0}x{1}")]
+    Cursor(u32, u32),
 }
 
 fn sdl<T>(r: Result<T, impl ToString>) -> Result<T, WindowError> {
@@ -63,6 +66,18 @@ impl I420<'_> {
     }
 }
 
+/// A cursor image for [`VideoWindow::set_cursor_shape`]: `width × height` pixels of B, G, R,
+/// A bytes with premultiplied alpha (as the host sends them), drawn with the pixel
+/// (`hotspot_x`, `hotspot_y`) at the pointer position.
+#[derive(Debug, Clone, Copy)]
+pub struct CursorImage<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub hotspot_x: u32,
+    pub hotspot_y: u32,
+    pub bgra: &'a [u8],
+}
+
 /// The SDL window and what it draws. SDL wants its window used from the thread that made it.
 pub struct VideoWindow {
     _sdl: Sdl,
@@ -76,6 +91,8 @@ pub struct VideoWindow {
     overlay_on: bool,
     monitor_requested: bool,
     pub input: InputMapper,
+    /// Where the host's pointer is, in video pixels (`None`: hidden).
+    cursor_at: Option<(i32, i32)>,
 }
 
 impl VideoWindow {
@@ -128,6 +145,7 @@ impl VideoWindow {
             overlay_on: false,
             monitor_requested: false,
             input: InputMapper::new((width, height), (width, height)),
+            cursor_at: None,
         })
     }
 
@@ -145,12 +163,30 @@ impl VideoWindow {
             self.video_size = Some((pic.width, pic.height));
             self.input.set_video_size(pic.width, pic.height);
         }
-        self.presenter.present(pic, self.overlay_on, &self.events)
+        self.presenter
+            .present(pic, self.overlay_on, self.cursor_at, &self.events)
     }
 
     /// Draw the last picture again (after a resize or an overlay change).
     pub fn redraw(&mut self) -> Result<(), WindowError> {
-        self.presenter.redraw(self.overlay_on, &self.events)
+        self.presenter
+            .redraw(self.overlay_on, self.cursor_at, &self.events)
+    }
+
+    /// Replace the host's cursor image (shown at the position last given to
+    /// [`VideoWindow::set_cursor_position`] from the next redraw).
+    pub fn set_cursor_shape(&mut self, img: &CursorImage<'_>) -> Result<(), WindowError> {
+        self.presenter.set_cursor(img)
+    }
+
+    /// Where the host's pointer is, in pixels of the video (`None`: draw no cursor). While the
+    /// host's cursor is drawn, the local one is hidden over the window: two pointers, one of
+    /// them late, would confuse. Takes effect at the next redraw.
+    pub fn set_cursor_position(&mut self, at: Option<(i32, i32)>) {
+        if at.is_some() != self.cursor_at.is_some() {
+            self._sdl.mouse().show_cursor(at.is_none());
+        }
+        self.cursor_at = at;
     }
 
     /// Replace the overlay's text.

@@ -14,14 +14,17 @@ use wavry_proto::{ControlMessage, PROTOCOL_VERSION};
 use wavry_transport::thread::{SessionEvent, SessionThread};
 use wavry_transport::udp::UdpDriver;
 
-/// The next control message from the host, within `timeout`, skipping frames and the rest.
+/// The next control message from the host, within `timeout`, skipping frames, stats, the
+/// cursor and the rest.
 fn next_control(t: &SessionThread, timeout: Duration) -> ControlMessage {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match t.events.recv_timeout(left) {
             Ok(SessionEvent::Control(b)) => match ControlMessage::decode(&b).unwrap() {
-                ControlMessage::HostStats { .. } => {}
+                ControlMessage::HostStats { .. }
+                | ControlMessage::CursorShape(_)
+                | ControlMessage::CursorPosition { .. } => {}
                 m => return m,
             },
             Ok(SessionEvent::Closed(r)) => panic!("closed: {r:?}"),

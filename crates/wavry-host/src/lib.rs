@@ -7,6 +7,7 @@
 //! - the calling thread answers control messages (monitor list and switch) and keyframe
 //!   requests, until the session ends.
 
+pub mod cursor;
 pub mod input;
 pub mod video;
 

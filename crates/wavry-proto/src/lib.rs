@@ -5,4 +5,7 @@
 
 pub mod control;
 
-pub use control::{Codec, ControlMessage, MonitorInfo, StageStat, PROTOCOL_VERSION};
+pub use control::{
+    Codec, ControlError, ControlMessage, Cursor, CursorAssembler, CursorChunk, MonitorInfo,
+    StageStat, CURSOR_CHUNK_BYTES, MAX_CURSOR_SIDE, PROTOCOL_VERSION,
+};

@@ -28,6 +28,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+/// Frame buffers kept for reuse ([`SessionSender::frame_buffer`]): one being filled, one
+/// queued, one being sent, one spare.
+const SPARE_FRAME_BUFFERS: usize = 4;
+
+/// Buffers of frames the session has packetized, handed back to the producer so a stream
+/// does not allocate (and regrow) a `Vec` per frame.
+type Spares = Arc<Mutex<Vec<Vec<u8>>>>;
+
 /// How often the thread publishes its statistics.
 const STATS_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -135,6 +143,7 @@ pub struct SessionSender {
     commands: Sender<Command>,
     input: Sender<InputEvent>,
     waker: Arc<EventFd>,
+    spares: Spares,
 }
 
 impl SessionSender {
@@ -145,7 +154,18 @@ impl SessionSender {
         Ok(())
     }
 
-    /// Queue an encoded frame; the session packetizes and paces it.
+    /// An empty buffer for the next frame: one a sent frame left behind (keeping its
+    /// capacity), or a new one when none is back yet. Fill it and pass it to `send_frame`.
+    pub fn frame_buffer(&self) -> Vec<u8> {
+        self.spares
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_default()
+    }
+
+    /// Queue an encoded frame; the session packetizes and paces it (copying it into its
+    /// packets), then keeps `data` for [`SessionSender::frame_buffer`].
     pub fn send_frame(
         &self,
         stream: u8,
@@ -218,7 +238,9 @@ impl SessionThread {
         let (ev_tx, ev_rx) = mpsc::channel();
         let (in_ev_tx, in_ev_rx) = mpsc::channel();
         let stats = Arc::new(Mutex::new(Stats::default()));
+        let spares: Spares = Arc::new(Mutex::new(Vec::with_capacity(SPARE_FRAME_BUFFERS)));
         let worker = Worker {
+            spares: spares.clone(),
             driver,
             session,
             waker: waker.clone(),
@@ -239,6 +261,7 @@ impl SessionThread {
                 commands: cmd_tx,
                 input: input_tx,
                 waker,
+                spares,
             },
             events: ev_rx,
             input: in_ev_rx,
@@ -309,6 +332,7 @@ struct Worker {
     /// Control messages sent before the handshake finished.
     early_control: Vec<Vec<u8>>,
     next_stats: Instant,
+    spares: Spares,
 }
 
 impl Worker {
@@ -403,22 +427,28 @@ impl Worker {
                 },
                 Command::Frame {
                     stream,
-                    data,
+                    mut data,
                     keyframe,
                     recovery_point,
                     capture_us,
                 } => {
-                    let Some(c) = self.session.connection() else {
-                        continue;
-                    };
-                    let frame = OutgoingFrame {
-                        data: &data,
-                        keyframe,
-                        recovery_point,
-                        capture_us,
-                    };
-                    if let Err(e) = c.send_frame(now, stream, frame) {
-                        tracing::warn!(error = %e, "frame dropped");
+                    if let Some(c) = self.session.connection() {
+                        let frame = OutgoingFrame {
+                            data: &data,
+                            keyframe,
+                            recovery_point,
+                            capture_us,
+                        };
+                        if let Err(e) = c.send_frame(now, stream, frame) {
+                            tracing::warn!(error = %e, "frame dropped");
+                        }
+                    }
+                    // Packetized (copied into packets): the buffer goes back to the producer.
+                    data.clear();
+                    if let Ok(mut spares) = self.spares.lock() {
+                        if spares.len() < SPARE_FRAME_BUFFERS {
+                            spares.push(data);
+                        }
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! Video encoders and decoders behind two traits, opened by probing: hardware first (VA-API,
-//! NVENC, QSV), software after (libx264, libx265, SVT-AV1; openh264 with the `openh264`
-//! feature), with one log line that says which one runs and why each other was skipped.
+//! NVENC, QSV), software after (libx264, libx265, libaom for AV1 — SVT-AV1 only by name, it
+//! lags frames; openh264 with the `openh264` feature), with one log line that says which one
+//! runs and why each other was skipped.
 //!
 //! Every encoder is set up for interactive streaming: one frame in, its packet out (no
 //! look-ahead, no B-frames), no periodic keyframes (a keyframe only at the start and on
