@@ -375,6 +375,13 @@ impl Measured {
 impl std::fmt::Display for Measured {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let g = self.figures();
+        if g.values == 0 {
+            return write!(
+                f,
+                "{}x{} {:<34} {:<9} showed no readable picture ({} readings, {} corrupt)",
+                self.width, self.height, self.path, self.pipeline, self.latency.readings, g.corrupt
+            );
+        }
         write!(
             f,
             "{}x{} {:<34} {:<9} event p50 {:5.1} p95 {:5.1} p99 {:5.1} ms | frame p50 {:5.1} p95 \

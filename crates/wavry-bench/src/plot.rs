@@ -11,13 +11,13 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 const WIDTH: u32 = 1600;
-const HEIGHT: u32 = 700;
+/// Height of one network path's row of two panels.
+const ROW_HEIGHT: u32 = 420;
 const FONT: &str = "sans-serif";
 const MIN_MS: f64 = 1.0;
 const MAX_MS: f64 = 1000.0;
 
-/// Colours by pipeline: Wavry blue, GStreamer green, ffmpeg red; lighter for each later size
-/// and path.
+/// Colours by pipeline: Wavry blue, GStreamer green, ffmpeg red; lighter for each later size.
 fn colour(pipeline: &str, shade: usize) -> RGBColor {
     let base = match pipeline {
         "wavry" => (31, 100, 200),
@@ -25,7 +25,7 @@ fn colour(pipeline: &str, shade: usize) -> RGBColor {
         "ffmpeg" => (214, 39, 40),
         _ => (120, 120, 120),
     };
-    let lift = |c: u8| (c as usize + (255 - c as usize) * shade.min(5) / 7) as u8;
+    let lift = |c: u8| (c as usize + (255 - c as usize) * shade.min(3) / 5) as u8;
     RGBColor(lift(base.0), lift(base.1), lift(base.2))
 }
 
@@ -63,51 +63,59 @@ fn cdf(v: &[f64]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Draw every run's event and frame latency distributions into a PNG at `path`.
+/// Draw every run's event and frame latency distributions into a PNG at `path`: a row per
+/// network path, event latency left and frame latency right, a line per pipeline and size.
 pub fn plot_latency(runs: &[Measured], title: &str, path: &Path) -> Result<(), PlotError> {
     if runs.iter().all(|r| r.latency.frame_ms.is_empty()) {
         return Err(PlotError::Empty);
     }
     fonts()?;
-    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.titled(title, (FONT, 26))?;
-    let panels = root.split_evenly((1, 2));
-    // (size, path) in the order first seen: the shade tells them apart.
-    let key = |r: &Measured| (r.width, r.height, r.path.clone());
-    let mut groups = Vec::new();
+    // Paths and sizes in the order first seen.
+    let mut paths: Vec<&str> = Vec::new();
+    let mut sizes: Vec<(u32, u32)> = Vec::new();
     for r in runs {
-        if !groups.contains(&key(r)) {
-            groups.push(key(r));
+        if !paths.contains(&r.path.as_str()) {
+            paths.push(&r.path);
+        }
+        if !sizes.contains(&(r.width, r.height)) {
+            sizes.push((r.width, r.height));
         }
     }
-    for (panel, (caption, pick)) in panels.iter().zip([
-        (
-            "Event latency: a change on the host until it shows on the client",
-            (|m: &Measured| &m.latency.event_ms) as fn(&Measured) -> &Vec<f64>,
-        ),
-        ("Frame latency: a shown picture's age", |m: &Measured| {
-            &m.latency.frame_ms
-        }),
-    ]) {
-        let mut chart = ChartBuilder::on(panel)
-            .caption(caption, (FONT, 20))
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(60)
+    let height = ROW_HEIGHT * paths.len() as u32 + 50;
+    let root = BitMapBackend::new(path, (WIDTH, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, (FONT, 26))?;
+    let cells = root.split_evenly((paths.len(), 2));
+    let pick: [(&str, fn(&Measured) -> &Vec<f64>); 2] = [
+        ("event latency", |m| &m.latency.event_ms),
+        ("frame latency", |m| &m.latency.frame_ms),
+    ];
+    for (i, cell) in cells.iter().enumerate() {
+        let (net, (what, values)) = (paths[i / 2], pick[i % 2]);
+        let mut chart = ChartBuilder::on(cell)
+            .caption(format!("{what}, {net}"), (FONT, 19))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
             .build_cartesian_2d((MIN_MS..MAX_MS).log_scale(), 0.0..1.0)?;
         chart
             .configure_mesh()
             .x_desc("milliseconds (log scale)")
             .y_desc("fraction at or below")
-            .label_style((FONT, 15))
+            .label_style((FONT, 14))
             .draw()?;
-        for r in runs {
-            let shade = groups.iter().position(|g| *g == key(r)).unwrap_or(0);
+        for r in runs
+            .iter()
+            .filter(|r| r.path == net && !values(r).is_empty())
+        {
+            let shade = sizes
+                .iter()
+                .position(|s| *s == (r.width, r.height))
+                .unwrap_or(0);
             let c = colour(r.pipeline, shade);
-            let label = format!("{} {}x{}, {}", r.pipeline, r.width, r.height, r.path);
+            let label = format!("{} {}x{}", r.pipeline, r.width, r.height);
             chart
-                .draw_series(LineSeries::new(cdf(pick(r)), c.stroke_width(2)))?
+                .draw_series(LineSeries::new(cdf(values(r)), c.stroke_width(2)))?
                 .label(label)
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3))

@@ -124,16 +124,23 @@ fn run_latency(a: LatencyArgs) -> Result<()> {
     Ok(())
 }
 
-/// Wavry's event p50 against the better baseline's, in one size and path.
+/// Wavry's event p50 against the better baseline's, in one size and path. A baseline that
+/// showed corrupt pictures or under half as many values as Wavry did not really stream: no
+/// ratio against it.
 fn ratio(runs: &[Measured]) {
     let p50 = |m: &Measured| m.figures().event_ms[0];
     let Some(wavry) = runs.iter().find(|m| m.pipeline == "wavry") else {
         return;
     };
+    let shown = |m: &Measured| m.latency.frame_ms.len();
     let best = runs
         .iter()
-        .filter(|m| m.pipeline != "wavry" && !m.latency.event_ms.is_empty())
+        .filter(|m| m.pipeline != "wavry" && m.latency.corrupt == 0)
+        .filter(|m| 2 * shown(m) >= shown(wavry))
         .min_by(|a, b| p50(a).total_cmp(&p50(b)));
+    if best.is_none() && runs.len() > 1 {
+        println!("  no baseline streamed usable pictures here: no ratio");
+    }
     if let Some(best) = best {
         println!(
             "  wavry event p50 / {} event p50 = {:.2}",
