@@ -3,6 +3,8 @@
 //! receives, decrypts, reassembles and counts them. Each side runs on its own thread.
 //!
 //! `cargo bench -p wavry-transport --bench loopback_throughput` (WAVRY_BENCH_SECONDS, default 10).
+//! `WAVRY_BENCH_CPU=N` pins both threads to CPU `N` (sched_setaffinity), so the whole transport,
+//! sender and receiver together, shares one core.
 
 use rift_core::connection::{Connection, ConnectionConfig};
 use rift_core::delta::{Delta, DeltaConfig, FixedRate};
@@ -14,7 +16,30 @@ use std::time::{Duration, Instant};
 use wavry_transport::session::{Session, SessionConfig};
 use wavry_transport::udp::UdpDriver;
 
+/// Pin the calling thread to `cpu`.
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity only
+    // read and write the set we own, for the calling thread (pid 0).
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    if !ok {
+        panic!(
+            "cannot pin to CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn main() {
+    let cpu: Option<usize> = std::env::var("WAVRY_BENCH_CPU")
+        .ok()
+        .map(|s| s.parse().expect("WAVRY_BENCH_CPU is a CPU number"));
+    if let Some(cpu) = cpu {
+        pin(cpu);
+    }
     let secs: u64 = std::env::var("WAVRY_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -24,6 +49,9 @@ fn main() {
     let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
     let host_addr = hd.local_addr().unwrap();
     let host = std::thread::spawn(move || {
+        if let Some(cpu) = cpu {
+            pin(cpu);
+        }
         let mut s = hd
             .accept(
                 &SessionConfig::default(),
@@ -111,6 +139,10 @@ fn main() {
         .connection()
         .and_then(|c| c.receiver(STREAM_VIDEO).map(|r| r.stats.frames_lost))
         .unwrap_or(0);
+    match cpu {
+        Some(cpu) => println!("both threads pinned to CPU {cpu}"),
+        None => println!("threads not pinned"),
+    }
     println!(
         "loopback throughput: {:.0} Mbit/s of frame payload ({frames} frames of 100 KB in {secs} s; host pushed {sent}, receiver reported {lost} lost)",
         bytes as f64 * 8.0 / secs as f64 / 1e6
