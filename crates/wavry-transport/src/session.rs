@@ -733,6 +733,17 @@ impl Session {
         Ok(())
     }
 
+    /// Send a Ping now (on an established session). Call it when this end's address has changed
+    /// (a new socket or interface): the peer follows the first authenticated packet from the
+    /// new address, and a client that hears nothing on the old path may otherwise stay silent
+    /// until its next keepalive (`SessionConfig::keepalive`).
+    pub fn ping(&mut self) {
+        if let Phase::Established(e) = &mut self.phase {
+            e.conn.send_ping(self.next_ping);
+            self.next_ping += 1;
+        }
+    }
+
     /// Start a rekey handshake now (the client does this by itself when the keys are due).
     pub fn rekey(&mut self, now: Instant) -> Result<(), SessionError> {
         let Phase::Established(e) = &mut self.phase else {
