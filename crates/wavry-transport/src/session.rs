@@ -38,6 +38,12 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     /// Send a Ping after this long without sending anything.
     pub keepalive: Duration,
+    /// Client: ping (at most once per this interval) after hearing nothing from the host for
+    /// this long. While both ends live their feedback reports flow every 25–60 ms, so silence
+    /// means the path broke, often because the client's address changed unnoticed (a NAT
+    /// rebinding, a new interface): the host follows the first packet from the new address,
+    /// within this long instead of at the next keepalive.
+    pub probe_after: Duration,
     /// New keys after this long under one key, or this many packets sent under it, whichever
     /// comes first, judged per sending direction (RIFT.md §3). Capped at the defaults, 120 s and
     /// 2^60; lower only for tests.
@@ -54,6 +60,7 @@ impl Default for SessionConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(1),
+            probe_after: Duration::from_millis(200),
             rekey_after: REKEY_AFTER_TIME,
             rekey_after_packets: REKEY_AFTER_PACKETS,
         }
@@ -185,6 +192,8 @@ pub struct Session {
     next_retransmit: Instant,
     last_rx: Instant,
     last_tx: Instant,
+    /// Client: the last Ping sent because the host had gone quiet.
+    last_probe: Instant,
     next_ping: u64,
     outbox: VecDeque<Vec<u8>>,
     /// Close packets still to send before the session counts as closed.
@@ -343,6 +352,7 @@ impl Session {
             started: now,
             last_rx: now,
             last_tx: now,
+            last_probe: now,
             next_ping: 0,
             outbox: VecDeque::new(),
             closing: 0,
@@ -736,7 +746,7 @@ impl Session {
     /// Send a Ping now (on an established session). Call it when this end's address has changed
     /// (a new socket or interface): the peer follows the first authenticated packet from the
     /// new address, and a client that hears nothing on the old path may otherwise stay silent
-    /// until its next keepalive (`SessionConfig::keepalive`).
+    /// until its silence probe (`SessionConfig::probe_after`).
     pub fn ping(&mut self) {
         if let Phase::Established(e) = &mut self.phase {
             e.conn.send_ping(self.next_ping);
@@ -801,7 +811,13 @@ impl Session {
                     self.fail(CloseReason::IdleTimeout);
                     return;
                 }
-                if now.saturating_duration_since(self.last_tx) >= self.cfg.keepalive {
+                let probe = self.is_client
+                    && now.saturating_duration_since(self.last_rx.max(self.last_probe))
+                        >= self.cfg.probe_after;
+                if probe {
+                    self.last_probe = now;
+                }
+                if probe || now.saturating_duration_since(self.last_tx) >= self.cfg.keepalive {
                     e.conn.send_ping(self.next_ping);
                     self.next_ping += 1;
                 }
@@ -840,6 +856,9 @@ impl Session {
             Phase::Established(e) => {
                 let mut own =
                     (self.last_rx + self.cfg.idle_timeout).min(self.last_tx + self.cfg.keepalive);
+                if self.is_client {
+                    own = own.min(self.last_rx.max(self.last_probe) + self.cfg.probe_after);
+                }
                 if let Rekey::AwaitResponse { next, .. } | Rekey::AwaitSwitch { next, .. } =
                     &e.rekey
                 {

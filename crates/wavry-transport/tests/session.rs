@@ -203,7 +203,8 @@ impl Net {
             }
             if let Some(h) = self.host.as_mut() {
                 while let Ok(Some(tx)) = h.poll_transmit(self.now, &mut buf) {
-                    if !drop(&buf[..tx.len]) {
+                    // The client's old address reaches nobody once it has moved.
+                    if !drop(&buf[..tx.len]) && tx.to == self.client_addr {
                         self.wire.push((
                             self.now + DELAY,
                             false,
@@ -555,19 +556,24 @@ fn quiet_session_lives_on_keepalives_and_a_vanished_host_is_noticed_at_the_idle_
     n.run(Duration::from_millis(300), &|_| false);
     assert!(n.both_established());
     // Three idle timeouts with nothing but keepalives: each end pings once it has sent
-    // nothing for a keepalive interval, and answers the other's pings.
+    // nothing for a keepalive interval and answers the other's pings, and the client also pings
+    // once it has heard nothing for `probe_after` (the path may have broken), so here, with no
+    // feedback at all, the client pings every `probe_after` and the host's answers count as
+    // its own traffic.
     let types = run_quiet(&mut n);
     println!("quiet, no feedback: datagrams by type {types:x?}");
     let quiet_s = (3 * cfg.idle_timeout).as_secs_f64();
     let expected = (quiet_s / cfg.keepalive.as_secs_f64()) as usize;
+    let probes = (quiet_s / cfg.probe_after.as_secs_f64()) as usize;
     let (pings, pongs) = (
         types.get(&0x09).copied().unwrap_or(0),
         types.get(&0x0A).copied().unwrap_or(0),
     );
     assert!(
-        pings + 1 >= expected && pings <= 2 * expected + 2,
-        "{pings} pings in {quiet_s} s, keepalive {:?}",
-        cfg.keepalive
+        pings + 1 >= expected && pings <= probes + expected + 2,
+        "{pings} pings in {quiet_s} s, keepalive {:?}, probe after {:?}",
+        cfg.keepalive,
+        cfg.probe_after
     );
     assert_eq!(pongs, pings, "every ping answered");
     assert!(
@@ -672,4 +678,46 @@ fn a_host_whose_direction_is_due_asks_the_client_to_rekey() {
     assert_eq!(n.client.stats.rekeys_requested, h.rekeys);
     assert_eq!(streamed.delivered, streamed.sent, "every frame, in order");
     assert!(streamed.lost.is_empty());
+}
+
+#[test]
+fn an_unnoticed_client_address_change_is_followed_once_the_client_probes() {
+    // No feedback reports, so nothing the client sends by itself except pings: after the move
+    // (a NAT rebinding: the client does not know), what brings the host along is the ping the
+    // client sends when it has heard nothing for `probe_after`.
+    let cfg = SessionConfig::default();
+    let mut n = Net::with_factories(
+        true,
+        cfg.clone(),
+        cfg.clone(),
+        without_feedback(false),
+        || without_feedback(true),
+    );
+    n.run(Duration::from_millis(300), &|_| false);
+    assert!(n.both_established());
+    let new_addr = addr("203.0.113.9:61000");
+    n.client_addr = new_addr;
+    let moved = n.now;
+    let mut followed = None;
+    while followed.is_none() && n.now < moved + 3 * cfg.keepalive {
+        let tick = n.now;
+        n.run(tick - n.t0 + Duration::from_millis(1), &|_| false);
+        if n.host.as_ref().unwrap().peer() == new_addr {
+            followed = Some(tick);
+        }
+    }
+    let followed = followed.expect("the host followed");
+    let last_rx = n.client_rx_ok.expect("the client heard the host");
+    println!(
+        "moved at {:?}; client last heard the host at {:?}; host followed at {:?}",
+        moved - n.t0,
+        last_rx - n.t0,
+        followed - n.t0
+    );
+    // The probe leaves `probe_after` after the last packet the client heard and takes one
+    // trip (`DELAY`) to the host: well before the client's keepalive would have.
+    assert!(followed <= last_rx.max(moved) + cfg.probe_after + DELAY + Duration::from_millis(2));
+    assert!(followed < moved + cfg.keepalive);
+    assert!(n.client.close_reason().is_none());
+    assert_eq!(n.host.as_ref().unwrap().stats.roamed, 1);
 }
