@@ -4,10 +4,12 @@
 //!
 //! `cargo bench -p wavry-transport --bench loopback_throughput` (WAVRY_BENCH_SECONDS, default 10).
 //! `WAVRY_BENCH_CPU=N` pins both threads to CPU `N` (sched_setaffinity), so the whole transport,
-//! sender and receiver together, shares one core.
+//! sender and receiver together, shares one core. `WAVRY_BENCH_FIXED_BPS=R` paces at a fixed
+//! `R` bit/s instead of DELTA: what the transport carries when no controller reads the
+//! scheduler's delays as a queue.
 
 use rift_core::connection::{Connection, ConnectionConfig};
-use rift_core::delta::{Delta, DeltaConfig, FixedRate};
+use rift_core::delta::{CongestionController, Delta, DeltaConfig, FixedRate};
 use rift_core::media::OutgoingFrame;
 use rift_core::wire::STREAM_VIDEO;
 use rift_crypto::handshake::{allow_list, pinned};
@@ -40,6 +42,9 @@ fn main() {
     if let Some(cpu) = cpu {
         pin(cpu);
     }
+    let fixed: Option<u64> = std::env::var("WAVRY_BENCH_FIXED_BPS")
+        .ok()
+        .map(|s| s.parse().expect("WAVRY_BENCH_FIXED_BPS is a rate in bit/s"));
     let secs: u64 = std::env::var("WAVRY_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -58,14 +63,17 @@ fn main() {
                 &host_id,
                 || allow_list(vec![client_pub]),
                 || {
-                    Box::new(|l, r, now| {
+                    Box::new(move |l, r, now| {
                         // DELTA finds what loopback and the two threads sustain.
-                        let cc = Delta::new(DeltaConfig {
-                            initial_bps: 100_000_000,
-                            max_bps: 20_000_000_000,
-                            ..DeltaConfig::default()
-                        });
-                        Connection::new(ConnectionConfig::new(l, r, true), Box::new(cc), now)
+                        let cc: Box<dyn CongestionController> = match fixed {
+                            Some(bps) => Box::new(FixedRate::new(bps, 60.0)),
+                            None => Box::new(Delta::new(DeltaConfig {
+                                initial_bps: 100_000_000,
+                                max_bps: 20_000_000_000,
+                                ..DeltaConfig::default()
+                            })),
+                        };
+                        Connection::new(ConnectionConfig::new(l, r, true), cc, now)
                     })
                 },
                 Instant::now() + Duration::from_secs(5),
@@ -142,6 +150,10 @@ fn main() {
     match cpu {
         Some(cpu) => println!("both threads pinned to CPU {cpu}"),
         None => println!("threads not pinned"),
+    }
+    match fixed {
+        Some(bps) => println!("fixed pacing rate {} Mbit/s", bps / 1_000_000),
+        None => println!("DELTA sets the rate"),
     }
     println!(
         "loopback throughput: {:.0} Mbit/s of frame payload ({frames} frames of 100 KB in {secs} s; host pushed {sent}, receiver reported {lost} lost)",
