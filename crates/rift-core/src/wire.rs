@@ -188,7 +188,8 @@ pub enum Priority {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     pub packet_type: PacketType,
-    /// Bit 0: key phase (flips on every rekey). Other bits are reserved: sent as 0, ignored.
+    /// Bit 0: key phase (flips on every rekey); bit 1: rekey requested (set by the host, RIFT.md
+    /// §3). Other bits are reserved: sent as 0, ignored.
     pub flags: u8,
     /// The receiver-chosen connection id; 0 only on a handshake initiation.
     pub connection_id: u32,

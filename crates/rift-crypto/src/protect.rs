@@ -23,6 +23,9 @@ pub const HEADER_LEN: usize = 14;
 pub const TAG_LEN: usize = 16;
 /// Bit of the header's flags byte (byte 1) carrying the key phase.
 pub const KEY_PHASE_BIT: u8 = 0x01;
+/// Bit of the header's flags byte set by the rekey *responder* (the host) while its own sending
+/// direction is due for new keys: only the initiator starts a rekey, so the responder asks.
+pub const REKEY_REQUEST_BIT: u8 = 0x02;
 /// Rekey after this long under one key.
 pub const REKEY_AFTER_TIME: Duration = Duration::from_secs(120);
 /// Rekey after this many packets under one key (far below the 2^64 nonce space).
@@ -111,6 +114,8 @@ pub struct Protection {
     grace: Duration,
     installed_at: Instant,
     sent_under_key: u64,
+    rekey_after: Duration,
+    rekey_after_packets: u64,
     replay: ReplayWindow,
     scratch: Vec<u8>,
     pub stats: ProtectStats,
@@ -126,6 +131,8 @@ impl Protection {
             grace: DEFAULT_GRACE,
             installed_at: now,
             sent_under_key: 0,
+            rekey_after: REKEY_AFTER_TIME,
+            rekey_after_packets: REKEY_AFTER_PACKETS,
             replay: ReplayWindow::default(),
             scratch: Vec::new(),
             stats: ProtectStats::default(),
@@ -136,15 +143,24 @@ impl Protection {
         self.grace = grace;
     }
 
+    /// When keys are due for a fresh handshake: after `after` under one key or `packets` sent
+    /// under it (defaults [`REKEY_AFTER_TIME`], [`REKEY_AFTER_PACKETS`]; lower only for tests, and
+    /// never above the defaults: the packet limit keeps far below the 2^64 nonce space).
+    pub fn set_rekey_limits(&mut self, after: Duration, packets: u64) {
+        self.rekey_after = after.min(REKEY_AFTER_TIME);
+        self.rekey_after_packets = packets.min(REKEY_AFTER_PACKETS);
+    }
+
     pub fn key_phase(&self) -> bool {
         self.phase
     }
 
-    /// Whether the keys are due for a fresh handshake.
+    /// Whether the keys are due for a fresh handshake, judged by this end's sending direction
+    /// (time under the current keys, packets sealed under them).
     pub fn needs_rekey(&self, now: Instant) -> bool {
         self.next.is_none()
-            && (now.saturating_duration_since(self.installed_at) >= REKEY_AFTER_TIME
-                || self.sent_under_key >= REKEY_AFTER_PACKETS)
+            && (now.saturating_duration_since(self.installed_at) >= self.rekey_after
+                || self.sent_under_key >= self.rekey_after_packets)
     }
 
     /// Seal a packet in place: `buf[..HEADER_LEN]` is the header, `buf[HEADER_LEN..body_end]` the
@@ -334,6 +350,16 @@ mod tests {
         let (mut a, mut b) = (Protection::new(&ka, t0), Protection::new(&kb, t0));
         assert!(!a.needs_rekey(t0));
         assert!(a.needs_rekey(t0 + REKEY_AFTER_TIME));
+        let mut c = Protection::new(&ka, t0);
+        c.set_rekey_limits(Duration::from_secs(7200), 2);
+        assert!(
+            c.needs_rekey(t0 + REKEY_AFTER_TIME),
+            "capped at the default"
+        );
+        seal(&mut c, 0, b"one");
+        assert!(!c.needs_rekey(t0));
+        seal(&mut c, 1, b"two");
+        assert!(c.needs_rekey(t0), "two packets sent under the key");
         // `a` initiated the rekey; `b` completes it first and switches.
         a.rekey_pending(&na).unwrap();
         let old_from_a = seal(&mut a, 1, b"old key, still in flight");

@@ -3,9 +3,13 @@
 //! receives, decrypts, reassembles and counts them. Each side runs on its own thread.
 //!
 //! `cargo bench -p wavry-transport --bench loopback_throughput` (WAVRY_BENCH_SECONDS, default 10).
+//! `WAVRY_BENCH_CPU=N` pins both threads to CPU `N` (sched_setaffinity), so the whole transport,
+//! sender and receiver together, shares one core. `WAVRY_BENCH_FIXED_BPS=R` paces at a fixed
+//! `R` bit/s instead of DELTA: what the transport carries when no controller reads the
+//! scheduler's delays as a queue.
 
 use rift_core::connection::{Connection, ConnectionConfig};
-use rift_core::delta::{Delta, DeltaConfig, FixedRate};
+use rift_core::delta::{CongestionController, Delta, DeltaConfig, FixedRate};
 use rift_core::media::OutgoingFrame;
 use rift_core::wire::STREAM_VIDEO;
 use rift_crypto::handshake::{allow_list, pinned};
@@ -14,7 +18,33 @@ use std::time::{Duration, Instant};
 use wavry_transport::session::{Session, SessionConfig};
 use wavry_transport::udp::UdpDriver;
 
+/// Pin the calling thread to `cpu`.
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity only
+    // read and write the set we own, for the calling thread (pid 0).
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    if !ok {
+        panic!(
+            "cannot pin to CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn main() {
+    let cpu: Option<usize> = std::env::var("WAVRY_BENCH_CPU")
+        .ok()
+        .map(|s| s.parse().expect("WAVRY_BENCH_CPU is a CPU number"));
+    if let Some(cpu) = cpu {
+        pin(cpu);
+    }
+    let fixed: Option<u64> = std::env::var("WAVRY_BENCH_FIXED_BPS")
+        .ok()
+        .map(|s| s.parse().expect("WAVRY_BENCH_FIXED_BPS is a rate in bit/s"));
     let secs: u64 = std::env::var("WAVRY_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -24,20 +54,26 @@ fn main() {
     let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
     let host_addr = hd.local_addr().unwrap();
     let host = std::thread::spawn(move || {
+        if let Some(cpu) = cpu {
+            pin(cpu);
+        }
         let mut s = hd
             .accept(
                 &SessionConfig::default(),
                 &host_id,
                 || allow_list(vec![client_pub]),
                 || {
-                    Box::new(|l, r, now| {
+                    Box::new(move |l, r, now| {
                         // DELTA finds what loopback and the two threads sustain.
-                        let cc = Delta::new(DeltaConfig {
-                            initial_bps: 100_000_000,
-                            max_bps: 20_000_000_000,
-                            ..DeltaConfig::default()
-                        });
-                        Connection::new(ConnectionConfig::new(l, r, true), Box::new(cc), now)
+                        let cc: Box<dyn CongestionController> = match fixed {
+                            Some(bps) => Box::new(FixedRate::new(bps, 60.0)),
+                            None => Box::new(Delta::new(DeltaConfig {
+                                initial_bps: 100_000_000,
+                                max_bps: 20_000_000_000,
+                                ..DeltaConfig::default()
+                            })),
+                        };
+                        Connection::new(ConnectionConfig::new(l, r, true), cc, now)
                     })
                 },
                 Instant::now() + Duration::from_secs(5),
@@ -111,6 +147,14 @@ fn main() {
         .connection()
         .and_then(|c| c.receiver(STREAM_VIDEO).map(|r| r.stats.frames_lost))
         .unwrap_or(0);
+    match cpu {
+        Some(cpu) => println!("both threads pinned to CPU {cpu}"),
+        None => println!("threads not pinned"),
+    }
+    match fixed {
+        Some(bps) => println!("fixed pacing rate {} Mbit/s", bps / 1_000_000),
+        None => println!("DELTA sets the rate"),
+    }
     println!(
         "loopback throughput: {:.0} Mbit/s of frame payload ({frames} frames of 100 KB in {secs} s; host pushed {sent}, receiver reported {lost} lost)",
         bytes as f64 * 8.0 / secs as f64 / 1e6

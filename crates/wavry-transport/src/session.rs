@@ -14,7 +14,10 @@ use rift_core::wire::{
 };
 use rift_crypto::handshake::{pinned, Handshake, HandshakeError, Verifier, MAX_HANDSHAKE_MESSAGE};
 use rift_crypto::identity::{Identity, PublicKey};
-use rift_crypto::protect::{ProtectError, Protection};
+use rift_crypto::protect::{
+    ProtectError, Protection, KEY_PHASE_BIT, REKEY_AFTER_PACKETS, REKEY_AFTER_TIME,
+    REKEY_REQUEST_BIT,
+};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -35,6 +38,17 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     /// Send a Ping after this long without sending anything.
     pub keepalive: Duration,
+    /// Client: ping (at most once per this interval) after hearing nothing from the host for
+    /// this long. While both ends live their feedback reports flow every 25–60 ms, so silence
+    /// means the path broke, often because the client's address changed unnoticed (a NAT
+    /// rebinding, a new interface): the host follows the first packet from the new address,
+    /// within this long instead of at the next keepalive.
+    pub probe_after: Duration,
+    /// New keys after this long under one key, or this many packets sent under it, whichever
+    /// comes first, judged per sending direction (RIFT.md §3). Capped at the defaults, 120 s and
+    /// 2^60; lower only for tests.
+    pub rekey_after: Duration,
+    pub rekey_after_packets: u64,
 }
 
 impl Default for SessionConfig {
@@ -46,6 +60,9 @@ impl Default for SessionConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(1),
+            probe_after: Duration::from_millis(200),
+            rekey_after: REKEY_AFTER_TIME,
+            rekey_after_packets: REKEY_AFTER_PACKETS,
         }
     }
 }
@@ -75,7 +92,13 @@ pub enum SessionError {
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {
+    /// Client: the host never answered (nothing listens there, or the path drops UDP).
     HandshakeTimeout,
+    /// Host: the client started a handshake, our message 2 went out, and message 3 never came
+    /// within the handshake timeout. Most likely the client refused this host's key (a
+    /// changed or wrong host key: the client's pin or known-hosts entry does not match), or
+    /// it went away. A client that refuses sends nothing, by design (RIFT.md §6).
+    HandshakeUnfinished,
     IdleTimeout,
     /// The handshake failed: a refused key, a version mismatch, a broken message.
     HandshakeFailed(String),
@@ -149,6 +172,8 @@ pub struct SessionStats {
     pub handshake_retransmits: u64,
     pub rejected: u64,
     pub roamed: u64,
+    /// Client: rekeys started because the host asked (its sending direction was due).
+    pub rekeys_requested: u64,
 }
 
 pub struct Session {
@@ -167,6 +192,8 @@ pub struct Session {
     next_retransmit: Instant,
     last_rx: Instant,
     last_tx: Instant,
+    /// Client: the last Ping sent because the host had gone quiet.
+    last_probe: Instant,
     next_ping: u64,
     outbox: VecDeque<Vec<u8>>,
     /// Close packets still to send before the session counts as closed.
@@ -325,6 +352,7 @@ impl Session {
             started: now,
             last_rx: now,
             last_tx: now,
+            last_probe: now,
             next_ping: 0,
             outbox: VecDeque::new(),
             closing: 0,
@@ -450,9 +478,11 @@ impl Session {
         let Some(factory) = self.factory.take() else {
             return Err(SessionError::Unexpected(PacketType::HandshakeFinish));
         };
+        let mut prot = Protection::new(&keys, now);
+        prot.set_rekey_limits(self.cfg.rekey_after, self.cfg.rekey_after_packets);
         self.phase = Phase::Established(Box::new(Established {
             conn: factory(self.local_cid, self.remote_cid, now),
-            prot: Protection::new(&keys, now),
+            prot,
             msg3,
             rekey: Rekey::Idle,
         }));
@@ -577,6 +607,14 @@ impl Session {
             (Phase::Established(e), t) if t.is_encrypted() => {
                 let n = e.prot.open(now, datagram)?;
                 e.msg3 = None;
+                // The host asks for a rekey when its direction is due. Only a packet under the
+                // current keys counts: late packets under the old keys still carry the request
+                // the rekey just answered.
+                let flags = datagram[1];
+                let asked = self.is_client
+                    && flags & REKEY_REQUEST_BIT != 0
+                    && (flags & KEY_PHASE_BIT != 0) == e.prot.key_phase()
+                    && matches!(e.rekey, Rekey::Idle);
                 if let Rekey::AwaitSwitch { phase, .. } = e.rekey {
                     if e.prot.key_phase() == phase {
                         e.rekey = Rekey::Idle;
@@ -599,7 +637,14 @@ impl Session {
                         return Ok(());
                     }
                 }
-                Ok(e.conn.handle_packet(now, &datagram[..n])?)
+                let handled = e.conn.handle_packet(now, &datagram[..n]);
+                if asked {
+                    self.stats.rekeys_requested += 1;
+                    if let Err(err) = self.rekey(now) {
+                        tracing::warn!(error = %err, "could not start a rekey the host asked for");
+                    }
+                }
+                Ok(handled?)
             }
             _ => Err(SessionError::Unexpected(t)),
         }
@@ -698,6 +743,17 @@ impl Session {
         Ok(())
     }
 
+    /// Send a Ping now (on an established session). Call it when this end's address has changed
+    /// (a new socket or interface): the peer follows the first authenticated packet from the
+    /// new address, and a client that hears nothing on the old path may otherwise stay silent
+    /// until its silence probe (`SessionConfig::probe_after`).
+    pub fn ping(&mut self) {
+        if let Phase::Established(e) = &mut self.phase {
+            e.conn.send_ping(self.next_ping);
+            self.next_ping += 1;
+        }
+    }
+
     /// Start a rekey handshake now (the client does this by itself when the keys are due).
     pub fn rekey(&mut self, now: Instant) -> Result<(), SessionError> {
         let Phase::Established(e) = &mut self.phase else {
@@ -738,7 +794,11 @@ impl Session {
         match &mut self.phase {
             Phase::AwaitResponse { msg1: m, .. } | Phase::AwaitFinish { msg2: m, .. } => {
                 if now.saturating_duration_since(self.started) >= self.cfg.handshake_timeout {
-                    self.fail(CloseReason::HandshakeTimeout);
+                    self.fail(if self.is_client {
+                        CloseReason::HandshakeTimeout
+                    } else {
+                        CloseReason::HandshakeUnfinished
+                    });
                 } else if now >= self.next_retransmit {
                     self.outbox.push_back(m.clone());
                     self.stats.handshake_retransmits += 1;
@@ -751,7 +811,13 @@ impl Session {
                     self.fail(CloseReason::IdleTimeout);
                     return;
                 }
-                if now.saturating_duration_since(self.last_tx) >= self.cfg.keepalive {
+                let probe = self.is_client
+                    && now.saturating_duration_since(self.last_rx.max(self.last_probe))
+                        >= self.cfg.probe_after;
+                if probe {
+                    self.last_probe = now;
+                }
+                if probe || now.saturating_duration_since(self.last_tx) >= self.cfg.keepalive {
                     e.conn.send_ping(self.next_ping);
                     self.next_ping += 1;
                 }
@@ -790,6 +856,9 @@ impl Session {
             Phase::Established(e) => {
                 let mut own =
                     (self.last_rx + self.cfg.idle_timeout).min(self.last_tx + self.cfg.keepalive);
+                if self.is_client {
+                    own = own.min(self.last_rx.max(self.last_probe) + self.cfg.probe_after);
+                }
                 if let Rekey::AwaitResponse { next, .. } | Rekey::AwaitSwitch { next, .. } =
                     &e.rekey
                 {
@@ -824,6 +893,11 @@ impl Session {
         };
         let is_close = self.closing > 0
             && Header::decode(&out[..tx.len]).is_ok_and(|h| h.packet_type == PacketType::Close);
+        // Only the client starts rekeys; a host whose own sending direction is due asks for one
+        // on every packet until the client has started it (RIFT.md §3).
+        if !self.is_client && matches!(e.rekey, Rekey::Idle) && e.prot.needs_rekey(now) {
+            out[1] |= REKEY_REQUEST_BIT;
+        }
         let len = e.prot.seal(out, tx.len)?;
         debug_assert!(len > HEADER_LEN);
         self.last_tx = now;

@@ -1,10 +1,11 @@
-//! DELTA in the loop over real sockets and a real kernel bottleneck: host in the root network
-//! namespace, client in a namespace of its own behind a veth pair whose host side has a tbf
-//! qdisc stepping 20 → 5 → 20 Mbit/s. The sending rate must follow the capacity, and once each
-//! step settles the one-way delay (frames carry their send time; both ends share one clock)
-//! must stay within 30 ms of the base delay. tc's backlog is sampled and printed too.
+//! DELTA in the loop over real sockets and a real kernel bottleneck with a real propagation
+//! delay: the host in namespace A, the client in B, and between them the impairment tool's
+//! middle namespace M (wavry-impair), which adds 20 ms each way; on M's interface towards the
+//! client a tbf qdisc steps 20 → 5 → 20 Mbit/s. The sending rate must follow the capacity, and
+//! once each step settles the one-way delay (frames carry their send time; both ends share one
+//! clock) must stay within 30 ms of the base delay. tc's backlog is sampled and printed too.
 //!
-//! Needs root (network namespaces, tc); skips with a message otherwise.
+//! Needs root (network namespaces, TUN devices, tc); skips with a message otherwise.
 
 use rift_core::connection::{Connection, ConnectionConfig, Event};
 use rift_core::delta::{Delta, DeltaConfig, FixedRate};
@@ -13,12 +14,18 @@ use rift_core::wire::STREAM_VIDEO;
 use rift_crypto::handshake::{allow_list, pinned};
 use rift_crypto::identity::Identity;
 use rift_sim::encoder::{frame_payload, EncoderConfig, SyntheticEncoder};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
+use wavry_impair::netns::{enter, unavailable};
+use wavry_impair::{ForwarderConfig, Impairer, LinkConfig, Topology};
 use wavry_transport::session::{Session, SessionConfig};
 use wavry_transport::udp::UdpDriver;
+
+/// Propagation delay each way, added by the impairment tool.
+const PROPAGATION: Duration = Duration::from_millis(20);
 
 fn sh(args: &[&str]) -> Result<String, String> {
     let out = Command::new(args[0])
@@ -34,62 +41,20 @@ fn sh(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// A namespace with a veth pair to the root namespace; removed on drop.
-struct Netns {
-    ns: String,
-    dev: String,
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = sh(&["ip", "netns", "del", &self.ns]);
-        let _ = sh(&["ip", "link", "del", &self.dev]);
-    }
-}
-
-fn setup(id: u32) -> Result<(Netns, String, String), String> {
-    let (ns, a, b) = (format!("wvt{id}"), format!("wva{id}"), format!("wvb{id}"));
-    let (host_ip, client_ip) = (
-        format!("10.213.{}.1", id % 250),
-        format!("10.213.{}.2", id % 250),
-    );
-    let guard = Netns {
-        ns: ns.clone(),
-        dev: a.clone(),
-    };
-    sh(&["ip", "netns", "add", &ns])?;
-    sh(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b])?;
-    sh(&["ip", "link", "set", &b, "netns", &ns])?;
-    sh(&["ip", "addr", "add", &format!("{host_ip}/24"), "dev", &a])?;
-    sh(&["ip", "link", "set", &a, "up"])?;
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &ns,
-        "ip",
-        "addr",
-        "add",
-        &format!("{client_ip}/24"),
-        "dev",
-        &b,
-    ])?;
-    sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", &b, "up"])?;
-    sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"])?;
-    set_rate(&a, 20, true)?;
-    Ok((guard, host_ip, client_ip))
-}
-
 /// tbf's bucket: two full-size packets. A serial link has no burst; a big bucket (tbf needs
 /// only one MTU with high-resolution timers) lets a whole 5 Mbit/s frame through at veth speed,
 /// which no access link does, and hides the bottleneck from DELTA's dispersion estimate.
 const BURST: &str = "3000";
 
-/// tbf on the host side of the veth: the host → client direction is the bottleneck, with a
-/// 300 ms queue at its rate.
-fn set_rate(dev: &str, mbit: u32, add: bool) -> Result<(), String> {
+/// tbf on `dev` in namespace `ns` (M's interface towards the client): the host → client
+/// direction is the bottleneck, with a 300 ms queue at its rate.
+fn set_rate(ns: &str, dev: &str, mbit: u32, add: bool) -> Result<(), String> {
     let limit = (mbit as usize * 1_000_000 / 8 * 3 / 10).to_string();
     sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
         "tc",
         "qdisc",
         if add { "add" } else { "change" },
@@ -107,45 +72,59 @@ fn set_rate(dev: &str, mbit: u32, add: bool) -> Result<(), String> {
     .map(|_| ())
 }
 
-fn backlog_bytes(dev: &str) -> Option<u64> {
-    let out = sh(&["tc", "-s", "qdisc", "show", "dev", dev]).ok()?;
+fn backlog_bytes(ns: &str, dev: &str) -> Option<u64> {
+    let out = sh(&[
+        "ip", "netns", "exec", ns, "tc", "-s", "qdisc", "show", "dev", dev,
+    ])
+    .ok()?;
     let i = out.find("backlog ")?;
     let rest = &out[i + 8..];
     let end = rest.find('b')?;
     rest[..end].parse().ok()
 }
 
-fn enter_netns(ns: &str) -> std::io::Result<()> {
-    let f = std::fs::File::open(format!("/var/run/netns/{ns}"))?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: setns on a namespace file we opened; affects only this thread.
-    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 #[test]
 fn delta_follows_a_tbf_bottleneck_20_5_20() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || sh(&["ip", "-V"]).is_err() {
-        println!("SKIPPED: needs root and iproute2 (network namespaces and tc)");
+    if let Some(why) = unavailable() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    if sh(&["tc", "-V"]).is_err() {
+        println!("SKIPPED: needs tc (iproute2)");
         return;
     }
     let id = std::process::id() % 10_000;
-    let (netns, host_ip, client_ip) = setup(id).expect("namespace set-up");
-    let dev = netns.dev.clone();
+    let topo =
+        Topology::create(&format!("wvt{id}"), [10, 213, (id % 250) as u8]).expect("namespaces");
+    let (ns_m, dev) = (topo.ns_m.clone(), topo.m_iface_b.clone());
+    set_rate(&ns_m, &dev, 20, true).expect("tbf");
+    let path = LinkConfig {
+        delay: PROPAGATION,
+        ..LinkConfig::default()
+    };
+    let mut cfg = ForwarderConfig::new(&topo.m_iface_a, &topo.m_iface_b);
+    cfg.tun_a2b = topo.tun_a2b.clone();
+    cfg.tun_b2a = topo.tun_b2a.clone();
+    cfg.a2b = path.clone();
+    cfg.b2a = path;
+    // A shorter busy-wait before each release than the default 200 us leaves more of the two
+    // cores to the endpoints; the tool's timing error is printed below.
+    cfg.spin = Duration::from_micros(100);
+    let impairer = Impairer::spawn(Some(&ns_m), cfg, None).expect("start the impairer");
     let (host_id, client_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
     let (host_pub, client_pub) = (host_id.public(), client_id.public());
-    let mut hd = UdpDriver::bind((host_ip.as_str(), 0)).unwrap();
-    let host_addr = hd.local_addr().unwrap();
+    let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
     let sent = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     // One clock for both ends (one process): frames carry their send time in `capture_us`,
     // so the client measures true one-way delays.
     let t0 = Instant::now();
     let (sent_h, done_h) = (sent.clone(), done.clone());
+    let (ns_a, addr_a) = (topo.ns_a.clone(), topo.addr_a);
     let host = std::thread::spawn(move || {
+        enter(&ns_a).expect("enter the host namespace");
+        let mut hd = UdpDriver::bind((addr_a, 0)).unwrap();
+        addr_tx.send(hd.local_addr().unwrap()).unwrap();
         let mut s = hd
             .accept(
                 &SessionConfig::default(),
@@ -202,10 +181,11 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
         );
     });
     let done_c = done.clone();
-    let ns = netns.ns.clone();
+    let (ns_b, addr_b) = (topo.ns_b.clone(), topo.addr_b);
+    let host_addr = addr_rx.recv().expect("the host's address");
     let client = std::thread::spawn(move || {
-        enter_netns(&ns).expect("enter the client namespace");
-        let mut cd = UdpDriver::bind((client_ip.as_str(), 0)).unwrap();
+        enter(&ns_b).expect("enter the client namespace");
+        let mut cd = UdpDriver::bind((addr_b, 0)).unwrap();
         let mut s = Session::connect(
             SessionConfig::default(),
             &client_id,
@@ -250,7 +230,7 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
     let mut windows = vec![];
     for (step, mbit) in [20u32, 5, 20].into_iter().enumerate() {
         if step > 0 {
-            set_rate(&dev, mbit, false).unwrap();
+            set_rate(&ns_m, &dev, mbit, false).unwrap();
         }
         let step_start = t0 + Duration::from_secs(10 * step as u64);
         let settle = step_start + Duration::from_secs(5);
@@ -264,7 +244,7 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
                 continue;
             }
             first.get_or_insert((now, sent.load(Ordering::Relaxed)));
-            if let Some(b) = backlog_bytes(&dev) {
+            if let Some(b) = backlog_bytes(&ns_m, &dev) {
                 delays.push(b as f64 * 8.0 / (mbit as f64 * 1e6) * 1000.0);
             }
         }
@@ -279,10 +259,26 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
     done.store(true, Ordering::Relaxed);
     host.join().unwrap();
     let frames = client.join().unwrap();
-    drop(netns);
-    // Base delay: the least one-way delay seen (propagation plus the first packet's own
-    // serialization; the veth adds almost nothing).
+    let summary = impairer.stop().expect("the impairer ran");
+    drop(topo);
+    println!(
+        "impairer: {} packets, timing error mean {:?}, max {:?}, {} over 100 us; write errors {}",
+        summary.lateness.packets,
+        summary.lateness.mean(),
+        summary.lateness.max,
+        summary.lateness.over_100us,
+        summary.write_errors
+    );
+    // Base delay: the least one-way delay seen (the propagation delay plus the first packet's
+    // own serialization and the trips through the stacks).
     let base = frames.iter().map(|f| f.1).fold(f64::INFINITY, f64::min);
+    let prop = PROPAGATION.as_secs_f64() * 1e3;
+    // (The tool releases a packet within microseconds of its time, early ones included: 19.99
+    // ms has been seen.)
+    assert!(
+        base >= prop - 0.1 && base <= prop + 5.0,
+        "base one-way delay {base:.2} ms, the path adds {prop} ms"
+    );
     let pct = |v: &mut Vec<f64>, p: usize| {
         v.sort_by(|a, b| a.total_cmp(b));
         v.get(v.len() * p / 100).copied().unwrap_or(f64::NAN)
@@ -308,10 +304,30 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
              p90 {q90:4.1} p95 {q95:4.1} ms",
             n = settled.len()
         );
-        owd.push((*mbit, *rate, f95, settled.len()));
+        owd.push((*mbit, *rate, f95, *q95, l95, settled.len()));
     }
     println!("{} frames delivered", frames.len());
-    for (mbit, rate, f95, n) in owd {
+    // The issue's criterion, once each step has settled: the one-way delay stays within 30 ms
+    // of the base delay. Three readings of it, at p95:
+    // - the first packet of each frame: it finds the queue the earlier frames left, so this is
+    //   the standing queue a packet meets on the path (asserted);
+    // - tc's backlog at the bottleneck, in ms at its rate (asserted);
+    // - the last packet of each frame (the whole frame), which also includes the time the
+    //   sender's pacer spread the frame over (≈ its size at 1.x times the rate: up to ~15 ms of
+    //   a 20 Mbit/s frame), not a network delay: printed, and held only to a looser bound
+    //   against regressions, because it does not stay within 30 ms in every run (25–37 ms
+    //   measured on our loaded 2-core machine).
+    for (mbit, _, f95, q95, l95, _) in &owd {
+        let met = |v: f64| if v <= 30.0 { "met" } else { "NOT met" };
+        println!(
+            "tbf {mbit:>2} Mbit/s, within 30 ms of base at p95: first packet {} ({f95:.1} ms), \
+             bottleneck queue {} ({q95:.1} ms), whole frame {} ({l95:.1} ms)",
+            met(*f95),
+            met(*q95),
+            met(*l95)
+        );
+    }
+    for (mbit, rate, f95, q95, l95, n) in owd {
         let cap = mbit as f64;
         assert!(
             rate >= 0.6 * cap && rate <= 1.05 * cap,
@@ -321,12 +337,17 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
             n > 100,
             "at {mbit} Mbit/s only {n} frames arrived while settled"
         );
-        // The issue's criterion: once settled, the one-way delay stays within 30 ms of the
-        // base delay (no standing queue). The first packet of each frame sees the queue the
-        // earlier frames left; the last also carries the frame's own serialization.
         assert!(
             f95 <= 30.0,
             "at {mbit} Mbit/s the first-packet one-way delay p95 was {f95:.1} ms above base"
+        );
+        assert!(
+            q95 <= 30.0,
+            "at {mbit} Mbit/s the bottleneck queue p95 was {q95:.1} ms"
+        );
+        assert!(
+            l95 <= 45.0,
+            "at {mbit} Mbit/s the whole-frame one-way delay p95 was {l95:.1} ms above base"
         );
     }
 }

@@ -1,6 +1,8 @@
 //! Sessions over an in-memory network (deterministic, simulated time): the handshake survives
 //! the loss of any one handshake packet, wrong keys fail clearly, forged / replayed / misrouted
-//! packets are refused and counted, and a client that changes address keeps its session.
+//! packets are refused and counted, a client that changes address keeps its session, quiet
+//! sessions live on keepalives and a vanished peer is noticed at the idle timeout, and rekeys
+//! (manual, on the 120 s timer, or asked for by the host) never interrupt the stream.
 
 use rift_core::connection::{Connection, ConnectionConfig};
 use rift_core::delta::{Delta, DeltaConfig, FixedRate};
@@ -34,6 +36,17 @@ fn client_factory() -> ConnectionFactory {
     })
 }
 
+/// Connections that send one feedback report and then none for an hour: without the reports
+/// (which acknowledge each other and so flow every interval while both ends live), only the
+/// session's keepalive pings cross a quiet session.
+fn without_feedback(sender: bool) -> ConnectionFactory {
+    Box::new(move |local, remote, now| {
+        let mut cfg = ConnectionConfig::new(local, remote, sender);
+        cfg.feedback_interval = Duration::from_secs(3600);
+        Connection::new(cfg, Box::new(FixedRate::new(1_000_000, 60.0)), now)
+    })
+}
+
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
@@ -43,6 +56,8 @@ struct Net {
     now: Instant,
     client: Session,
     host: Option<Session>,
+    host_cfg: SessionConfig,
+    host_factory: fn() -> ConnectionFactory,
     host_identity: Identity,
     allowed: Vec<rift_crypto::identity::PublicKey>,
     client_addr: SocketAddr,
@@ -50,13 +65,42 @@ struct Net {
     wire: Vec<(Instant, bool, SocketAddr, Vec<u8>)>,
     sent: usize,
     host_errors: Vec<String>,
+    /// When the client last accepted a datagram from the host.
+    client_rx_ok: Option<Instant>,
 }
 
 const HOST: &str = "192.0.2.1:4444";
+
+#[derive(Debug, Default)]
+struct Streamed {
+    sent: Vec<u32>,
+    delivered: Vec<u32>,
+    lost: Vec<u32>,
+}
 const DELAY: Duration = Duration::from_millis(5);
 
 impl Net {
     fn new(pin_host: bool) -> Self {
+        Self::with_configs(pin_host, SessionConfig::default(), SessionConfig::default())
+    }
+
+    fn with_configs(pin_host: bool, client_cfg: SessionConfig, host_cfg: SessionConfig) -> Self {
+        Self::with_factories(
+            pin_host,
+            client_cfg,
+            host_cfg,
+            client_factory(),
+            host_factory,
+        )
+    }
+
+    fn with_factories(
+        pin_host: bool,
+        client_cfg: SessionConfig,
+        host_cfg: SessionConfig,
+        client_factory: ConnectionFactory,
+        host_factory: fn() -> ConnectionFactory,
+    ) -> Self {
         let t0 = Instant::now();
         let host_identity = Identity::generate().unwrap();
         let client_identity = Identity::generate().unwrap();
@@ -67,11 +111,11 @@ impl Net {
             other.public()
         };
         let client = Session::connect(
-            SessionConfig::default(),
+            client_cfg,
             &client_identity,
             pinned(pin),
             addr(HOST),
-            client_factory(),
+            client_factory,
             t0,
         )
         .unwrap();
@@ -80,12 +124,15 @@ impl Net {
             now: t0,
             client,
             host: None,
+            host_cfg,
+            host_factory,
             host_identity,
             allowed: vec![client_identity.public()],
             client_addr: addr("198.51.100.7:50000"),
             wire: vec![],
             sent: 0,
             host_errors: vec![],
+            client_rx_ok: None,
         }
     }
 
@@ -118,12 +165,12 @@ impl Net {
                         None => {
                             let allow = allow_list(self.allowed.clone());
                             match Session::accept(
-                                SessionConfig::default(),
+                                self.host_cfg.clone(),
                                 &self.host_identity,
                                 allow,
                                 &bytes,
                                 from,
-                                host_factory(),
+                                (self.host_factory)(),
                                 self.now,
                             ) {
                                 Ok(h) => self.host = Some(h),
@@ -131,10 +178,12 @@ impl Net {
                             }
                         }
                     }
-                } else {
-                    let _ = self
-                        .client
-                        .handle_datagram(self.now, addr(HOST), &mut bytes);
+                } else if self
+                    .client
+                    .handle_datagram(self.now, addr(HOST), &mut bytes)
+                    .is_ok()
+                {
+                    self.client_rx_ok = Some(self.now);
                 }
             }
             self.client.handle_timeout(self.now);
@@ -154,7 +203,8 @@ impl Net {
             }
             if let Some(h) = self.host.as_mut() {
                 while let Ok(Some(tx)) = h.poll_transmit(self.now, &mut buf) {
-                    if !drop(&buf[..tx.len]) {
+                    // The client's old address reaches nobody once it has moved.
+                    if !drop(&buf[..tx.len]) && tx.to == self.client_addr {
                         self.wire.push((
                             self.now + DELAY,
                             false,
@@ -167,6 +217,56 @@ impl Net {
             }
             self.now += Duration::from_millis(1);
         }
+    }
+
+    /// Stream video from the host until `until`: a 3 KB frame (3 packets) every 33 ms, the
+    /// first a keyframe. Returns the ids sent, and the ids the client received intact or was
+    /// told were lost.
+    fn stream(&mut self, until: Duration) -> Streamed {
+        let mut out = Streamed::default();
+        let mut next_id = 0u32;
+        while self.now < self.t0 + until {
+            let mut frame = vec![0u8; 3000];
+            frame[..4].copy_from_slice(&next_id.to_be_bytes());
+            let now = self.now;
+            let h = self.host.as_mut().expect("host");
+            let c = h.connection().expect("host established");
+            c.send_frame(
+                now,
+                STREAM_VIDEO,
+                OutgoingFrame {
+                    data: &frame,
+                    keyframe: next_id == 0,
+                    recovery_point: false,
+                    capture_us: 0,
+                },
+            )
+            .expect("frame accepted");
+            out.sent.push(next_id);
+            next_id += 1;
+            let step = now - self.t0 + Duration::from_millis(33);
+            self.run(step, &|_| false);
+            let c = self.client.connection().expect("client established");
+            while let Some(f) = c.poll_frame(STREAM_VIDEO) {
+                let id = u32::from_be_bytes(f.data[..4].try_into().unwrap());
+                assert!(f.data[4..].iter().all(|&b| b == 0), "frame {id} corrupt");
+                out.delivered.push(id);
+            }
+            while let Some(ev) = c.poll_event() {
+                if let rift_core::connection::Event::FrameLost { frame_id, .. } = ev {
+                    out.lost.push(frame_id);
+                }
+            }
+        }
+        // Let the last frames land.
+        let end = self.now - self.t0 + Duration::from_millis(100);
+        self.run(end, &|_| false);
+        let c = self.client.connection().expect("client established");
+        while let Some(f) = c.poll_frame(STREAM_VIDEO) {
+            out.delivered
+                .push(u32::from_be_bytes(f.data[..4].try_into().unwrap()));
+        }
+        out
     }
 
     fn both_established(&self) -> bool {
@@ -224,17 +324,24 @@ fn losing_any_one_handshake_packet_still_connects_within_a_second() {
 }
 
 #[test]
-fn wrong_host_key_fails_the_client_clearly_and_the_host_times_out() {
+fn wrong_host_key_fails_the_client_clearly_and_the_host_sees_an_unfinished_handshake() {
     let mut n = Net::new(false);
-    n.run(Duration::from_secs(11), &|_| false);
+    // The client refuses message 2 at once (one round trip) and says nothing: RIFT.md §6.
+    n.run(Duration::from_millis(50), &|_| false);
     match n.client.close_reason() {
         Some(CloseReason::HandshakeFailed(msg)) => assert!(msg.contains("key changed"), "{msg}"),
         other => panic!("client: {other:?}"),
     }
+    assert!(n.host.as_ref().unwrap().close_reason().is_none());
+    // The host gives up at its handshake timeout, and says which way the handshake failed:
+    // message 3 never came (not: nobody answered).
+    let timeout = SessionConfig::default().handshake_timeout;
+    n.run(timeout + Duration::from_millis(50), &|_| false);
     assert_eq!(
         n.host.as_ref().unwrap().close_reason(),
-        Some(&CloseReason::HandshakeTimeout)
+        Some(&CloseReason::HandshakeUnfinished)
     );
+    assert!(!n.host.as_ref().unwrap().is_established());
 }
 
 #[test]
@@ -398,4 +505,219 @@ fn rekey_switches_both_ends_without_interrupting_traffic_even_when_a_rekey_packe
             "lost {lost:?}"
         );
     }
+}
+
+/// The packet type of a datagram on the wire (cleartext in the header).
+fn packet_type(datagram: &[u8]) -> u8 {
+    datagram[0] & 0x3F
+}
+
+/// Run a quiet session (no application traffic) for three idle timeouts; the datagrams sent,
+/// by packet type.
+fn run_quiet(n: &mut Net) -> std::collections::BTreeMap<u8, usize> {
+    let quiet = 3 * SessionConfig::default().idle_timeout;
+    let types = std::cell::RefCell::new(std::collections::BTreeMap::<u8, usize>::new());
+    let until = n.now - n.t0 + quiet;
+    n.run_filtered(until, &|d: &[u8]| {
+        *types.borrow_mut().entry(packet_type(d)).or_default() += 1;
+        false
+    });
+    assert!(
+        n.client.close_reason().is_none() && n.host.as_ref().unwrap().close_reason().is_none(),
+        "client {:?}, host {:?}",
+        n.client.close_reason(),
+        n.host.as_ref().unwrap().close_reason()
+    );
+    types.into_inner()
+}
+
+#[test]
+fn quiet_session_stays_open_past_the_idle_timeout() {
+    // With the default connections, the two ends' feedback reports (each acknowledging the
+    // other's) keep flowing while both live, so the keepalive never has to fire.
+    let mut n = Net::new(true);
+    n.run(Duration::from_millis(300), &|_| false);
+    assert!(n.both_established());
+    let types = run_quiet(&mut n);
+    println!("quiet, default connections: datagrams by type {types:x?}");
+    assert!(types.get(&0x28).is_some_and(|&f| f > 0), "feedback reports");
+}
+
+#[test]
+fn quiet_session_lives_on_keepalives_and_a_vanished_host_is_noticed_at_the_idle_timeout() {
+    let cfg = SessionConfig::default();
+    let mut n = Net::with_factories(
+        true,
+        cfg.clone(),
+        cfg.clone(),
+        without_feedback(false),
+        || without_feedback(true),
+    );
+    n.run(Duration::from_millis(300), &|_| false);
+    assert!(n.both_established());
+    // Three idle timeouts with nothing but keepalives: each end pings once it has sent
+    // nothing for a keepalive interval and answers the other's pings, and the client also pings
+    // once it has heard nothing for `probe_after` (the path may have broken), so here, with no
+    // feedback at all, the client pings every `probe_after` and the host's answers count as
+    // its own traffic.
+    let types = run_quiet(&mut n);
+    println!("quiet, no feedback: datagrams by type {types:x?}");
+    let quiet_s = (3 * cfg.idle_timeout).as_secs_f64();
+    let expected = (quiet_s / cfg.keepalive.as_secs_f64()) as usize;
+    let probes = (quiet_s / cfg.probe_after.as_secs_f64()) as usize;
+    let (pings, pongs) = (
+        types.get(&0x09).copied().unwrap_or(0),
+        types.get(&0x0A).copied().unwrap_or(0),
+    );
+    assert!(
+        pings + 1 >= expected && pings <= probes + expected + 2,
+        "{pings} pings in {quiet_s} s, keepalive {:?}, probe after {:?}",
+        cfg.keepalive,
+        cfg.probe_after
+    );
+    assert_eq!(pongs, pings, "every ping answered");
+    assert!(
+        types.keys().all(|t| [0x09, 0x0A].contains(t)),
+        "nothing else was sent: {types:x?}"
+    );
+
+    // The host vanishes: nothing reaches it or comes from it any more. The client closes
+    // exactly one idle timeout after the last packet it accepted.
+    let vanished = n.now;
+    let mut closed_at = None;
+    while closed_at.is_none() && n.now < vanished + 2 * cfg.idle_timeout {
+        // One tick: timers run at `tick`.
+        let tick = n.now;
+        n.run(tick - n.t0 + Duration::from_millis(1), &|_| true);
+        if n.client.close_reason().is_some() {
+            closed_at = Some(tick);
+        }
+    }
+    assert_eq!(n.client.close_reason(), Some(&CloseReason::IdleTimeout));
+    let last_rx = n.client_rx_ok.expect("the client heard the host");
+    assert!(
+        last_rx + cfg.keepalive + DELAY >= vanished,
+        "pings kept arriving"
+    );
+    let closed_at = closed_at.expect("the client closed");
+    println!(
+        "host vanished at {:?}; client last heard it at {:?}, closed at {:?} (idle timeout {:?})",
+        vanished - n.t0,
+        last_rx - n.t0,
+        closed_at - n.t0,
+        cfg.idle_timeout
+    );
+    // Not before the timeout (the idle timer closed it, nothing else), and at the first tick
+    // after it (timers run once per simulated millisecond here).
+    assert_eq!(closed_at, last_rx + cfg.idle_timeout);
+}
+
+#[test]
+fn the_rekey_timer_alone_rekeys_with_video_flowing_uninterrupted() {
+    let mut n = Net::new(true);
+    n.run(Duration::from_millis(300), &|_| false);
+    assert!(n.both_established());
+    // Video through two rekey periods (120 s each), no manual rekey.
+    let streamed = n.stream(Duration::from_secs(250));
+    let (h, c) = (
+        n.host.as_ref().unwrap().protection_stats().unwrap(),
+        n.client.protection_stats().unwrap(),
+    );
+    println!(
+        "{} frames sent, {} delivered, {} lost; rekeys: host {}, client {}; host packets refused \
+         {}, client {}",
+        streamed.sent.len(),
+        streamed.delivered.len(),
+        streamed.lost.len(),
+        h.rekeys,
+        c.rekeys,
+        n.host.as_ref().unwrap().stats.rejected,
+        n.client.stats.rejected,
+    );
+    assert_eq!((h.rekeys, c.rekeys), (2, 2));
+    assert_eq!(streamed.delivered, streamed.sent, "every frame, in order");
+    assert!(streamed.lost.is_empty());
+    assert_eq!(h.auth_failures + c.auth_failures, 0);
+    assert_eq!(h.expired_key + c.expired_key, 0);
+}
+
+#[test]
+fn a_host_whose_direction_is_due_asks_the_client_to_rekey() {
+    // The host's limit is low (in packets, its direction only); the client's own limits are the
+    // defaults, far away, so every rekey here is one the host asked for.
+    let host_cfg = SessionConfig {
+        rekey_after_packets: 400,
+        ..SessionConfig::default()
+    };
+    let mut n = Net::with_configs(true, SessionConfig::default(), host_cfg);
+    n.run(Duration::from_millis(300), &|_| false);
+    assert!(n.both_established());
+    let streamed = n.stream(Duration::from_secs(12));
+    let (h, c) = (
+        n.host.as_ref().unwrap().protection_stats().unwrap(),
+        n.client.protection_stats().unwrap(),
+    );
+    println!(
+        "host sealed {} packets; rekeys: host {}, client {} ({} asked for); {} frames sent, {} \
+         delivered",
+        h.sealed,
+        h.rekeys,
+        c.rekeys,
+        n.client.stats.rekeys_requested,
+        streamed.sent.len(),
+        streamed.delivered.len()
+    );
+    // One rekey per 400 host packets (give or take the round trip the request takes).
+    let expected = h.sealed / 400;
+    assert!(
+        h.rekeys >= expected.saturating_sub(1) && h.rekeys <= expected,
+        "host rekeys"
+    );
+    assert!(h.rekeys >= 2);
+    assert_eq!(c.rekeys, h.rekeys);
+    assert_eq!(n.client.stats.rekeys_requested, h.rekeys);
+    assert_eq!(streamed.delivered, streamed.sent, "every frame, in order");
+    assert!(streamed.lost.is_empty());
+}
+
+#[test]
+fn an_unnoticed_client_address_change_is_followed_once_the_client_probes() {
+    // No feedback reports, so nothing the client sends by itself except pings: after the move
+    // (a NAT rebinding: the client does not know), what brings the host along is the ping the
+    // client sends when it has heard nothing for `probe_after`.
+    let cfg = SessionConfig::default();
+    let mut n = Net::with_factories(
+        true,
+        cfg.clone(),
+        cfg.clone(),
+        without_feedback(false),
+        || without_feedback(true),
+    );
+    n.run(Duration::from_millis(300), &|_| false);
+    assert!(n.both_established());
+    let new_addr = addr("203.0.113.9:61000");
+    n.client_addr = new_addr;
+    let moved = n.now;
+    let mut followed = None;
+    while followed.is_none() && n.now < moved + 3 * cfg.keepalive {
+        let tick = n.now;
+        n.run(tick - n.t0 + Duration::from_millis(1), &|_| false);
+        if n.host.as_ref().unwrap().peer() == new_addr {
+            followed = Some(tick);
+        }
+    }
+    let followed = followed.expect("the host followed");
+    let last_rx = n.client_rx_ok.expect("the client heard the host");
+    println!(
+        "moved at {:?}; client last heard the host at {:?}; host followed at {:?}",
+        moved - n.t0,
+        last_rx - n.t0,
+        followed - n.t0
+    );
+    // The probe leaves `probe_after` after the last packet the client heard and takes one
+    // trip (`DELAY`) to the host: well before the client's keepalive would have.
+    assert!(followed <= last_rx.max(moved) + cfg.probe_after + DELAY + Duration::from_millis(2));
+    assert!(followed < moved + cfg.keepalive);
+    assert!(n.client.close_reason().is_none());
+    assert_eq!(n.host.as_ref().unwrap().stats.roamed, 1);
 }
