@@ -63,6 +63,9 @@ fn cdf(v: &[f64]) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Which of a run's latency samples a panel shows.
+type Samples = fn(&Measured) -> &Vec<f64>;
+
 /// Draw every run's event and frame latency distributions into a PNG at `path`: a row per
 /// network path, event latency left and frame latency right, a line per pipeline and size.
 pub fn plot_latency(runs: &[Measured], title: &str, path: &Path) -> Result<(), PlotError> {
@@ -86,7 +89,7 @@ pub fn plot_latency(runs: &[Measured], title: &str, path: &Path) -> Result<(), P
     root.fill(&WHITE)?;
     let root = root.titled(title, (FONT, 26))?;
     let cells = root.split_evenly((paths.len(), 2));
-    let pick: [(&str, fn(&Measured) -> &Vec<f64>); 2] = [
+    let pick: [(&str, Samples); 2] = [
         ("event latency", |m| &m.latency.event_ms),
         ("frame latency", |m| &m.latency.frame_ms),
     ];
