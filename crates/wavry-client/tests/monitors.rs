@@ -1,6 +1,7 @@
 //! A client lists the host's monitors and switches between them live: the host answers Hello
 //! with the monitors, and SelectMonitor restarts the stream at the chosen monitor's size
-//! (StreamInfo, then a keyframe of that size).
+//! (StreamInfo, then a keyframe of that size) and tells the new selection; when the monitor
+//! goes away the client is told the new list.
 
 mod common;
 
@@ -84,17 +85,22 @@ fn the_client_switches_monitors_live() {
             .unwrap(),
     )
     .unwrap();
-    // The stream restarts at the monitor's size.
-    loop {
-        if let ControlMessage::StreamInfo {
-            width,
-            height,
-            monitor,
-            ..
-        } = next_control(&client, Duration::from_secs(5))
-        {
-            assert_eq!((width, height, monitor), (640, 480, Some(right)));
-            break;
+    // The stream restarts at the monitor's size, and the client is told the new selection.
+    let (mut restarted, mut told) = (false, false);
+    while !(restarted && told) {
+        match next_control(&client, Duration::from_secs(5)) {
+            ControlMessage::StreamInfo {
+                width,
+                height,
+                monitor,
+                ..
+            } => {
+                assert_eq!((width, height, monitor), (640, 480, Some(right)));
+                restarted = true;
+            }
+            // (The answer to Hello may still be on its way, with the whole screen selected.)
+            ControlMessage::Monitors { selected, .. } => told = selected == Some(right),
+            other => panic!("unexpected {other:?}"),
         }
     }
     // And a keyframe of that size follows.
@@ -116,6 +122,22 @@ fn the_client_switches_monitors_live() {
     dec.send(&key.data, 0).unwrap();
     let pic = dec.receive().unwrap().expect("a picture");
     assert_eq!((pic.size().width, pic.size().height), (640, 480));
+
+    // The streamed monitor goes away: the host falls back to the whole screen and tells the
+    // client the new list.
+    display.delete_monitor("RIGHT");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "no new monitor list");
+        if let ControlMessage::Monitors { monitors, selected } =
+            next_control(&client, Duration::from_secs(5))
+        {
+            if monitors.iter().all(|m| m.name != "RIGHT") {
+                assert_eq!(selected, None);
+                break;
+            }
+        }
+    }
     drop(tx);
     drop(client);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

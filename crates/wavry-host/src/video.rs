@@ -227,6 +227,9 @@ pub fn run(
     let mut frames_this_second = 0u32;
     let mut pts = 0i64;
     let mut cursor = CursorSync::default();
+    // What the client was last told of the monitors: a monitor plugged in or removed, or the
+    // selection falling back to the whole screen, is told again.
+    let mut told = (cap.monitors().to_vec(), selected(&cap));
 
     while !shared.stop.load(Ordering::Relaxed) {
         for cmd in commands.try_iter() {
@@ -266,6 +269,16 @@ pub fn run(
         };
         if let Some(m) = cursor.position(&pos, Instant::now()) {
             send(&tx, &m);
+        }
+        if cap.monitors() != told.0.as_slice() || selected(&cap) != told.1 {
+            told = (cap.monitors().to_vec(), selected(&cap));
+            send(
+                &tx,
+                &ControlMessage::Monitors {
+                    monitors: monitors(&cap),
+                    selected: told.1,
+                },
+            );
         }
         let Some(frame) = frame else {
             continue;
