@@ -1,0 +1,208 @@
+//! Gateway configuration. Every field has a production default; the `wavry gateway` command
+//! fills it from flags and `WAVRY_…` environment variables.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::error::GatewayError;
+
+/// Argon2id cost. The default is OWASP's baseline (19 MiB, 2 passes, 1 lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Cost {
+    /// Memory, KiB.
+    pub m_kib: u32,
+    /// Passes.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+}
+
+impl Argon2Cost {
+    /// OWASP Password Storage Cheat Sheet baseline for Argon2id.
+    pub const OWASP: Argon2Cost = Argon2Cost {
+        m_kib: 19 * 1024,
+        t: 2,
+        p: 1,
+    };
+
+    /// The cheapest cost Argon2 allows. **Tests only**: it makes the suite fast, and makes
+    /// stolen hashes cheap to crack.
+    pub const TEST_ONLY_INSECURE: Argon2Cost = Argon2Cost {
+        m_kib: 8,
+        t: 1,
+        p: 1,
+    };
+}
+
+impl Default for Argon2Cost {
+    fn default() -> Self {
+        Self::OWASP
+    }
+}
+
+/// Failed-login backoff, for one kind of key (an account, or a client address).
+///
+/// After `threshold` failures in a row the key is locked for `base_lockout`, and each further
+/// failure doubles that, up to `max_lockout`. A key forgets its failures `forget_after` after
+/// its last one (a successful login also clears an account's count, not an address's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub threshold: u32,
+    pub base_lockout: Duration,
+    pub max_lockout: Duration,
+    pub forget_after: Duration,
+}
+
+/// Failed-login throttling per account and per client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    pub account: Backoff,
+    /// Per address (IPv6 by /64: one subscriber usually holds a whole /64).
+    pub ip: Backoff,
+    /// Most keys remembered at once; the oldest unlocked ones go first when full.
+    pub max_entries: usize,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            // An online guesser gets 5 tries, then 30 s, 1 min, 2 min … 15 min between tries:
+            // a few hundred guesses a day at most, per account.
+            account: Backoff {
+                threshold: 5,
+                base_lockout: Duration::from_secs(30),
+                max_lockout: Duration::from_secs(15 * 60),
+                forget_after: Duration::from_secs(60 * 60),
+            },
+            // One address trying many accounts (credential stuffing); looser, since many
+            // people can share one address behind a NAT.
+            ip: Backoff {
+                threshold: 20,
+                base_lockout: Duration::from_secs(30),
+                max_lockout: Duration::from_secs(15 * 60),
+                forget_after: Duration::from_secs(60 * 60),
+            },
+            max_entries: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP server listens on (used by the CLI; `Gateway::serve` takes a bound
+    /// listener).
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` (created on first run) or `postgres://…`.
+    pub database_url: String,
+    /// Most database connections in the pool.
+    pub db_max_connections: u32,
+    pub argon2: Argon2Cost,
+    /// Most password hashes computed at once (each takes `argon2.m_kib` of memory and a core).
+    pub max_concurrent_hashes: usize,
+    /// How long a request waits for a hashing slot before it is answered 503 `busy`.
+    pub hash_queue_timeout: Duration,
+    /// A session ends this long after login, however it is used.
+    pub session_absolute_ttl: Duration,
+    /// A session ends when unused for this long.
+    pub session_idle_ttl: Duration,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+    pub throttle: ThrottleConfig,
+    /// Issuer shown in authenticator apps (`otpauth://` URI); must not contain ':'.
+    pub totp_issuer: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            database_url: "sqlite://gateway.db".to_string(),
+            db_max_connections: 8,
+            argon2: Argon2Cost::OWASP,
+            max_concurrent_hashes: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            hash_queue_timeout: Duration::from_secs(10),
+            session_absolute_ttl: Duration::from_secs(30 * 24 * 60 * 60),
+            session_idle_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+            max_body_bytes: 64 * 1024,
+            throttle: ThrottleConfig::default(),
+            totp_issuer: "Wavry".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Refuse settings that cannot work, before anything starts.
+    pub fn validate(&self) -> Result<(), GatewayError> {
+        let bad = |what: &str| Err(GatewayError::Config(what.to_string()));
+        if argon2::Params::new(self.argon2.m_kib, self.argon2.t, self.argon2.p, None).is_err() {
+            return bad("argon2 cost out of range (m >= 8*p KiB, t >= 1, 1 <= p <= 2^24-1)");
+        }
+        if self.max_concurrent_hashes == 0 {
+            return bad("max_concurrent_hashes must be at least 1");
+        }
+        if self.db_max_connections == 0 {
+            return bad("db_max_connections must be at least 1");
+        }
+        if self.session_absolute_ttl.is_zero() || self.session_idle_ttl.is_zero() {
+            return bad("session lifetimes must be positive");
+        }
+        if self.max_body_bytes < 1024 {
+            return bad("max_body_bytes must be at least 1024");
+        }
+        if self.totp_issuer.is_empty() || self.totp_issuer.contains(':') {
+            return bad("totp_issuer must be non-empty and contain no ':'");
+        }
+        for b in [self.throttle.account, self.throttle.ip] {
+            if b.threshold == 0 || b.base_lockout > b.max_lockout {
+                return bad("throttle: threshold >= 1 and base_lockout <= max_lockout");
+            }
+        }
+        if self.throttle.max_entries == 0 {
+            return bad("throttle.max_entries must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_owasp() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(
+            c.argon2,
+            Argon2Cost {
+                m_kib: 19456,
+                t: 2,
+                p: 1
+            }
+        );
+        assert_eq!(c.max_body_bytes, 65536);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let c = Config {
+            totp_issuer: "a:b".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            argon2: Argon2Cost {
+                m_kib: 1,
+                t: 1,
+                p: 1,
+            },
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.throttle.account.threshold = 0;
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,231 @@
+//! Failed-attempt backoff and lockout per account and per client address.
+//!
+//! In memory for now: one gateway process sees every attempt. `LoginThrottle` is the whole
+//! interface (check before, record after), so a database-backed version for several gateway
+//! instances can replace it without touching the handlers.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::{Backoff, ThrottleConfig};
+
+/// What is being throttled.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ThrottleKey {
+    /// A normalised email, whether or not an account has it (so a lockout tells nothing).
+    Account(String),
+    /// A client address; IPv6 reduced to its /64.
+    Ip(IpAddr),
+    /// TOTP code checks of a signed-in user (confirm, disable): 10⁶ codes must not be
+    /// guessable through them either.
+    Totp(String),
+}
+
+impl ThrottleKey {
+    pub fn ip(addr: IpAddr) -> Self {
+        let addr = match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let mut seg = v6.segments();
+                    seg[4..].fill(0);
+                    IpAddr::V6(seg.into())
+                }
+            },
+            v4 => v4,
+        };
+        ThrottleKey::Ip(addr)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    failures: u32,
+    last_failure_ms: i64,
+    locked_until_ms: i64,
+}
+
+/// Per-key failure counts and lockouts.
+#[derive(Debug)]
+pub struct LoginThrottle {
+    config: ThrottleConfig,
+    entries: Mutex<HashMap<ThrottleKey, Entry>>,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl LoginThrottle {
+    pub fn new(config: ThrottleConfig) -> Self {
+        LoginThrottle {
+            config,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn backoff(&self, key: &ThrottleKey) -> &Backoff {
+        match key {
+            ThrottleKey::Ip(_) => &self.config.ip,
+            ThrottleKey::Account(_) | ThrottleKey::Totp(_) => &self.config.account,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ThrottleKey, Entry>> {
+        // A panic while holding the lock cannot leave an entry half-written (plain copies), so
+        // a poisoned map is still sound.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Err(seconds)` when any of `keys` is locked now: how long until all are free.
+    pub fn check(&self, keys: &[&ThrottleKey], now_ms: i64) -> Result<(), u64> {
+        let map = self.lock();
+        let until = keys
+            .iter()
+            .filter_map(|k| map.get(*k))
+            .map(|e| e.locked_until_ms)
+            .max()
+            .unwrap_or(0);
+        if until > now_ms {
+            // Round up: never tell a client to come back before the lock ends.
+            let secs = (until - now_ms + 999) / 1000;
+            Err(u64::try_from(secs).unwrap_or(u64::MAX))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Count a failure against each of `keys`, locking those past their threshold.
+    pub fn record_failure(&self, keys: &[&ThrottleKey], now_ms: i64) {
+        let mut map = self.lock();
+        for key in keys {
+            let b = *self.backoff(key);
+            if !map.contains_key(*key) && map.len() >= self.config.max_entries {
+                Self::evict(&mut map, now_ms, self.config.max_entries);
+            }
+            let e = map.entry((*key).clone()).or_insert(Entry {
+                failures: 0,
+                last_failure_ms: now_ms,
+                locked_until_ms: 0,
+            });
+            if now_ms - e.last_failure_ms > ms(b.forget_after) && e.locked_until_ms <= now_ms {
+                e.failures = 0;
+            }
+            e.failures = e.failures.saturating_add(1);
+            e.last_failure_ms = now_ms;
+            if e.failures >= b.threshold {
+                let doublings = (e.failures - b.threshold).min(30);
+                let lock = ms(b.base_lockout)
+                    .saturating_mul(1i64 << doublings)
+                    .min(ms(b.max_lockout));
+                e.locked_until_ms = now_ms.saturating_add(lock);
+            }
+        }
+    }
+
+    /// A success clears `key` (an account after a correct login; never an address, or one
+    /// attacker's own account would reset the count of their guesses at others).
+    pub fn record_success(&self, key: &ThrottleKey) {
+        self.lock().remove(key);
+    }
+
+    /// Make room: drop what is forgotten anyway, then, if still full, unlocked entries.
+    fn evict(map: &mut HashMap<ThrottleKey, Entry>, now_ms: i64, max: usize) {
+        let hour = 60 * 60 * 1000;
+        map.retain(|_, e| e.locked_until_ms > now_ms || now_ms - e.last_failure_ms < hour);
+        if map.len() >= max {
+            map.retain(|_, e| e.locked_until_ms > now_ms);
+        }
+        if map.len() >= max {
+            // Everything is locked: keep the longest locks.
+            let mut v: Vec<_> = map.drain().collect();
+            v.sort_by_key(|(_, e)| std::cmp::Reverse(e.locked_until_ms));
+            v.truncate(max / 2);
+            map.extend(v);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ThrottleConfig {
+        let b = Backoff {
+            threshold: 3,
+            base_lockout: Duration::from_secs(10),
+            max_lockout: Duration::from_secs(35),
+            forget_after: Duration::from_secs(100),
+        };
+        ThrottleConfig {
+            account: b,
+            ip: Backoff { threshold: 5, ..b },
+            max_entries: 4,
+        }
+    }
+
+    #[test]
+    fn locks_after_threshold_and_doubles_to_the_cap() {
+        let t = LoginThrottle::new(config());
+        let a = ThrottleKey::Account("a@x".into());
+        let mut now = 1_000_000;
+        for _ in 0..2 {
+            t.record_failure(&[&a], now);
+            assert_eq!(t.check(&[&a], now), Ok(()));
+        }
+        t.record_failure(&[&a], now);
+        assert_eq!(t.check(&[&a], now), Err(10));
+        now += 10_000;
+        assert_eq!(t.check(&[&a], now), Ok(()));
+        t.record_failure(&[&a], now);
+        assert_eq!(t.check(&[&a], now), Err(20));
+        now += 20_000;
+        t.record_failure(&[&a], now);
+        assert_eq!(t.check(&[&a], now), Err(35), "capped");
+        t.record_success(&a);
+        assert_eq!(t.check(&[&a], now), Ok(()));
+    }
+
+    #[test]
+    fn failures_are_forgotten_after_a_quiet_while() {
+        let t = LoginThrottle::new(config());
+        let a = ThrottleKey::Account("a@x".into());
+        t.record_failure(&[&a], 0);
+        t.record_failure(&[&a], 1);
+        t.record_failure(&[&a], 200_000);
+        assert_eq!(t.check(&[&a], 200_000), Ok(()));
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_v4_as_v4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(ThrottleKey::ip(a), ThrottleKey::ip(b));
+        let m: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(
+            ThrottleKey::ip(m),
+            ThrottleKey::Ip("192.0.2.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn bounded_memory_keeps_locked_keys() {
+        let t = LoginThrottle::new(config());
+        let locked = ThrottleKey::Account("victim".into());
+        for _ in 0..3 {
+            t.record_failure(&[&locked], 0);
+        }
+        for i in 0..20 {
+            t.record_failure(&[&ThrottleKey::Account(format!("k{i}"))], 1);
+            assert!(t.len() <= 4);
+        }
+        assert!(t.check(&[&locked], 1).is_err());
+    }
+}
