@@ -1062,3 +1062,86 @@ async fn stored_hash_moves_to_the_configured_cost_on_login() {
         .unwrap();
     assert!(hash.starts_with("$argon2id$v=19$m=16,t=1,p=1$"), "{hash}");
 }
+
+/// Two logins racing with the same TOTP code: exactly one gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_totp_code_raced_twice_logs_in_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = TestGateway::start(dir.path()).await;
+    let email = "race@example.org";
+    let s = gw.user(email).await;
+    let enrol: TotpEnrollResponse = expect(
+        gw.post("/v1/account/totp/enroll", json!({}), Some(&s.token))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let r = gw
+        .post(
+            "/v1/account/totp/confirm",
+            json!({"code": code(&enrol.secret, &gw.clock, 0)}),
+            Some(&s.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    for ahead in [1, 2] {
+        if ahead == 2 {
+            gw.clock.advance(Duration::from_secs(30));
+        }
+        let c = code(&enrol.secret, &gw.clock, 1);
+        let (a, b) = tokio::join!(
+            gw.login(email, PASSWORD, Some(&c)),
+            gw.login(email, PASSWORD, Some(&c))
+        );
+        let mut statuses = [a.status(), b.status()];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::UNAUTHORIZED]);
+    }
+    gw.stop().await;
+}
+
+/// With one hashing slot, a burst of logins queues and every one is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashing_is_bounded_and_a_burst_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let gw = TestGateway::start_with(dir.path(), clock, |c| {
+        c.max_concurrent_hashes = 1;
+        c.argon2 = Argon2Cost {
+            m_kib: 1024,
+            t: 1,
+            p: 1,
+        };
+    })
+    .await;
+    gw.user("burst@example.org").await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let http = gw.http.clone();
+        let url = gw.url("/v1/auth/login");
+        let password = if i % 3 == 0 {
+            "wrong password"
+        } else {
+            PASSWORD
+        };
+        set.spawn(async move {
+            let r = http
+                .post(url)
+                .json(&json!({"email": "burst@example.org", "password": password}))
+                .send()
+                .await
+                .unwrap();
+            (password == PASSWORD, r.status())
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        let (right, status) = done.unwrap();
+        let want = if right {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(status, want);
+    }
+    gw.stop().await;
+}

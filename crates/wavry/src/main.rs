@@ -4,6 +4,7 @@
 mod connect_cmd;
 mod demo;
 mod desktop_demo;
+mod gateway_cmd;
 mod host_cmd;
 mod identity_cmd;
 mod impair_cmd;
@@ -51,6 +52,9 @@ enum Command {
     /// delay, jitter, loss, burst loss, reordering, duplication and a rate-limited queue.
     /// Needs root.
     Impair(Box<impair_cmd::ImpairArgs>),
+    /// Run the account gateway: registration, login sessions and TOTP over an HTTP JSON API,
+    /// on SQLite (default) or PostgreSQL.
+    Gateway(Box<gateway_cmd::GatewayArgs>),
 }
 
 fn main() -> Result<()> {
@@ -75,5 +79,6 @@ fn main() -> Result<()> {
         Command::Keygen(args) => identity_cmd::run_keygen(args),
         Command::Id(args) => identity_cmd::run_id(args),
         Command::Impair(args) => impair_cmd::run_impair(*args),
+        Command::Gateway(args) => gateway_cmd::run_gateway(*args),
     }
 }
