@@ -96,6 +96,9 @@ pub struct Config {
     pub database_url: String,
     /// Most database connections in the pool.
     pub db_max_connections: u32,
+    /// How long to wait for a database connection, at start (an unreachable server fails the
+    /// start after this) and for each request (then 500).
+    pub db_acquire_timeout: Duration,
     pub argon2: Argon2Cost,
     /// Most password hashes computed at once (each takes `argon2.m_kib` of memory and a core).
     pub max_concurrent_hashes: usize,
@@ -118,6 +121,7 @@ impl Default for Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             database_url: "sqlite://gateway.db".to_string(),
             db_max_connections: 8,
+            db_acquire_timeout: Duration::from_secs(10),
             argon2: Argon2Cost::OWASP,
             max_concurrent_hashes: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -142,8 +146,8 @@ impl Config {
         if self.max_concurrent_hashes == 0 {
             return bad("max_concurrent_hashes must be at least 1");
         }
-        if self.db_max_connections == 0 {
-            return bad("db_max_connections must be at least 1");
+        if self.db_max_connections == 0 || self.db_acquire_timeout.is_zero() {
+            return bad("db_max_connections and db_acquire_timeout must be positive");
         }
         if self.session_absolute_ttl.is_zero() || self.session_idle_ttl.is_zero() {
             return bad("session lifetimes must be positive");

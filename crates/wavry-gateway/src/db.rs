@@ -80,11 +80,16 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
 }
 
 /// Open the pool and bring the schema up to date.
-pub async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, GatewayError> {
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: std::time::Duration,
+) -> Result<AnyPool, GatewayError> {
     sqlx::any::install_default_drivers();
     let (backend, url) = prepare_url(url)?;
     let pool = AnyPoolOptions::new()
         .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {

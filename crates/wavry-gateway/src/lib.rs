@@ -51,7 +51,12 @@ impl Gateway {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, GatewayError> {
         config.validate()?;
-        let db = db::connect(&config.database_url, config.db_max_connections).await?;
+        let db = db::connect(
+            &config.database_url,
+            config.db_max_connections,
+            config.db_acquire_timeout,
+        )
+        .await?;
         let hasher = password::Hasher::new(
             config.argon2,
             config.max_concurrent_hashes,

@@ -1145,3 +1145,60 @@ async fn hashing_is_bounded_and_a_burst_queues() {
     }
     gw.stop().await;
 }
+
+/// The PostgreSQL driver is compiled in: a postgres:// URL is tried (nothing listens here, so
+/// it fails as a database error after the connect timeout), not refused as unknown.
+#[tokio::test]
+async fn postgres_urls_are_accepted() {
+    let config = Config {
+        database_url: "postgres://wavry@127.0.0.1:1/wavry".into(),
+        db_acquire_timeout: Duration::from_secs(1),
+        argon2: Argon2Cost::TEST_ONLY_INSECURE,
+        ..Config::default()
+    };
+    let opened = tokio::time::timeout(Duration::from_secs(30), Gateway::open(config))
+        .await
+        .expect("gives up after the connect timeout");
+    match opened {
+        Err(GatewayError::Database(e)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("timed out") || text.contains("refused"),
+                "{text}"
+            );
+        }
+        Err(other) => panic!("expected a database error, got {other}"),
+        Ok(_) => panic!("something answered PostgreSQL on 127.0.0.1:1"),
+    }
+}
+
+/// A URL for neither database is refused before anything is opened.
+#[tokio::test]
+async fn unknown_database_urls_are_refused() {
+    for url in ["mysql://x/y", "gateway.db", "sqlite://"] {
+        let config = Config {
+            database_url: url.into(),
+            ..Config::default()
+        };
+        match Gateway::open(config).await {
+            Err(GatewayError::DatabaseUrl { .. }) => {}
+            Err(other) => panic!("{url}: {other}"),
+            Ok(_) => panic!("{url} accepted"),
+        }
+    }
+}
+
+/// Too many headers are refused by the HTTP layer (431) and the server keeps serving.
+#[tokio::test]
+async fn too_many_headers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = TestGateway::start(dir.path()).await;
+    let mut rb = gw.http.get(gw.url("/healthz"));
+    for i in 0..200 {
+        rb = rb.header(format!("x-filler-{i}"), "x");
+    }
+    let r = rb.send().await.expect("an answer, not a reset");
+    assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(gw.get("/healthz", None).await.status(), StatusCode::OK);
+    gw.stop().await;
+}

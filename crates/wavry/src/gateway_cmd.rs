@@ -11,12 +11,6 @@ use wavry_gateway::{Argon2Cost, Config, Gateway};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Args, Debug)]
-#[command(
-    long_about = "Run the Wavry gateway: accounts, login sessions and TOTP over an HTTP JSON API \
-                  (docs/GATEWAY.md). Every flag can also be set through the environment variable \
-                  shown with it. Ctrl-C or SIGTERM stops it gracefully: no new connections, \
-                  requests in flight finish (up to 30 s)."
-)]
 pub struct GatewayArgs {
     /// Address and port to listen on for HTTP. Keep it on loopback behind a TLS-terminating
     /// reverse proxy: the gateway itself speaks plain HTTP.

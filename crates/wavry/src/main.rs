@@ -54,6 +54,10 @@ enum Command {
     Impair(Box<impair_cmd::ImpairArgs>),
     /// Run the account gateway: registration, login sessions and TOTP over an HTTP JSON API,
     /// on SQLite (default) or PostgreSQL.
+    ///
+    /// Every flag can also be set through the environment variable shown with it. Ctrl-C or
+    /// SIGTERM stops it gracefully: no new connections, requests in flight finish (up to
+    /// 30 s). The API and the security choices are in docs/GATEWAY.md.
     Gateway(Box<gateway_cmd::GatewayArgs>),
 }
 
