@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::error::GatewayError;
+pub use crate::serve::HttpLimits;
 
 /// Argon2id cost. The default is OWASP's baseline (19 MiB, 2 passes, 1 lane).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +111,8 @@ pub struct Config {
     pub session_idle_ttl: Duration,
     /// Largest request body accepted, bytes.
     pub max_body_bytes: usize,
+    /// Header deadline, header size and connection caps.
+    pub http: HttpLimits,
     pub throttle: ThrottleConfig,
     /// Issuer shown in authenticator apps (`otpauth://` URI); must not contain ':'.
     pub totp_issuer: String,
@@ -130,6 +133,7 @@ impl Default for Config {
             session_absolute_ttl: Duration::from_secs(30 * 24 * 60 * 60),
             session_idle_ttl: Duration::from_secs(7 * 24 * 60 * 60),
             max_body_bytes: 64 * 1024,
+            http: HttpLimits::default(),
             throttle: ThrottleConfig::default(),
             totp_issuer: "Wavry".to_string(),
         }
@@ -154,6 +158,13 @@ impl Config {
         }
         if self.max_body_bytes < 1024 {
             return bad("max_body_bytes must be at least 1024");
+        }
+        if self.http.max_header_bytes < 8192 {
+            // hyper's floor (it would panic below it).
+            return bad("http.max_header_bytes must be at least 8192");
+        }
+        if self.http.max_connections == 0 || self.http.header_read_timeout.is_zero() {
+            return bad("http.max_connections and http.header_read_timeout must be positive");
         }
         if self.totp_issuer.is_empty() || self.totp_issuer.contains(':') {
             return bad("totp_issuer must be non-empty and contain no ':'");

@@ -20,17 +20,17 @@ pub mod config;
 pub mod db;
 mod error;
 pub mod password;
+mod serve;
 pub mod throttle;
 pub mod token;
 pub mod totp;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use api::normalize_email;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Argon2Cost, Backoff, Config, ThrottleConfig};
+pub use config::{Argon2Cost, Backoff, Config, HttpLimits, ThrottleConfig};
 pub use error::{ApiError, GatewayError, HashError};
 
 /// A gateway with its database open and migrated, ready to serve.
@@ -81,27 +81,21 @@ impl Gateway {
         api::router(self.state.clone())
     }
 
-    /// Serve on `listener` until `shutdown` completes, then finish the requests in flight and
-    /// close the database.
+    /// Serve on `listener` until `shutdown` completes, then let the requests in flight finish
+    /// (no new connections are accepted) and close the database.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
-        let app = self.router();
-        let addr = listener.local_addr().ok();
-        tracing::info!(?addr, "gateway listening");
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let addr = listener.local_addr().map_err(|e| GatewayError::Io {
+            context: "reading the listening address".into(),
+            source: e,
+        })?;
+        tracing::info!(%addr, "gateway listening");
+        serve::serve(listener, self.router(), self.state.config.http, shutdown).await;
         self.state.db.close().await;
         tracing::info!("gateway stopped");
-        served.map_err(|e| GatewayError::Io {
-            context: "serving HTTP".into(),
-            source: e,
-        })
+        Ok(())
     }
 }

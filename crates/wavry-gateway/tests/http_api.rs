@@ -21,6 +21,7 @@ const T0_MS: i64 = 1_800_000_000_000 + 5_000;
 const PASSWORD: &str = "correct horse battery";
 
 struct TestGateway {
+    addr: std::net::SocketAddr,
     base: String,
     http: reqwest::Client,
     clock: Arc<ManualClock>,
@@ -62,6 +63,7 @@ impl TestGateway {
             let _ = stopped.await;
         }));
         TestGateway {
+            addr,
             base: format!("http://{addr}"),
             http: reqwest::Client::builder()
                 .user_agent("wavry-gateway-tests")
@@ -76,9 +78,17 @@ impl TestGateway {
 
     /// Graceful shutdown, as Ctrl-C does it.
     async fn stop(mut self) {
+        self.begin_stop();
+        self.wait_stopped().await;
+    }
+
+    fn begin_stop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+    }
+
+    async fn wait_stopped(mut self) {
         if let Some(t) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(10), t)
                 .await
@@ -1200,5 +1210,123 @@ async fn too_many_headers_are_refused() {
     let r = rb.send().await.expect("an answer, not a reset");
     assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     assert_eq!(gw.get("/healthz", None).await.status(), StatusCode::OK);
+    gw.stop().await;
+}
+
+/// A client that sends its headers slower than the deadline is cut off.
+#[tokio::test]
+async fn a_client_trickling_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let gw = TestGateway::start_with(dir.path(), clock, |c| {
+        c.http.header_read_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .expect("the server closes the connection");
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!String::from_utf8_lossy(&buf).contains(" 200 "));
+    assert_eq!(gw.get("/healthz", None).await.status(), StatusCode::OK);
+    gw.stop().await;
+}
+
+/// Past the connection cap, new connections are closed at once; the cap frees as they end.
+#[tokio::test]
+async fn connections_are_capped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let gw = TestGateway::start_with(dir.path(), clock, |c| c.http.max_connections = 2).await;
+    let a = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let b = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let _ = c
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf))
+        .await
+        .expect("closed at once");
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+    drop((a, b));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match gw.http.get(gw.url("/healthz")).send().await {
+            Ok(r) if r.status() == StatusCode::OK => break,
+            _ => {
+                assert!(std::time::Instant::now() < deadline, "slots never freed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    gw.stop().await;
+}
+
+/// A stop lets the request in flight finish (and answers it), takes no new connections, and
+/// what that request wrote is there after a restart.
+#[tokio::test]
+async fn a_stop_finishes_the_request_in_flight() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = TestGateway::start(dir.path()).await;
+    let body = format!(r#"{{"email":"late@example.org","password":"{PASSWORD}"}}"#);
+    let (head, tail) = body.split_at(10);
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    // A first request on the connection shows it is being served (not waiting in the
+    // listener's backlog, which the stop would drop).
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    while !first.ends_with(br#"{"status":"ok"}"#) {
+        let mut chunk = [0u8; 1024];
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&first));
+        first.extend_from_slice(&chunk[..n]);
+    }
+    let req = format!(
+        "POST /v1/accounts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{head}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    // Time for the server to read the head: from then on the request is in flight.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.begin_stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        tokio::net::TcpStream::connect(gw.addr).await.is_err(),
+        "no new connections once stopping"
+    );
+    s.write_all(tail.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut resp))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    let clock = gw.clock.clone();
+    gw.wait_stopped().await;
+
+    let gw = TestGateway::start_with(dir.path(), clock, |_| {}).await;
+    expect::<LoginResponse>(
+        gw.login("late@example.org", PASSWORD, None).await,
+        StatusCode::OK,
+    )
+    .await;
     gw.stop().await;
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use wavry_gateway::{Argon2Cost, Config, Gateway};
+use wavry_gateway::{Argon2Cost, Config, Gateway, HttpLimits};
 
 /// How long requests in flight get to finish after Ctrl-C/SIGTERM.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,6 +38,15 @@ pub struct GatewayArgs {
     /// Largest request body accepted, in bytes; larger ones are answered 413.
     #[arg(long, env = "WAVRY_GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Most HTTP connections open at once; further ones are closed as soon as they arrive.
+    #[arg(long, env = "WAVRY_GATEWAY_MAX_CONNECTIONS", default_value_t = HttpLimits::default().max_connections)]
+    pub max_connections: usize,
+
+    /// A request's headers must arrive within this (same units as --session-ttl), else the
+    /// connection is closed: slow clients cannot hold connections open.
+    #[arg(long, env = "WAVRY_GATEWAY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
 
     /// Most passwords hashed at once (each takes --argon2-memory-kib of memory and a core);
     /// further logins queue, up to 10 s, then get 503. Default: the number of CPUs.
@@ -131,6 +140,11 @@ pub fn run_gateway(args: GatewayArgs) -> Result<()> {
         session_absolute_ttl: args.session_ttl,
         session_idle_ttl: args.session_idle_ttl,
         max_body_bytes: args.max_body_bytes,
+        http: HttpLimits {
+            max_connections: args.max_connections,
+            header_read_timeout: args.header_timeout,
+            ..defaults.http
+        },
         totp_issuer: args.totp_issuer,
         ..defaults
     };

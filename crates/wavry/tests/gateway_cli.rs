@@ -120,6 +120,8 @@ fn gateway_help_explains_every_flag() {
         "--session-ttl",
         "--session-idle-ttl",
         "--max-body-bytes",
+        "--max-connections",
+        "--header-timeout",
         "--max-concurrent-hashes",
         "--argon2-memory-kib",
         "--argon2-iterations",
