@@ -120,16 +120,24 @@ async fn method_not_allowed() -> ApiError {
 // ---------------------------------------------------------------------------------------------
 
 /// `Json<T>` whose rejections are `ApiError`s: a clear 4xx for every malformed, mistyped,
-/// unknown-field or oversized body.
+/// unknown-field, oversized or too slowly sent body.
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(r) => Err(json_rejection(r)),
+    async fn from_request(req: Request, st: &AppState) -> Result<Self, ApiError> {
+        // Only the reading is timed, never the handler: a request whose body has arrived runs
+        // to completion.
+        let read = Json::<T>::from_request(req, st);
+        match tokio::time::timeout(st.config.http.body_read_timeout, read).await {
+            Ok(Ok(Json(v))) => Ok(ApiJson(v)),
+            Ok(Err(r)) => Err(json_rejection(r)),
+            Err(_) => Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::RequestTimeout,
+                "the request body did not arrive in time",
+            )),
         }
     }
 }

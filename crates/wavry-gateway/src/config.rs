@@ -163,8 +163,11 @@ impl Config {
             // hyper's floor (it would panic below it).
             return bad("http.max_header_bytes must be at least 8192");
         }
-        if self.http.max_connections == 0 || self.http.header_read_timeout.is_zero() {
-            return bad("http.max_connections and http.header_read_timeout must be positive");
+        if self.http.max_connections == 0
+            || self.http.header_read_timeout.is_zero()
+            || self.http.body_read_timeout.is_zero()
+        {
+            return bad("http: max_connections and the read timeouts must be positive");
         }
         if self.totp_issuer.is_empty() || self.totp_issuer.contains(':') {
             return bad("totp_issuer must be non-empty and contain no ':'");

@@ -1,7 +1,8 @@
 //! The HTTP server loop: axum's router on hyper's HTTP/1.1 connections, with the limits a
 //! public server needs that `axum::serve` does not set: a deadline for a request's headers (a
 //! client trickling bytes cannot hold a connection forever), a cap on header bytes and on open
-//! connections, and a graceful stop that waits for the requests in flight.
+//! connections, and a graceful stop that waits for the requests in flight. (The body deadline
+//! is applied where bodies are read, in `api::ApiJson`.)
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ use tower::ServiceExt as _;
 pub struct HttpLimits {
     /// A request's headers must arrive within this (also bounds an idle keep-alive wait).
     pub header_read_timeout: Duration,
+    /// A JSON request body must arrive within this, once its headers have (else 408).
+    pub body_read_timeout: Duration,
     /// Most bytes buffered for a request's head; more is answered 431.
     pub max_header_bytes: usize,
     /// Most connections open at once; more are closed as soon as they are accepted.
@@ -32,6 +35,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
         }

@@ -1330,3 +1330,32 @@ async fn a_stop_finishes_the_request_in_flight() {
     .await;
     gw.stop().await;
 }
+
+/// A body that stops arriving is answered 408 after the body deadline.
+#[tokio::test]
+async fn a_body_that_stops_arriving_times_out() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let gw = TestGateway::start_with(dir.path(), clock, |c| {
+        c.http.body_read_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\nConnection: close\r\n\r\n{\"email\":",
+    )
+    .await
+    .unwrap();
+    let mut resp = Vec::new();
+    let start = std::time::Instant::now();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut resp))
+        .await
+        .expect("answered");
+    assert!(start.elapsed() >= Duration::from_millis(250));
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+    assert!(resp.contains(r#""code":"request_timeout""#), "{resp}");
+    gw.stop().await;
+}

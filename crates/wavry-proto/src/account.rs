@@ -174,6 +174,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// The body is larger than the gateway accepts.
     BodyTooLarge,
+    /// The body did not arrive in time.
+    RequestTimeout,
     InvalidEmail,
     PasswordTooShort,
     PasswordTooLong,
