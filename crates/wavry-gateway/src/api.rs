@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::db;
 use crate::error::ApiError;
 use crate::password::Hasher;
-use crate::throttle::{LoginThrottle, ThrottleKey};
+use crate::throttle::{LoginThrottle, RateLimiter, ThrottleKey};
 use crate::token;
 use crate::totp;
 
@@ -42,6 +42,7 @@ pub(crate) struct Inner {
     pub db: AnyPool,
     pub hasher: Hasher,
     pub throttle: LoginThrottle,
+    pub register_limit: RateLimiter,
     pub clock: Arc<dyn Clock>,
     pub config: Config,
 }
@@ -312,10 +313,15 @@ async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
 
 async fn register(
     State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<AccountInfo>), ApiError> {
     let email = normalize_email(&req.email)?;
     check_new_password(&req.password)?;
+    // Counted once the request is valid, before the expensive hash.
+    st.register_limit
+        .take(ip, st.clock.now_ms())
+        .map_err(ApiError::too_many_attempts)?;
     let hash = st.hasher.hash(req.password).await?;
     let id = token::new_id().map_err(random_failed)?;
     let now = st.clock.now_secs();

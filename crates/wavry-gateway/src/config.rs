@@ -62,6 +62,10 @@ pub struct ThrottleConfig {
     pub ip: Backoff,
     /// Most keys remembered at once; the oldest unlocked ones go first when full.
     pub max_entries: usize,
+    /// Registrations per client address: this many at once…
+    pub register_burst: u32,
+    /// …then one per this interval.
+    pub register_every: Duration,
 }
 
 impl Default for ThrottleConfig {
@@ -84,6 +88,9 @@ impl Default for ThrottleConfig {
                 forget_after: Duration::from_secs(60 * 60),
             },
             max_entries: 100_000,
+            // Each registration costs an Argon2 hash: 10 at once, then 10 an hour.
+            register_burst: 10,
+            register_every: Duration::from_secs(6 * 60),
         }
     }
 }
@@ -177,8 +184,13 @@ impl Config {
                 return bad("throttle: threshold >= 1 and base_lockout <= max_lockout");
             }
         }
-        if self.throttle.max_entries == 0 {
-            return bad("throttle.max_entries must be at least 1");
+        if self.throttle.max_entries == 0
+            || self.throttle.register_burst == 0
+            || self.throttle.register_every.is_zero()
+        {
+            return bad(
+                "throttle: max_entries, register_burst and register_every must be positive",
+            );
         }
         Ok(())
     }

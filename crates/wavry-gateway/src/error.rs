@@ -91,7 +91,7 @@ impl ApiError {
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::TooManyAttempts,
-                format!("too many failed attempts; try again in {retry_after_secs} s"),
+                format!("too many attempts; try again in {retry_after_secs} s"),
             )
         }
     }

@@ -64,11 +64,17 @@ impl Gateway {
         )
         .await?;
         let throttle = throttle::LoginThrottle::new(config.throttle);
+        let register_limit = throttle::RateLimiter::new(
+            config.throttle.register_burst,
+            config.throttle.register_every,
+            config.throttle.max_entries,
+        );
         Ok(Gateway {
             state: api::AppState(Arc::new(api::Inner {
                 db,
                 hasher,
                 throttle,
+                register_limit,
                 clock,
                 config,
             })),

@@ -153,6 +153,57 @@ impl LoginThrottle {
     }
 }
 
+/// A token bucket per client address: `burst` requests at once, then one per `every`.
+/// For actions that cost the gateway (registration hashes a password), not for failures.
+#[derive(Debug)]
+pub struct RateLimiter {
+    burst: u32,
+    every_ms: i64,
+    max_entries: usize,
+    /// Per key: the time at which its bucket is full again ("theoretical arrival time").
+    full_at_ms: Mutex<HashMap<IpAddr, i64>>,
+}
+
+impl RateLimiter {
+    pub fn new(burst: u32, every: Duration, max_entries: usize) -> Self {
+        RateLimiter {
+            burst: burst.max(1),
+            every_ms: ms(every).max(1),
+            max_entries: max_entries.max(1),
+            full_at_ms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Take one token for `addr` (IPv6 by /64), or `Err(seconds)` until one is free.
+    pub fn take(&self, addr: IpAddr, now_ms: i64) -> Result<(), u64> {
+        let ThrottleKey::Ip(addr) = ThrottleKey::ip(addr) else {
+            return Ok(());
+        };
+        let mut map = self.full_at_ms.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.max_entries && !map.contains_key(&addr) {
+            // Full buckets carry no state: forget them; if still full, the oldest half.
+            map.retain(|_, full_at| *full_at > now_ms);
+            if map.len() >= self.max_entries {
+                let mut v: Vec<_> = map.drain().collect();
+                v.sort_by_key(|(_, full_at)| std::cmp::Reverse(*full_at));
+                v.truncate(self.max_entries / 2);
+                map.extend(v);
+            }
+        }
+        let full_at = map.get(&addr).copied().unwrap_or(now_ms).max(now_ms);
+        let next = full_at.saturating_add(self.every_ms);
+        // The bucket holds `burst` tokens: refused when taking one would put its refill time
+        // more than `burst` intervals ahead.
+        let limit = now_ms.saturating_add(self.every_ms.saturating_mul(i64::from(self.burst)));
+        if next > limit {
+            let wait = next - limit;
+            return Err(u64::try_from((wait + 999) / 1000).unwrap_or(u64::MAX));
+        }
+        map.insert(addr, next);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +219,7 @@ mod tests {
             account: b,
             ip: Backoff { threshold: 5, ..b },
             max_entries: 4,
+            ..ThrottleConfig::default()
         }
     }
 
@@ -213,6 +265,32 @@ mod tests {
             ThrottleKey::ip(m),
             ThrottleKey::Ip("192.0.2.1".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn rate_limiter_allows_a_burst_then_one_per_interval() {
+        let r = RateLimiter::new(3, Duration::from_secs(60), 100);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let t = 1_000_000;
+        for _ in 0..3 {
+            assert_eq!(r.take(a, t), Ok(()));
+        }
+        assert_eq!(r.take(a, t), Err(60));
+        assert_eq!(r.take(b, t), Ok(()), "per address");
+        assert_eq!(r.take(a, t + 30_000), Err(30));
+        assert_eq!(r.take(a, t + 60_000), Ok(()));
+        assert_eq!(r.take(a, t + 60_000), Err(60));
+        // A long quiet spell refills the whole burst, no more.
+        for _ in 0..3 {
+            assert_eq!(r.take(a, t + 10_000_000), Ok(()));
+        }
+        assert!(r.take(a, t + 10_000_000).is_err());
+        // Bounded memory.
+        for i in 0..1000u32 {
+            let _ = r.take(IpAddr::from(i.to_be_bytes()), t);
+            assert!(r.full_at_ms.lock().unwrap().len() <= 100);
+        }
     }
 
     #[test]

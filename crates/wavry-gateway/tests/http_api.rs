@@ -1359,3 +1359,39 @@ async fn a_body_that_stops_arriving_times_out() {
     assert!(resp.contains(r#""code":"request_timeout""#), "{resp}");
     gw.stop().await;
 }
+
+/// One address cannot register accounts without bound (each costs a password hash).
+#[tokio::test]
+async fn registrations_per_address_are_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let gw = TestGateway::start_with(dir.path(), clock.clone(), |c| {
+        c.throttle.register_burst = 3;
+        c.throttle.register_every = Duration::from_secs(60);
+    })
+    .await;
+    // Invalid requests do not use up the allowance.
+    for _ in 0..5 {
+        gw.register("bad address", PASSWORD).await;
+    }
+    for i in 0..3 {
+        expect::<AccountInfo>(
+            gw.register(&format!("r{i}@example.org"), PASSWORD).await,
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let r = gw.register("r3@example.org", PASSWORD).await;
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("60")
+    );
+    expect_error(r, StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyAttempts).await;
+    clock.advance(Duration::from_secs(60));
+    expect::<AccountInfo>(
+        gw.register("r3@example.org", PASSWORD).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    gw.stop().await;
+}
