@@ -362,18 +362,20 @@ async fn login(
         Ok(e) => e,
         Err(_) => {
             st.throttle
-                .check(&[&ip_key], st.clock.now_ms())
-                .map_err(ApiError::too_many_attempts)?;
-            st.throttle.record_failure(&[&ip_key], st.clock.now_ms());
+                .begin(&[&ip_key], st.clock.now_ms())
+                .map_err(ApiError::too_many_attempts)?
+                .failed(st.clock.now_ms());
             return Err(ApiError::invalid_credentials());
         }
     };
     let account_key = ThrottleKey::Account(email.clone());
     let keys = [&account_key, &ip_key];
     // Locked: refuse before hashing, whatever the password, so guessing stops and costs us
-    // nothing.
-    st.throttle
-        .check(&keys, st.clock.now_ms())
+    // nothing. The attempt counts as in flight until it is decided (an early return, e.g. a
+    // database error or "TOTP code required", counts as neither failure nor success).
+    let attempt = st
+        .throttle
+        .begin(&keys, st.clock.now_ms())
         .map_err(ApiError::too_many_attempts)?;
 
     let user = db::user_auth_by_email(&st.db, &email).await?;
@@ -394,7 +396,7 @@ async fn login(
         }
     };
     let Some(user) = user.filter(|_| password_ok) else {
-        st.throttle.record_failure(&keys, st.clock.now_ms());
+        attempt.failed(st.clock.now_ms());
         tracing::info!(%ip, "login failed");
         return Err(ApiError::invalid_credentials());
     };
@@ -408,12 +410,12 @@ async fn login(
             ));
         };
         if !check_and_consume_totp(&st, &user.id, secret, code).await? {
-            st.throttle.record_failure(&keys, st.clock.now_ms());
+            attempt.failed(st.clock.now_ms());
             tracing::info!(user_id = %user.id, %ip, "login failed: TOTP code");
             return Err(ApiError::invalid_totp());
         }
     }
-    st.throttle.record_success(&account_key);
+    attempt.succeeded(&account_key, st.clock.now_ms());
 
     if st.hasher.needs_rehash(&user.password_hash) {
         // Move the stored hash to the configured cost while we hold the password. Failing
@@ -575,8 +577,9 @@ async fn totp_confirm(
     ApiJson(req): ApiJson<TotpCodeRequest>,
 ) -> Result<StatusCode, ApiError> {
     let key = ThrottleKey::Totp(auth.user_id.clone());
-    st.throttle
-        .check(&[&key], st.clock.now_ms())
+    let attempt = st
+        .throttle
+        .begin(&[&key], st.clock.now_ms())
         .map_err(ApiError::too_many_attempts)?;
     let Some(secret) = db::totp_pending(&st.db, &auth.user_id).await? else {
         return Err(totp_not_enabled(
@@ -590,10 +593,10 @@ async fn totp_confirm(
         None => false,
     };
     if !confirmed {
-        st.throttle.record_failure(&[&key], st.clock.now_ms());
+        attempt.failed(st.clock.now_ms());
         return Err(ApiError::invalid_totp());
     }
-    st.throttle.record_success(&key);
+    attempt.succeeded(&key, st.clock.now_ms());
     tracing::info!(user_id = %auth.user_id, "TOTP enabled");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -604,8 +607,9 @@ async fn totp_disable(
     ApiJson(req): ApiJson<TotpCodeRequest>,
 ) -> Result<StatusCode, ApiError> {
     let key = ThrottleKey::Totp(auth.user_id.clone());
-    st.throttle
-        .check(&[&key], st.clock.now_ms())
+    let attempt = st
+        .throttle
+        .begin(&[&key], st.clock.now_ms())
         .map_err(ApiError::too_many_attempts)?;
     let user = db::user_by_id(&st.db, &auth.user_id)
         .await?
@@ -620,10 +624,10 @@ async fn totp_disable(
         None => false,
     };
     if !disabled {
-        st.throttle.record_failure(&[&key], st.clock.now_ms());
+        attempt.failed(st.clock.now_ms());
         return Err(ApiError::invalid_totp());
     }
-    st.throttle.record_success(&key);
+    attempt.succeeded(&key, st.clock.now_ms());
     tracing::info!(user_id = %auth.user_id, "TOTP disabled");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -40,14 +40,26 @@ impl ThrottleKey {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Entry {
     failures: u32,
     last_failure_ms: i64,
     locked_until_ms: i64,
+    /// Attempts begun and not finished: they count toward the threshold, so a burst of
+    /// parallel guesses cannot all get past the check before the first failure is recorded.
+    in_flight: u32,
+}
+
+impl Entry {
+    fn idle(&self, now_ms: i64) -> bool {
+        self.in_flight == 0 && self.failures == 0 && self.locked_until_ms <= now_ms
+    }
 }
 
 /// Per-key failure counts and lockouts.
+///
+/// An attempt is `begin`, then `failed` or `succeeded` (or dropped: a client that went away
+/// counts as neither).
 #[derive(Debug)]
 pub struct LoginThrottle {
     config: ThrottleConfig,
@@ -56,6 +68,20 @@ pub struct LoginThrottle {
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn secs_ceil(ms: i64) -> u64 {
+    // Round up: never tell a client to come back before the lock ends.
+    u64::try_from((ms + 999) / 1000).unwrap_or(u64::MAX)
+}
+
+/// An attempt in progress on some keys; finish it with `failed` or `succeeded`.
+#[derive(Debug)]
+#[must_use = "an attempt counts as in flight until finished or dropped"]
+pub struct Attempt<'a> {
+    throttle: &'a LoginThrottle,
+    keys: Vec<ThrottleKey>,
+    finished: bool,
 }
 
 impl LoginThrottle {
@@ -79,41 +105,84 @@ impl LoginThrottle {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `Err(seconds)` when any of `keys` is locked now: how long until all are free.
-    pub fn check(&self, keys: &[&ThrottleKey], now_ms: i64) -> Result<(), u64> {
-        let map = self.lock();
-        let until = keys
-            .iter()
-            .filter_map(|k| map.get(*k))
-            .map(|e| e.locked_until_ms)
-            .max()
-            .unwrap_or(0);
-        if until > now_ms {
-            // Round up: never tell a client to come back before the lock ends.
-            let secs = (until - now_ms + 999) / 1000;
-            Err(u64::try_from(secs).unwrap_or(u64::MAX))
+    /// Failures that still count: a key forgets them `forget_after` after the last one.
+    fn live_failures(e: &Entry, b: &Backoff, now_ms: i64) -> u32 {
+        if e.locked_until_ms <= now_ms && now_ms - e.last_failure_ms > ms(b.forget_after) {
+            0
         } else {
-            Ok(())
+            e.failures
         }
     }
 
-    /// Count a failure against each of `keys`, locking those past their threshold.
-    pub fn record_failure(&self, keys: &[&ThrottleKey], now_ms: i64) {
+    /// Begin an attempt on `keys`, or `Err(seconds)` to wait: a key is locked, or so many
+    /// attempts on it are in flight that they could take it past its threshold. (Past the
+    /// threshold, once a lock ends, one attempt at a time.)
+    pub fn begin(&self, keys: &[&ThrottleKey], now_ms: i64) -> Result<Attempt<'_>, u64> {
         let mut map = self.lock();
+        let mut wait_ms = 0i64;
         for key in keys {
-            let b = *self.backoff(key);
+            let Some(e) = map.get(*key) else { continue };
+            let b = self.backoff(key);
+            let failures = Self::live_failures(e, b, now_ms);
+            if e.locked_until_ms > now_ms {
+                wait_ms = wait_ms.max(e.locked_until_ms - now_ms);
+            } else if e.in_flight > 0 && failures.saturating_add(e.in_flight) >= b.threshold {
+                wait_ms = wait_ms.max(1000);
+            }
+        }
+        if wait_ms > 0 {
+            return Err(secs_ceil(wait_ms));
+        }
+        for key in keys {
             if !map.contains_key(*key) && map.len() >= self.config.max_entries {
                 Self::evict(&mut map, now_ms, self.config.max_entries);
             }
-            let e = map.entry((*key).clone()).or_insert(Entry {
-                failures: 0,
-                last_failure_ms: now_ms,
-                locked_until_ms: 0,
-            });
-            if now_ms - e.last_failure_ms > ms(b.forget_after) && e.locked_until_ms <= now_ms {
-                e.failures = 0;
-            }
-            e.failures = e.failures.saturating_add(1);
+            let e = map.entry((*key).clone()).or_default();
+            e.in_flight = e.in_flight.saturating_add(1);
+        }
+        Ok(Attempt {
+            throttle: self,
+            keys: keys.iter().map(|k| (*k).clone()).collect(),
+            finished: false,
+        })
+    }
+
+    /// Make room: drop what is forgotten anyway, then, if still full, unlocked entries.
+    /// Entries with attempts in flight always stay.
+    fn evict(map: &mut HashMap<ThrottleKey, Entry>, now_ms: i64, max: usize) {
+        let hour = 60 * 60 * 1000;
+        map.retain(|_, e| {
+            e.in_flight > 0 || e.locked_until_ms > now_ms || now_ms - e.last_failure_ms < hour
+        });
+        if map.len() >= max {
+            map.retain(|_, e| e.in_flight > 0 || e.locked_until_ms > now_ms);
+        }
+        if map.len() >= max {
+            // Everything is locked: keep the longest locks.
+            let mut v: Vec<_> = map.drain().collect();
+            v.sort_by_key(|(_, e)| (e.in_flight == 0, std::cmp::Reverse(e.locked_until_ms)));
+            v.truncate(max / 2);
+            map.extend(v);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+impl Attempt<'_> {
+    /// The attempt failed: count it against every key, locking those past their threshold.
+    pub fn failed(mut self, now_ms: i64) {
+        self.finished = true;
+        let t = self.throttle;
+        let mut map = t.lock();
+        for key in &self.keys {
+            let b = *t.backoff(key);
+            let e = map.entry(key.clone()).or_default();
+            e.in_flight = e.in_flight.saturating_sub(1);
+            e.failures = LoginThrottle::live_failures(e, &b, now_ms).saturating_add(1);
             e.last_failure_ms = now_ms;
             if e.failures >= b.threshold {
                 let doublings = (e.failures - b.threshold).min(30);
@@ -125,31 +194,40 @@ impl LoginThrottle {
         }
     }
 
-    /// A success clears `key` (an account after a correct login; never an address, or one
-    /// attacker's own account would reset the count of their guesses at others).
-    pub fn record_success(&self, key: &ThrottleKey) {
-        self.lock().remove(key);
-    }
-
-    /// Make room: drop what is forgotten anyway, then, if still full, unlocked entries.
-    fn evict(map: &mut HashMap<ThrottleKey, Entry>, now_ms: i64, max: usize) {
-        let hour = 60 * 60 * 1000;
-        map.retain(|_, e| e.locked_until_ms > now_ms || now_ms - e.last_failure_ms < hour);
-        if map.len() >= max {
-            map.retain(|_, e| e.locked_until_ms > now_ms);
-        }
-        if map.len() >= max {
-            // Everything is locked: keep the longest locks.
-            let mut v: Vec<_> = map.drain().collect();
-            v.sort_by_key(|(_, e)| std::cmp::Reverse(e.locked_until_ms));
-            v.truncate(max / 2);
-            map.extend(v);
+    /// The attempt succeeded: `clear` (an account after a correct login) forgets its failures;
+    /// the other keys keep theirs (never clear an address, or one attacker's own account would
+    /// reset the count of their guesses at others).
+    pub fn succeeded(mut self, clear: &ThrottleKey, now_ms: i64) {
+        self.finished = true;
+        let mut map = self.throttle.lock();
+        for key in &self.keys {
+            let Some(e) = map.get_mut(key) else { continue };
+            e.in_flight = e.in_flight.saturating_sub(1);
+            if key == clear {
+                e.failures = 0;
+                e.locked_until_ms = 0;
+            }
+            if e.idle(now_ms) {
+                map.remove(key);
+            }
         }
     }
+}
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.lock().len()
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut map = self.throttle.lock();
+        for key in &self.keys {
+            if let Some(e) = map.get_mut(key) {
+                e.in_flight = e.in_flight.saturating_sub(1);
+                if e.in_flight == 0 && e.failures == 0 && e.locked_until_ms == 0 {
+                    map.remove(key);
+                }
+            }
+        }
     }
 }
 
@@ -223,36 +301,74 @@ mod tests {
         }
     }
 
+    fn fail(t: &LoginThrottle, keys: &[&ThrottleKey], now: i64) {
+        t.begin(keys, now).expect("not locked").failed(now);
+    }
+
+    fn check(t: &LoginThrottle, keys: &[&ThrottleKey], now: i64) -> Result<(), u64> {
+        t.begin(keys, now).map(drop)
+    }
+
     #[test]
     fn locks_after_threshold_and_doubles_to_the_cap() {
         let t = LoginThrottle::new(config());
         let a = ThrottleKey::Account("a@x".into());
         let mut now = 1_000_000;
         for _ in 0..2 {
-            t.record_failure(&[&a], now);
-            assert_eq!(t.check(&[&a], now), Ok(()));
+            fail(&t, &[&a], now);
+            assert_eq!(check(&t, &[&a], now), Ok(()));
         }
-        t.record_failure(&[&a], now);
-        assert_eq!(t.check(&[&a], now), Err(10));
+        fail(&t, &[&a], now);
+        assert_eq!(check(&t, &[&a], now), Err(10));
         now += 10_000;
-        assert_eq!(t.check(&[&a], now), Ok(()));
-        t.record_failure(&[&a], now);
-        assert_eq!(t.check(&[&a], now), Err(20));
+        assert_eq!(check(&t, &[&a], now), Ok(()));
+        fail(&t, &[&a], now);
+        assert_eq!(check(&t, &[&a], now), Err(20));
         now += 20_000;
-        t.record_failure(&[&a], now);
-        assert_eq!(t.check(&[&a], now), Err(35), "capped");
-        t.record_success(&a);
-        assert_eq!(t.check(&[&a], now), Ok(()));
+        fail(&t, &[&a], now);
+        assert_eq!(check(&t, &[&a], now), Err(35), "capped");
+        now += 35_000;
+        t.begin(&[&a], now).unwrap().succeeded(&a, now);
+        assert_eq!(t.len(), 0, "a cleared key is forgotten");
+        assert_eq!(check(&t, &[&a], now), Ok(()));
     }
 
     #[test]
     fn failures_are_forgotten_after_a_quiet_while() {
         let t = LoginThrottle::new(config());
         let a = ThrottleKey::Account("a@x".into());
-        t.record_failure(&[&a], 0);
-        t.record_failure(&[&a], 1);
-        t.record_failure(&[&a], 200_000);
-        assert_eq!(t.check(&[&a], 200_000), Ok(()));
+        fail(&t, &[&a], 0);
+        fail(&t, &[&a], 1);
+        fail(&t, &[&a], 200_000);
+        assert_eq!(check(&t, &[&a], 200_000), Ok(()));
+    }
+
+    #[test]
+    fn attempts_in_flight_count_toward_the_threshold() {
+        let t = LoginThrottle::new(config());
+        let a = ThrottleKey::Account("a@x".into());
+        let ip = ThrottleKey::ip("192.0.2.1".parse().unwrap());
+        // Threshold 3: three guesses may be in flight at once, not a fourth.
+        let g1 = t.begin(&[&a, &ip], 0).unwrap();
+        let g2 = t.begin(&[&a, &ip], 0).unwrap();
+        let g3 = t.begin(&[&a, &ip], 0).unwrap();
+        assert_eq!(check(&t, &[&a, &ip], 0), Err(1));
+        // A client that went away frees its place without counting.
+        drop(g3);
+        let g3 = t.begin(&[&a, &ip], 0).unwrap();
+        g1.failed(0);
+        g2.failed(0);
+        g3.failed(0);
+        assert_eq!(check(&t, &[&a], 0), Err(10));
+        // After the lock, one attempt at a time.
+        let g = t.begin(&[&a], 10_000).unwrap();
+        assert_eq!(check(&t, &[&a], 10_000), Err(1));
+        g.succeeded(&a, 10_000);
+        assert_eq!(check(&t, &[&a], 10_000), Ok(()));
+        // The address kept its three failures.
+        fail(&t, &[&ip], 10_000);
+        fail(&t, &[&ip], 10_000);
+        assert_eq!(check(&t, &[&ip], 10_000), Err(10));
     }
 
     #[test]
@@ -298,12 +414,16 @@ mod tests {
         let t = LoginThrottle::new(config());
         let locked = ThrottleKey::Account("victim".into());
         for _ in 0..3 {
-            t.record_failure(&[&locked], 0);
+            fail(&t, &[&locked], 0);
         }
+        let busy = ThrottleKey::Account("busy".into());
+        let in_flight = t.begin(&[&busy], 0).unwrap();
         for i in 0..20 {
-            t.record_failure(&[&ThrottleKey::Account(format!("k{i}"))], 1);
+            fail(&t, &[&ThrottleKey::Account(format!("k{i}"))], 1);
             assert!(t.len() <= 4);
         }
-        assert!(t.check(&[&locked], 1).is_err());
+        assert!(check(&t, &[&locked], 1).is_err());
+        in_flight.failed(1);
+        assert_eq!(t.lock().get(&busy).map(|e| e.failures), Some(1));
     }
 }

@@ -1110,7 +1110,8 @@ async fn a_totp_code_raced_twice_logs_in_once() {
     gw.stop().await;
 }
 
-/// With one hashing slot, a burst of logins queues and every one is answered.
+/// With one hashing slot, a burst of logins (to different accounts) queues and every one is
+/// answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hashing_is_bounded_and_a_burst_queues() {
     let dir = tempfile::tempdir().unwrap();
@@ -1122,9 +1123,17 @@ async fn hashing_is_bounded_and_a_burst_queues() {
             t: 1,
             p: 1,
         };
+        c.throttle.register_burst = 20;
     })
     .await;
-    gw.user("burst@example.org").await;
+    for i in 0..12 {
+        expect::<AccountInfo>(
+            gw.register(&format!("burst{i}@example.org"), PASSWORD)
+                .await,
+            StatusCode::CREATED,
+        )
+        .await;
+    }
     let mut set = tokio::task::JoinSet::new();
     for i in 0..12 {
         let http = gw.http.clone();
@@ -1137,7 +1146,7 @@ async fn hashing_is_bounded_and_a_burst_queues() {
         set.spawn(async move {
             let r = http
                 .post(url)
-                .json(&json!({"email": "burst@example.org", "password": password}))
+                .json(&json!({"email": format!("burst{i}@example.org"), "password": password}))
                 .send()
                 .await
                 .unwrap();
@@ -1393,5 +1402,50 @@ async fn registrations_per_address_are_rate_limited() {
         StatusCode::CREATED,
     )
     .await;
+    gw.stop().await;
+}
+
+/// Guesses sent all at once do not get past the lockout: attempts in flight count toward it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_do_not_bypass_the_lockout() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let gw = TestGateway::start_with(dir.path(), clock, |c| {
+        c.throttle.account.threshold = 3;
+        // A real-ish cost and one slot, so the guesses really overlap.
+        c.argon2 = Argon2Cost {
+            m_kib: 4096,
+            t: 1,
+            p: 1,
+        };
+        c.max_concurrent_hashes = 1;
+    })
+    .await;
+    gw.user("target@example.org").await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let http = gw.http.clone();
+        let url = gw.url("/v1/auth/login");
+        set.spawn(async move {
+            http.post(url)
+                .json(&json!({"email": "target@example.org", "password": format!("guess {i:04}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let mut checked = 0;
+    while let Some(status) = set.join_next().await {
+        match status.unwrap() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        checked <= 3,
+        "{checked} guesses were checked; the threshold is 3"
+    );
     gw.stop().await;
 }
