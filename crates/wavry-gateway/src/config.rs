@@ -2,7 +2,10 @@
 //! fills it from flags and `WAVRY_…` environment variables.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
 
 use crate::error::GatewayError;
 pub use crate::serve::HttpLimits;
@@ -196,6 +199,79 @@ impl Config {
     }
 }
 
+/// "30d", "12h", "90m", "45s" or plain seconds; more than zero.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a number with a unit (30d, 12h, 90m, 45s), got {s:?}"))?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown unit {other:?}: use s, m, h or d")),
+    };
+    let secs = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too long"))?;
+    if secs == 0 {
+        return Err("must be longer than zero".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// The optional TOML configuration file of `wavry gateway --config FILE`: the same settings as
+/// the flags, named like them with `_` for `-` (`session_ttl = "30d"`). Flags and environment
+/// variables override it; unknown keys are refused, so a misspelt setting is not silently
+/// ignored.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub database: Option<String>,
+    pub db_max_connections: Option<u32>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub session_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub session_idle_ttl: Option<Duration>,
+    pub max_body_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub header_timeout: Option<Duration>,
+    pub max_concurrent_hashes: Option<usize>,
+    pub argon2_memory_kib: Option<u32>,
+    pub argon2_iterations: Option<u32>,
+    pub argon2_parallelism: Option<u32>,
+    pub totp_issuer: Option<String>,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str) -> Result<Self, GatewayError> {
+        toml::from_str(text).map_err(|e| GatewayError::Config(format!("{e}")))
+    }
+
+    pub fn load(path: &Path) -> Result<Self, GatewayError> {
+        let text = std::fs::read_to_string(path).map_err(|e| GatewayError::Io {
+            context: format!("reading the configuration file {}", path.display()),
+            source: e,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            GatewayError::Config(m) => GatewayError::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +289,46 @@ mod tests {
             }
         );
         assert_eq!(c.max_body_bytes, 65536);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
+        for bad in ["", "d", "0s", "5w", "-1h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_file() {
+        let f = FileConfig::parse(
+            r#"
+            listen = "0.0.0.0:9000"
+            database = "sqlite:///var/lib/wavry/gateway.db"
+            session_ttl = "14d"
+            argon2_memory_kib = 65536
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.listen, Some("0.0.0.0:9000".parse().unwrap()));
+        assert_eq!(f.session_ttl, Some(Duration::from_secs(14 * 86_400)));
+        assert_eq!(f.argon2_memory_kib, Some(65536));
+        assert_eq!(f.session_idle_ttl, None);
+        assert_eq!(FileConfig::parse("").unwrap(), FileConfig::default());
+        for bad in [
+            "lisen = \"0.0.0.0:1\"",
+            "session_ttl = \"5w\"",
+            "max_body_bytes = \"big\"",
+            "listen = ",
+        ] {
+            let e = FileConfig::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid configuration"), "{bad}: {e}");
+        }
+        let e = FileConfig::parse("lisen = \"x\"").unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
     }
 
     #[test]

@@ -30,7 +30,9 @@ use std::sync::Arc;
 
 pub use api::normalize_email;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Argon2Cost, Backoff, Config, HttpLimits, ThrottleConfig};
+pub use config::{
+    parse_duration, Argon2Cost, Backoff, Config, FileConfig, HttpLimits, ThrottleConfig,
+};
 pub use error::{ApiError, GatewayError, HashError};
 
 /// A gateway with its database open and migrated, ready to serve.

@@ -1,99 +1,85 @@
 //! `wavry gateway`: run the account gateway (wavry-gateway) until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use wavry_gateway::{Argon2Cost, Config, Gateway, HttpLimits};
+use wavry_gateway::{parse_duration, Argon2Cost, Config, FileConfig, Gateway, HttpLimits};
 
 /// How long requests in flight get to finish after Ctrl-C/SIGTERM.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+// No clap defaults here: a flag or variable that is not given falls back to the configuration
+// file, then to `wavry_gateway::Config::default()`; the defaults are named in the help text.
 #[derive(Args, Debug)]
 pub struct GatewayArgs {
-    /// Address and port to listen on for HTTP. Keep it on loopback behind a TLS-terminating
-    /// reverse proxy: the gateway itself speaks plain HTTP.
-    #[arg(long, env = "WAVRY_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// TOML configuration file with any of the settings below, named like the flags with '_'
+    /// for '-' (e.g. session_ttl = "14d"). Flags and environment variables override it.
+    #[arg(long, env = "WAVRY_GATEWAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address and port to listen on for HTTP [default: 127.0.0.1:8080]. Keep it on loopback
+    /// behind a TLS-terminating reverse proxy: the gateway itself speaks plain HTTP.
+    #[arg(long, env = "WAVRY_GATEWAY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
 
     /// Database: sqlite://PATH (an embedded file, created with its directory on first run) or
-    /// postgres://USER:PASSWORD@HOST/DB. Default: sqlite://<config dir>/gateway.db, where the
-    /// config dir is $WAVRY_CONFIG_DIR or the platform's (e.g. ~/.config/wavry).
+    /// postgres://USER:PASSWORD@HOST/DB [default: sqlite://<config dir>/gateway.db, where the
+    /// config dir is $WAVRY_CONFIG_DIR or the platform's, e.g. ~/.config/wavry].
     #[arg(long, env = "WAVRY_GATEWAY_DATABASE", value_name = "URL")]
     pub database: Option<String>,
 
-    /// Most database connections held open.
-    #[arg(long, env = "WAVRY_GATEWAY_DB_MAX_CONNECTIONS", default_value_t = 8)]
-    pub db_max_connections: u32,
+    /// Most database connections held open [default: 8].
+    #[arg(long, env = "WAVRY_GATEWAY_DB_MAX_CONNECTIONS", value_name = "N")]
+    pub db_max_connections: Option<u32>,
 
-    /// A session ends this long after login, however it is used (e.g. 30d, 12h, 90m, 3600s).
-    #[arg(long, env = "WAVRY_GATEWAY_SESSION_TTL", default_value = "30d", value_parser = parse_duration)]
-    pub session_ttl: Duration,
+    /// A session ends this long after login, however it is used, e.g. 30d, 12h, 90m, 3600s
+    /// [default: 30d].
+    #[arg(long, env = "WAVRY_GATEWAY_SESSION_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    pub session_ttl: Option<Duration>,
 
-    /// A session ends when unused for this long (same units as --session-ttl).
-    #[arg(long, env = "WAVRY_GATEWAY_SESSION_IDLE_TTL", default_value = "7d", value_parser = parse_duration)]
-    pub session_idle_ttl: Duration,
+    /// A session ends when unused for this long [default: 7d].
+    #[arg(long, env = "WAVRY_GATEWAY_SESSION_IDLE_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    pub session_idle_ttl: Option<Duration>,
 
-    /// Largest request body accepted, in bytes; larger ones are answered 413.
-    #[arg(long, env = "WAVRY_GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
-    pub max_body_bytes: usize,
+    /// Largest request body accepted, in bytes; larger ones are answered 413 [default: 65536].
+    #[arg(long, env = "WAVRY_GATEWAY_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
 
-    /// Most HTTP connections open at once; further ones are closed as soon as they arrive.
-    #[arg(long, env = "WAVRY_GATEWAY_MAX_CONNECTIONS", default_value_t = HttpLimits::default().max_connections)]
-    pub max_connections: usize,
+    /// Most HTTP connections open at once; further ones are closed as soon as they arrive
+    /// [default: 10000].
+    #[arg(long, env = "WAVRY_GATEWAY_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
 
-    /// A request's headers must arrive within this (same units as --session-ttl), else the
-    /// connection is closed: slow clients cannot hold connections open.
-    #[arg(long, env = "WAVRY_GATEWAY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub header_timeout: Duration,
+    /// A request's headers must arrive within this, else the connection is closed: slow
+    /// clients cannot hold connections open [default: 10s].
+    #[arg(long, env = "WAVRY_GATEWAY_HEADER_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub header_timeout: Option<Duration>,
 
     /// Most passwords hashed at once (each takes --argon2-memory-kib of memory and a core);
-    /// further logins queue, up to 10 s, then get 503. Default: the number of CPUs.
-    #[arg(long, env = "WAVRY_GATEWAY_MAX_CONCURRENT_HASHES")]
+    /// further logins queue, up to 10 s, then get 503 [default: the number of CPUs].
+    #[arg(long, env = "WAVRY_GATEWAY_MAX_CONCURRENT_HASHES", value_name = "N")]
     pub max_concurrent_hashes: Option<usize>,
 
-    /// Argon2id memory cost in KiB. The default (with --argon2-iterations 2 and
-    /// --argon2-parallelism 1) is OWASP's baseline; lower is for tests only. Hashes stored at
-    /// another cost are upgraded at their owner's next login.
-    #[arg(long, env = "WAVRY_GATEWAY_ARGON2_MEMORY_KIB", default_value_t = Argon2Cost::OWASP.m_kib)]
-    pub argon2_memory_kib: u32,
+    /// Argon2id memory cost in KiB [default: 19456; with --argon2-iterations 2 and
+    /// --argon2-parallelism 1 that is OWASP's baseline; lower is for tests only]. Hashes stored
+    /// at another cost are upgraded at their owner's next login.
+    #[arg(long, env = "WAVRY_GATEWAY_ARGON2_MEMORY_KIB", value_name = "KIB")]
+    pub argon2_memory_kib: Option<u32>,
 
-    /// Argon2id passes (time cost).
-    #[arg(long, env = "WAVRY_GATEWAY_ARGON2_ITERATIONS", default_value_t = Argon2Cost::OWASP.t)]
-    pub argon2_iterations: u32,
+    /// Argon2id passes, the time cost [default: 2].
+    #[arg(long, env = "WAVRY_GATEWAY_ARGON2_ITERATIONS", value_name = "N")]
+    pub argon2_iterations: Option<u32>,
 
-    /// Argon2id lanes (parallelism).
-    #[arg(long, env = "WAVRY_GATEWAY_ARGON2_PARALLELISM", default_value_t = Argon2Cost::OWASP.p)]
-    pub argon2_parallelism: u32,
+    /// Argon2id lanes, the parallelism [default: 1].
+    #[arg(long, env = "WAVRY_GATEWAY_ARGON2_PARALLELISM", value_name = "N")]
+    pub argon2_parallelism: Option<u32>,
 
-    /// Issuer name shown in authenticator apps for TOTP (no ':').
-    #[arg(long, env = "WAVRY_GATEWAY_TOTP_ISSUER", default_value = "Wavry")]
-    pub totp_issuer: String,
-}
-
-/// "30d", "12h", "90m", "45s" or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("expected a number with a unit (30d, 12h, 90m, 45s), got {s:?}"))?;
-    let mult = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => return Err(format!("unknown unit {other:?}: use s, m, h or d")),
-    };
-    let secs = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too long"))?;
-    if secs == 0 {
-        return Err("must be longer than zero".into());
-    }
-    Ok(Duration::from_secs(secs))
+    /// Issuer name shown in authenticator apps for TOTP, without ':' [default: Wavry].
+    #[arg(long, env = "WAVRY_GATEWAY_TOTP_ISSUER", value_name = "NAME")]
+    pub totp_issuer: Option<String>,
 }
 
 fn default_database() -> Result<String> {
@@ -119,35 +105,75 @@ fn redact(url: &str) -> String {
     }
 }
 
-pub fn run_gateway(args: GatewayArgs) -> Result<()> {
-    let database_url = match args.database {
+/// Flag or variable, else the file, else the built-in default.
+fn merge(args: GatewayArgs, file: FileConfig) -> Result<Config> {
+    let d = Config::default();
+    let database_url = match args.database.or(file.database) {
         Some(url) => url,
         None => default_database()?,
     };
-    let defaults = Config::default();
-    let config = Config {
-        listen: args.listen,
+    Ok(Config {
+        listen: args.listen.or(file.listen).unwrap_or(d.listen),
         database_url,
-        db_max_connections: args.db_max_connections,
+        db_max_connections: args
+            .db_max_connections
+            .or(file.db_max_connections)
+            .unwrap_or(d.db_max_connections),
         argon2: Argon2Cost {
-            m_kib: args.argon2_memory_kib,
-            t: args.argon2_iterations,
-            p: args.argon2_parallelism,
+            m_kib: args
+                .argon2_memory_kib
+                .or(file.argon2_memory_kib)
+                .unwrap_or(d.argon2.m_kib),
+            t: args
+                .argon2_iterations
+                .or(file.argon2_iterations)
+                .unwrap_or(d.argon2.t),
+            p: args
+                .argon2_parallelism
+                .or(file.argon2_parallelism)
+                .unwrap_or(d.argon2.p),
         },
         max_concurrent_hashes: args
             .max_concurrent_hashes
-            .unwrap_or(defaults.max_concurrent_hashes),
-        session_absolute_ttl: args.session_ttl,
-        session_idle_ttl: args.session_idle_ttl,
-        max_body_bytes: args.max_body_bytes,
+            .or(file.max_concurrent_hashes)
+            .unwrap_or(d.max_concurrent_hashes),
+        session_absolute_ttl: args
+            .session_ttl
+            .or(file.session_ttl)
+            .unwrap_or(d.session_absolute_ttl),
+        session_idle_ttl: args
+            .session_idle_ttl
+            .or(file.session_idle_ttl)
+            .unwrap_or(d.session_idle_ttl),
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(d.max_body_bytes),
         http: HttpLimits {
-            max_connections: args.max_connections,
-            header_read_timeout: args.header_timeout,
-            ..defaults.http
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.http.max_connections),
+            header_read_timeout: args
+                .header_timeout
+                .or(file.header_timeout)
+                .unwrap_or(d.http.header_read_timeout),
+            ..d.http
         },
-        totp_issuer: args.totp_issuer,
-        ..defaults
+        totp_issuer: args
+            .totp_issuer
+            .or(file.totp_issuer)
+            .unwrap_or_else(|| d.totp_issuer.clone()),
+        ..d
+    })
+}
+
+pub fn run_gateway(args: GatewayArgs) -> Result<()> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
     };
+    let config = merge(args, file)?;
     if config.argon2 != Argon2Cost::OWASP {
         tracing::warn!(
             cost = ?config.argon2,
@@ -214,17 +240,6 @@ async fn shutdown_signal() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
-        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
-        for bad in ["", "d", "0s", "5w", "-1h", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn urls_are_shown_without_passwords() {
