@@ -93,18 +93,26 @@ pub async fn connect(
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
-                    // WAL: readers do not wait for the writer. synchronous stays FULL (the
-                    // default): a committed login survives a power cut too. Foreign keys make
-                    // deleting a user delete their sessions.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    // Per connection: wait for a writer rather than fail; synchronous FULL
+                    // explicitly (not left to compile options), so a committed write survives
+                    // a power cut too; foreign keys, so deleting a user deletes their sessions.
                     conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
                 }
                 Ok(())
             })
         })
         .connect(&url)
         .await?;
+    if backend == Backend::Sqlite {
+        // WAL (readers do not wait for the writer) is a property of the file: set once, here,
+        // on the pool's first connection, since switching needs a lock busy_timeout cannot wait
+        // for.
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&pool)
+            .await?;
+    }
     MIGRATOR.run(&pool).await?;
     Ok(pool)
 }

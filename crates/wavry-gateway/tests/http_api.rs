@@ -1036,6 +1036,11 @@ async fn owasp_cost_end_to_end() {
         .await
         .unwrap();
     assert_eq!(token_hash, wavry_gateway::token::hash_token(&s.token));
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
     pool.close().await;
     // The token appears nowhere in the database file.
     let bytes = std::fs::read(gw_db(dir.path())).unwrap();
