@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{
     ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State,
 };
@@ -525,8 +525,12 @@ async fn list_sessions(
 async fn revoke_session(
     State(st): State<AppState>,
     auth: Auth,
-    Path(session_id): Path<String>,
+    session_id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
+    // An id that does not even decode (e.g. %FF) names no session.
+    let Ok(Path(session_id)) = session_id else {
+        return Err(ApiError::not_found("no such session"));
+    };
     // Someone else's session is "not found", exactly like one that does not exist.
     if db::delete_own_session(&st.db, &session_id, &auth.user_id).await? {
         tracing::info!(user_id = %auth.user_id, %session_id, "session revoked");

@@ -287,6 +287,17 @@ async fn sessions_are_listed_and_revoked() {
         .unwrap();
     expect_error(r, StatusCode::NOT_FOUND, ErrorCode::NotFound).await;
     assert_eq!(gw.sessions(&second.token).await.sessions.len(), 1);
+    // Ids that are not valid UTF-8 once decoded, or far too long: not found, as JSON.
+    for id in ["%FF%FE".to_string(), "x".repeat(4000)] {
+        let r = gw
+            .http
+            .delete(gw.url(&format!("/v1/sessions/{id}")))
+            .bearer_auth(&second.token)
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, StatusCode::NOT_FOUND, ErrorCode::NotFound).await;
+    }
     gw.stop().await;
 }
 
