@@ -1465,3 +1465,101 @@ async fn parallel_guesses_do_not_bypass_the_lockout() {
     );
     gw.stop().await;
 }
+
+/// The main flows on PostgreSQL, when `WAVRY_TEST_POSTGRES_URL` names a database the test may
+/// write to (e.g. postgres://wavry:wavry@127.0.0.1/wavry_test); skipped otherwise. The same
+/// migrations and queries as on SQLite.
+#[tokio::test]
+async fn postgres_end_to_end() {
+    let Ok(url) = std::env::var("WAVRY_TEST_POSTGRES_URL") else {
+        eprintln!("SKIPPED: set WAVRY_TEST_POSTGRES_URL to run the PostgreSQL test");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    // Unique addresses: the database outlives the test.
+    let tag = wavry_gateway::token::new_id().unwrap().to_lowercase();
+    let (ann, bob) = (
+        format!("ann-{tag}@example.org"),
+        format!("bob-{tag}@example.org"),
+    );
+    let pg = |c: &mut Config| c.database_url = url.clone();
+    let gw = TestGateway::start_with(dir.path(), clock.clone(), pg).await;
+
+    let a = gw.user(&ann).await;
+    let b = gw.user(&bob).await;
+    expect_error(
+        gw.register(&ann.to_uppercase(), PASSWORD).await,
+        StatusCode::CONFLICT,
+        ErrorCode::EmailTaken,
+    )
+    .await;
+    expect_error(
+        gw.login(&ann, "wrong password", None).await,
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::InvalidCredentials,
+    )
+    .await;
+    clock.advance(Duration::from_secs(5)); // newest first needs distinct times
+    let a2: LoginResponse = expect(gw.login(&ann, PASSWORD, None).await, StatusCode::OK).await;
+    let list = gw.sessions(&a2.token).await;
+    assert_eq!(list.sessions.len(), 2);
+    assert!(list.sessions[0].current);
+    // Bob cannot revoke Ann's session; Ann can.
+    let del = |token: &str, id: &str| {
+        gw.http
+            .delete(gw.url(&format!("/v1/sessions/{id}")))
+            .bearer_auth(token)
+            .send()
+    };
+    let r = del(&b.token, &a.session_id).await.unwrap();
+    expect_error(r, StatusCode::NOT_FOUND, ErrorCode::NotFound).await;
+    let r = del(&a2.token, &a.session_id).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    expect_error(
+        gw.get("/v1/account", Some(&a.token)).await,
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthorized,
+    )
+    .await;
+
+    // TOTP, with the used-step bookkeeping.
+    let enrol: TotpEnrollResponse = expect(
+        gw.post("/v1/account/totp/enroll", json!({}), Some(&a2.token))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let r = gw
+        .post(
+            "/v1/account/totp/confirm",
+            json!({"code": code(&enrol.secret, &clock, 0)}),
+            Some(&a2.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let next = code(&enrol.secret, &clock, 1);
+    expect::<LoginResponse>(gw.login(&ann, PASSWORD, Some(&next)).await, StatusCode::OK).await;
+    expect_error(
+        gw.login(&ann, PASSWORD, Some(&next)).await,
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::InvalidTotpCode,
+    )
+    .await;
+
+    // Idle expiry and the restart.
+    clock.advance(Duration::from_secs(8 * 24 * 3600));
+    expect_error(
+        gw.get("/v1/account", Some(&b.token)).await,
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthorized,
+    )
+    .await;
+    let b2: LoginResponse = expect(gw.login(&bob, PASSWORD, None).await, StatusCode::OK).await;
+    gw.stop().await;
+    let gw = TestGateway::start_with(dir.path(), clock.clone(), pg).await;
+    let me: AccountInfo =
+        expect(gw.get("/v1/account", Some(&b2.token)).await, StatusCode::OK).await;
+    assert_eq!(me.email, bob);
+    gw.stop().await;
+}
