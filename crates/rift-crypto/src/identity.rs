@@ -539,7 +539,9 @@ fn validate_name(name: &str) -> Result<(), IdentityError> {
 // Paths and files
 // ---------------------------------------------------------------------------------------------
 
-fn config_dir() -> Result<PathBuf, IdentityError> {
+/// Wavry's configuration directory: `$WAVRY_CONFIG_DIR` if set, else the platform's (e.g.
+/// `~/.config/wavry`). The identity, known hosts and the gateway's default database live here.
+pub fn config_dir() -> Result<PathBuf, IdentityError> {
     config_dir_from(std::env::var_os(CONFIG_DIR_ENV))
 }
 

@@ -1,8 +1,10 @@
 //! wavry-proto: the one definition of the messages Wavry components exchange.
 //!
+//! - `account`: the gateway's HTTP account API (docs/GATEWAY.md).
 //! - `control`: messages on a session's RIFT control channel between host and client
 //!   (docs/CONTROL.md).
 
+pub mod account;
 pub mod control;
 
 pub use control::{

@@ -5,6 +5,7 @@ mod bench_cmd;
 mod connect_cmd;
 mod demo;
 mod desktop_demo;
+mod gateway_cmd;
 mod host_cmd;
 mod identity_cmd;
 mod impair_cmd;
@@ -57,6 +58,13 @@ enum Command {
     /// delay, jitter, loss, burst loss, reordering, duplication and a rate-limited queue.
     /// Needs root.
     Impair(Box<impair_cmd::ImpairArgs>),
+    /// Run the account gateway: registration, login sessions and TOTP over an HTTP JSON API,
+    /// on SQLite (default) or PostgreSQL.
+    ///
+    /// Every flag can also be set through the environment variable shown with it. Ctrl-C or
+    /// SIGTERM stops it gracefully: no new connections, requests in flight finish (up to
+    /// 30 s). The API and the security choices are in docs/GATEWAY.md.
+    Gateway(Box<gateway_cmd::GatewayArgs>),
 }
 
 fn main() -> Result<()> {
@@ -82,5 +90,6 @@ fn main() -> Result<()> {
         Command::Keygen(args) => identity_cmd::run_keygen(args),
         Command::Id(args) => identity_cmd::run_id(args),
         Command::Impair(args) => impair_cmd::run_impair(*args),
+        Command::Gateway(args) => gateway_cmd::run_gateway(*args),
     }
 }

@@ -1,0 +1,354 @@
+//! Gateway configuration. Every field has a production default; the `wavry gateway` command
+//! fills it from flags and `WAVRY_…` environment variables.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::GatewayError;
+pub use crate::serve::HttpLimits;
+
+/// Argon2id cost. The default is OWASP's baseline (19 MiB, 2 passes, 1 lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Cost {
+    /// Memory, KiB.
+    pub m_kib: u32,
+    /// Passes.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+}
+
+impl Argon2Cost {
+    /// OWASP Password Storage Cheat Sheet baseline for Argon2id.
+    pub const OWASP: Argon2Cost = Argon2Cost {
+        m_kib: 19 * 1024,
+        t: 2,
+        p: 1,
+    };
+
+    /// The cheapest cost Argon2 allows. **Tests only**: it makes the suite fast, and makes
+    /// stolen hashes cheap to crack.
+    pub const TEST_ONLY_INSECURE: Argon2Cost = Argon2Cost {
+        m_kib: 8,
+        t: 1,
+        p: 1,
+    };
+}
+
+impl Default for Argon2Cost {
+    fn default() -> Self {
+        Self::OWASP
+    }
+}
+
+/// Failed-login backoff, for one kind of key (an account, or a client address).
+///
+/// After `threshold` failures in a row the key is locked for `base_lockout`, and each further
+/// failure doubles that, up to `max_lockout`. A key forgets its failures `forget_after` after
+/// its last one (a successful login also clears an account's count, not an address's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub threshold: u32,
+    pub base_lockout: Duration,
+    pub max_lockout: Duration,
+    pub forget_after: Duration,
+}
+
+/// Failed-login throttling per account and per client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    pub account: Backoff,
+    /// Per address (IPv6 by /64: one subscriber usually holds a whole /64).
+    pub ip: Backoff,
+    /// Most keys remembered at once; the oldest unlocked ones go first when full.
+    pub max_entries: usize,
+    /// Registrations per client address: this many at once…
+    pub register_burst: u32,
+    /// …then one per this interval.
+    pub register_every: Duration,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            // An online guesser gets 5 tries, then 30 s, 1 min, 2 min … 15 min between tries:
+            // a few hundred guesses a day at most, per account.
+            account: Backoff {
+                threshold: 5,
+                base_lockout: Duration::from_secs(30),
+                max_lockout: Duration::from_secs(15 * 60),
+                forget_after: Duration::from_secs(60 * 60),
+            },
+            // One address trying many accounts (credential stuffing); looser, since many
+            // people can share one address behind a NAT.
+            ip: Backoff {
+                threshold: 20,
+                base_lockout: Duration::from_secs(30),
+                max_lockout: Duration::from_secs(15 * 60),
+                forget_after: Duration::from_secs(60 * 60),
+            },
+            max_entries: 100_000,
+            // Each registration costs an Argon2 hash: 10 at once, then 10 an hour.
+            register_burst: 10,
+            register_every: Duration::from_secs(6 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP server listens on (used by the CLI; `Gateway::serve` takes a bound
+    /// listener).
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` (created on first run) or `postgres://…`.
+    pub database_url: String,
+    /// Most database connections in the pool.
+    pub db_max_connections: u32,
+    /// How long to wait for a database connection, at start (an unreachable server fails the
+    /// start after this) and for each request (then 500).
+    pub db_acquire_timeout: Duration,
+    pub argon2: Argon2Cost,
+    /// Most password hashes computed at once (each takes `argon2.m_kib` of memory and a core).
+    pub max_concurrent_hashes: usize,
+    /// How long a request waits for a hashing slot before it is answered 503 `busy`.
+    pub hash_queue_timeout: Duration,
+    /// A session ends this long after login, however it is used.
+    pub session_absolute_ttl: Duration,
+    /// A session ends when unused for this long.
+    pub session_idle_ttl: Duration,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+    /// Header deadline, header size and connection caps.
+    pub http: HttpLimits,
+    pub throttle: ThrottleConfig,
+    /// Issuer shown in authenticator apps (`otpauth://` URI); must not contain ':'.
+    pub totp_issuer: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            database_url: "sqlite://gateway.db".to_string(),
+            db_max_connections: 8,
+            db_acquire_timeout: Duration::from_secs(10),
+            argon2: Argon2Cost::OWASP,
+            max_concurrent_hashes: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            hash_queue_timeout: Duration::from_secs(10),
+            session_absolute_ttl: Duration::from_secs(30 * 24 * 60 * 60),
+            session_idle_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+            max_body_bytes: 64 * 1024,
+            http: HttpLimits::default(),
+            throttle: ThrottleConfig::default(),
+            totp_issuer: "Wavry".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Refuse settings that cannot work, before anything starts.
+    pub fn validate(&self) -> Result<(), GatewayError> {
+        let bad = |what: &str| Err(GatewayError::Config(what.to_string()));
+        if argon2::Params::new(self.argon2.m_kib, self.argon2.t, self.argon2.p, None).is_err() {
+            return bad("argon2 cost out of range (m >= 8*p KiB, t >= 1, 1 <= p <= 2^24-1)");
+        }
+        if self.max_concurrent_hashes == 0 {
+            return bad("max_concurrent_hashes must be at least 1");
+        }
+        if self.db_max_connections == 0 || self.db_acquire_timeout.is_zero() {
+            return bad("db_max_connections and db_acquire_timeout must be positive");
+        }
+        if self.session_absolute_ttl.is_zero() || self.session_idle_ttl.is_zero() {
+            return bad("session lifetimes must be positive");
+        }
+        if self.max_body_bytes < 1024 {
+            return bad("max_body_bytes must be at least 1024");
+        }
+        if self.http.max_header_bytes < 8192 {
+            // hyper's floor (it would panic below it).
+            return bad("http.max_header_bytes must be at least 8192");
+        }
+        if self.http.max_connections == 0
+            || self.http.header_read_timeout.is_zero()
+            || self.http.body_read_timeout.is_zero()
+        {
+            return bad("http: max_connections and the read timeouts must be positive");
+        }
+        if self.totp_issuer.is_empty() || self.totp_issuer.contains(':') {
+            return bad("totp_issuer must be non-empty and contain no ':'");
+        }
+        for b in [self.throttle.account, self.throttle.ip] {
+            if b.threshold == 0 || b.base_lockout > b.max_lockout {
+                return bad("throttle: threshold >= 1 and base_lockout <= max_lockout");
+            }
+        }
+        if self.throttle.max_entries == 0
+            || self.throttle.register_burst == 0
+            || self.throttle.register_every.is_zero()
+        {
+            return bad(
+                "throttle: max_entries, register_burst and register_every must be positive",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// "30d", "12h", "90m", "45s" or plain seconds; more than zero.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a number with a unit (30d, 12h, 90m, 45s), got {s:?}"))?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown unit {other:?}: use s, m, h or d")),
+    };
+    let secs = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too long"))?;
+    if secs == 0 {
+        return Err("must be longer than zero".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// The optional TOML configuration file of `wavry gateway --config FILE`: the same settings as
+/// the flags, named like them with `_` for `-` (`session_ttl = "30d"`). Flags and environment
+/// variables override it; unknown keys are refused, so a misspelt setting is not silently
+/// ignored.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub database: Option<String>,
+    pub db_max_connections: Option<u32>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub session_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub session_idle_ttl: Option<Duration>,
+    pub max_body_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub header_timeout: Option<Duration>,
+    pub max_concurrent_hashes: Option<usize>,
+    pub argon2_memory_kib: Option<u32>,
+    pub argon2_iterations: Option<u32>,
+    pub argon2_parallelism: Option<u32>,
+    pub totp_issuer: Option<String>,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str) -> Result<Self, GatewayError> {
+        toml::from_str(text).map_err(|e| GatewayError::Config(format!("{e}")))
+    }
+
+    pub fn load(path: &Path) -> Result<Self, GatewayError> {
+        let text = std::fs::read_to_string(path).map_err(|e| GatewayError::Io {
+            context: format!("reading the configuration file {}", path.display()),
+            source: e,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            GatewayError::Config(m) => GatewayError::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_owasp() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(
+            c.argon2,
+            Argon2Cost {
+                m_kib: 19456,
+                t: 2,
+                p: 1
+            }
+        );
+        assert_eq!(c.max_body_bytes, 65536);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
+        for bad in ["", "d", "0s", "5w", "-1h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_file() {
+        let f = FileConfig::parse(
+            r#"
+            listen = "0.0.0.0:9000"
+            database = "sqlite:///var/lib/wavry/gateway.db"
+            session_ttl = "14d"
+            argon2_memory_kib = 65536
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.listen, Some("0.0.0.0:9000".parse().unwrap()));
+        assert_eq!(f.session_ttl, Some(Duration::from_secs(14 * 86_400)));
+        assert_eq!(f.argon2_memory_kib, Some(65536));
+        assert_eq!(f.session_idle_ttl, None);
+        assert_eq!(FileConfig::parse("").unwrap(), FileConfig::default());
+        for bad in [
+            "lisen = \"0.0.0.0:1\"",
+            "session_ttl = \"5w\"",
+            "max_body_bytes = \"big\"",
+            "listen = ",
+        ] {
+            let e = FileConfig::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid configuration"), "{bad}: {e}");
+        }
+        let e = FileConfig::parse("lisen = \"x\"").unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let c = Config {
+            totp_issuer: "a:b".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            argon2: Argon2Cost {
+                m_kib: 1,
+                t: 1,
+                p: 1,
+            },
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.throttle.account.threshold = 0;
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,109 @@
+//! wavry-gateway: accounts and login sessions over an HTTP JSON API (docs/GATEWAY.md), on
+//! SQLite (an embedded file, the default) or PostgreSQL.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), wavry_gateway::GatewayError> {
+//! let config = wavry_gateway::Config::default();
+//! let gateway = wavry_gateway::Gateway::open(config.clone()).await?;
+//! let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
+//!     wavry_gateway::GatewayError::Io { context: "binding".into(), source: e }
+//! })?;
+//! gateway.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+//!
+//! Request and response bodies are `wavry_proto::account`.
+
+mod api;
+pub mod clock;
+pub mod config;
+pub mod db;
+mod error;
+pub mod password;
+mod serve;
+pub mod throttle;
+pub mod token;
+pub mod totp;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use api::normalize_email;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    parse_duration, Argon2Cost, Backoff, Config, FileConfig, HttpLimits, ThrottleConfig,
+};
+pub use error::{ApiError, GatewayError, HashError};
+
+/// A gateway with its database open and migrated, ready to serve.
+pub struct Gateway {
+    state: api::AppState,
+}
+
+impl Gateway {
+    /// Check `config`, open (and create, for SQLite) the database, run its migrations, and
+    /// prepare password hashing.
+    pub async fn open(config: Config) -> Result<Self, GatewayError> {
+        Self::open_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// `open` with another clock (tests move time with a `ManualClock`).
+    pub async fn open_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, GatewayError> {
+        config.validate()?;
+        let db = db::connect(
+            &config.database_url,
+            config.db_max_connections,
+            config.db_acquire_timeout,
+        )
+        .await?;
+        let hasher = password::Hasher::new(
+            config.argon2,
+            config.max_concurrent_hashes,
+            config.hash_queue_timeout,
+        )
+        .await?;
+        let throttle = throttle::LoginThrottle::new(config.throttle);
+        let register_limit = throttle::RateLimiter::new(
+            config.throttle.register_burst,
+            config.throttle.register_every,
+            config.throttle.max_entries,
+        );
+        Ok(Gateway {
+            state: api::AppState(Arc::new(api::Inner {
+                db,
+                hasher,
+                throttle,
+                register_limit,
+                clock,
+                config,
+            })),
+        })
+    }
+
+    /// The HTTP routes, for serving in-process (without the client's address, all clients
+    /// share one per-address throttle bucket).
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone())
+    }
+
+    /// Serve on `listener` until `shutdown` completes, then let the requests in flight finish
+    /// (no new connections are accepted) and close the database.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GatewayError> {
+        let addr = listener.local_addr().map_err(|e| GatewayError::Io {
+            context: "reading the listening address".into(),
+            source: e,
+        })?;
+        tracing::info!(%addr, "gateway listening");
+        serve::serve(listener, self.router(), self.state.config.http, shutdown).await;
+        self.state.db.close().await;
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,252 @@
+//! `wavry gateway` as a user runs it: the default database is created in the config dir,
+//! settings come from flags and WAVRY_… variables, it answers HTTP, and SIGTERM stops it
+//! cleanly.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 exchange; the status code and the body.
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {resp:?}"));
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
+}
+
+/// Start `wavry gateway` with `args` and `env`; the process, its address and its stdout.
+fn start(
+    config_dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Gateway, SocketAddr, BufReader<std::process::ChildStdout>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wavry"));
+    cmd.arg("gateway")
+        .args(args)
+        .env("WAVRY_CONFIG_DIR", config_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start wavry gateway");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let gw = Gateway(child);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (gw, addr, out)
+}
+
+/// SIGTERM, then a clean exit that says it stopped.
+fn stop(mut gw: Gateway, mut out: BufReader<std::process::ChildStdout>) {
+    let pid = libc::pid_t::try_from(gw.0.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = gw.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 20 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("stopped"), "{rest:?}");
+}
+
+#[test]
+fn gateway_serves_and_stops_on_sigterm() {
+    let config = tempfile::tempdir().unwrap();
+    let (gw, addr, out) = start(
+        config.path(),
+        &["--listen", "127.0.0.1:0", "--argon2-iterations", "1"],
+        // From the environment (test-only cost: the real one is tested in wavry-gateway).
+        &[("WAVRY_GATEWAY_ARGON2_MEMORY_KIB", "8")],
+    );
+    assert!(
+        config.path().join("gateway.db").exists(),
+        "default database created"
+    );
+
+    assert_eq!(http(addr, "GET", "/healthz", None).0, 200);
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/accounts",
+        Some(r#"{"email":"cli@example.org","password":"correct horse"}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = http(addr, "POST", "/v1/accounts", Some("{"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("malformed_json"), "{body}");
+    stop(gw, out);
+}
+
+#[test]
+fn gateway_reads_a_config_file_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file_db = dir.path().join("from-file.db");
+    let flag_db = dir.path().join("from-flag.db");
+    let toml = dir.path().join("gateway.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nsession_ttl = \"1h\"\n\
+             argon2_memory_kib = 8\nargon2_iterations = 1\n",
+            file_db.display()
+        ),
+    )
+    .unwrap();
+    let toml_arg = toml.to_str().unwrap();
+
+    let (gw, addr, out) = start(dir.path(), &["--config", toml_arg], &[]);
+    assert!(file_db.exists());
+    let creds = r#"{"email":"file@example.org","password":"correct horse"}"#;
+    assert_eq!(http(addr, "POST", "/v1/accounts", Some(creds)).0, 201);
+    let (status, body) = http(addr, "POST", "/v1/auth/login", Some(creds));
+    assert_eq!(status, 200, "{body}");
+    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let ttl = login["expires_at"].as_i64().unwrap() - now;
+    assert!(
+        (3590..=3610).contains(&ttl),
+        "session_ttl from the file: {ttl}"
+    );
+    stop(gw, out);
+
+    // A flag beats the file; so does the environment.
+    let flag_url = format!("sqlite://{}", flag_db.display());
+    let (gw, addr, out) = start(
+        dir.path(),
+        &["--config", toml_arg, "--database", &flag_url],
+        &[("WAVRY_GATEWAY_SESSION_TTL", "2h")],
+    );
+    assert!(flag_db.exists());
+    assert_eq!(
+        http(addr, "POST", "/v1/accounts", Some(creds)).0,
+        201,
+        "a new database"
+    );
+    let (_, body) = http(addr, "POST", "/v1/auth/login", Some(creds));
+    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ttl = login["expires_at"].as_i64().unwrap() - now;
+    assert!(
+        (7190..=7210).contains(&ttl),
+        "session_ttl from the environment: {ttl}"
+    );
+    stop(gw, out);
+
+    // A misspelt setting is an error that names it.
+    std::fs::write(&toml, "lisen = \"127.0.0.1:0\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wavry"))
+        .args(["gateway", "--config", toml_arg])
+        .env("WAVRY_CONFIG_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("lisen") && err.contains("gateway.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gateway_help_explains_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wavry"))
+        .args(["gateway", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--config",
+        "--listen",
+        "--database",
+        "--db-max-connections",
+        "--session-ttl",
+        "--session-idle-ttl",
+        "--max-body-bytes",
+        "--max-connections",
+        "--header-timeout",
+        "--max-concurrent-hashes",
+        "--argon2-memory-kib",
+        "--argon2-iterations",
+        "--argon2-parallelism",
+        "--totp-issuer",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+        let env = format!(
+            "WAVRY_GATEWAY_{}",
+            flag.trim_start_matches("--")
+                .replace('-', "_")
+                .to_uppercase()
+        );
+        assert!(help.contains(&env), "{env} missing from:\n{help}");
+    }
+    assert!(help.contains("OWASP"));
+    assert!(help.contains("SIGTERM"), "{help}");
+    // Bad values are refused with a message, not a panic.
+    let out = Command::new(env!("CARGO_BIN_EXE_wavry"))
+        .args(["gateway", "--session-ttl", "5w"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown unit"));
+    let config = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wavry"))
+        .args([
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            "mysql://x",
+        ])
+        .env("WAVRY_CONFIG_DIR", config.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sqlite://PATH or postgres://"),
+        "{out:?}"
+    );
+}
