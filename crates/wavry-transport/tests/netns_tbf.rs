@@ -274,9 +274,9 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
     let base = frames.iter().map(|f| f.1).fold(f64::INFINITY, f64::min);
     let prop = PROPAGATION.as_secs_f64() * 1e3;
     // (The tool releases a packet within microseconds of its time, early ones included: 19.99
-    // ms has been seen.)
+    // ms has been seen, and 19.58 ms once in a CI run beside other builds.)
     assert!(
-        base >= prop - 0.1 && base <= prop + 5.0,
+        base >= prop - 1.0 && base <= prop + 5.0,
         "base one-way delay {base:.2} ms, the path adds {prop} ms"
     );
     let pct = |v: &mut Vec<f64>, p: usize| {
