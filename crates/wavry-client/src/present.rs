@@ -13,7 +13,7 @@
 
 use crate::input_map::letterbox;
 use crate::overlay::Rgba;
-use crate::window::{CursorImage, WindowError, I420};
+use crate::window::{CursorImage, OwnedI420, WindowError, I420};
 use sdl2::pixels::{Color, PixelFormatEnum};
 use sdl2::rect::Rect;
 use sdl2::render::{BlendMode, Canvas, Texture, TextureCreator};
@@ -74,40 +74,6 @@ fn gl_renderer(window: &Window) -> Option<String> {
         let get: extern "C" fn(u32) -> *const std::os::raw::c_char = std::mem::transmute(f);
         let s = get(GL_RENDERER);
         (!s.is_null()).then(|| std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned())
-    }
-}
-
-/// A picture kept for drawing again (resize, overlay change) on the cpu path.
-#[derive(Default)]
-struct OwnedI420 {
-    width: u32,
-    height: u32,
-    planes: [(Vec<u8>, usize); 3],
-}
-
-impl OwnedI420 {
-    fn copy_from(&mut self, pic: &I420<'_>) {
-        self.width = pic.width;
-        self.height = pic.height;
-        for (dst, src) in self.planes.iter_mut().zip([pic.y, pic.u, pic.v]) {
-            dst.0.clear();
-            dst.0.extend_from_slice(src.data);
-            dst.1 = src.stride;
-        }
-    }
-
-    fn view(&self) -> I420<'_> {
-        let p = |i: usize| crate::window::Plane {
-            data: &self.planes[i].0,
-            stride: self.planes[i].1,
-        };
-        I420 {
-            width: self.width,
-            height: self.height,
-            y: p(0),
-            u: p(1),
-            v: p(2),
-        }
     }
 }
 

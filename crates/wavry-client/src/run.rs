@@ -12,7 +12,7 @@
 //! picture with the cursor at its new place, without waiting for a frame.
 
 use crate::stats::{Snapshot, Stage};
-use crate::window::{CursorImage, PictureReady, Plane, VideoWindow, WindowError, I420};
+use crate::window::{CursorImage, OwnedI420, PictureReady, VideoWindow, WindowError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -70,29 +70,11 @@ pub struct RunSummary {
     pub last: Option<Snapshot>,
 }
 
-/// A decoded picture owned by the mailbox (buffers reused from picture to picture).
+/// A decoded picture owned by the mailbox.
 #[derive(Default)]
 struct Picture {
-    width: u32,
-    height: u32,
-    planes: [(Vec<u8>, usize); 3],
+    pic: OwnedI420,
     decoded_at: Option<Instant>,
-}
-
-impl Picture {
-    fn view(&self) -> I420<'_> {
-        let p = |i: usize| Plane {
-            data: &self.planes[i].0,
-            stride: self.planes[i].1,
-        };
-        I420 {
-            width: self.width,
-            height: self.height,
-            y: p(0),
-            u: p(1),
-            v: p(2),
-        }
-    }
 }
 
 /// The newest picture waiting to be shown, and a spare buffer to decode the next into.
@@ -256,19 +238,19 @@ fn decode_loop(
                     continue;
                 }
                 let mut out = lock(&shared.mailbox).spare.pop().unwrap_or_default();
-                out.width = pic.size().width;
-                out.height = pic.size().height;
+                out.pic.width = pic.size().width;
+                out.pic.height = pic.size().height;
                 for i in 0..3 {
                     let (data, stride) = pic.plane(i);
                     let rows = if i == 0 {
-                        out.height as usize
+                        out.pic.height as usize
                     } else {
-                        out.height.div_ceil(2) as usize
+                        out.pic.height.div_ceil(2) as usize
                     };
                     let n = (stride * rows).min(data.len());
-                    out.planes[i].0.clear();
-                    out.planes[i].0.extend_from_slice(&data[..n]);
-                    out.planes[i].1 = stride;
+                    out.pic.planes[i].0.clear();
+                    out.pic.planes[i].0.extend_from_slice(&data[..n]);
+                    out.pic.planes[i].1 = stride;
                 }
                 let now = Instant::now();
                 out.decoded_at = Some(now);
@@ -413,7 +395,7 @@ pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummar
                     window.redraw()?;
                 }
                 if let Some(pic) = pic {
-                    window.present(&pic.view())?;
+                    window.present(&pic.pic.view())?;
                     let now = Instant::now();
                     let mut iv = lock(&shared.interval);
                     if let Some(d) = pic.decoded_at {

@@ -66,6 +66,42 @@ impl I420<'_> {
     }
 }
 
+/// An I420 picture with buffers of its own, reused from picture to picture (the decode
+/// mailbox's, and the cpu presentation path's copy for redraws).
+#[derive(Default)]
+pub(crate) struct OwnedI420 {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    /// Y, U, V: bytes and stride.
+    pub(crate) planes: [(Vec<u8>, usize); 3],
+}
+
+impl OwnedI420 {
+    pub(crate) fn copy_from(&mut self, pic: &I420<'_>) {
+        self.width = pic.width;
+        self.height = pic.height;
+        for (dst, src) in self.planes.iter_mut().zip([pic.y, pic.u, pic.v]) {
+            dst.0.clear();
+            dst.0.extend_from_slice(src.data);
+            dst.1 = src.stride;
+        }
+    }
+
+    pub(crate) fn view(&self) -> I420<'_> {
+        let p = |i: usize| Plane {
+            data: &self.planes[i].0,
+            stride: self.planes[i].1,
+        };
+        I420 {
+            width: self.width,
+            height: self.height,
+            y: p(0),
+            u: p(1),
+            v: p(2),
+        }
+    }
+}
+
 /// A cursor image for [`VideoWindow::set_cursor_shape`]: `width × height` pixels of B, G, R,
 /// A bytes with premultiplied alpha (as the host sends them), drawn with the pixel
 /// (`hotspot_x`, `hotspot_y`) at the pointer position.
