@@ -163,18 +163,17 @@ impl Presenter {
         if mode == PresentMode::Cpu {
             return Ok(Presenter::cpu(window));
         }
-        let canvas = match window.into_canvas().build() {
-            Ok(c) => c,
-            Err(e) => {
-                return Err(WindowError::Sdl(format!(
-                    "no SDL renderer for the window: {e}"
-                )))
-            }
-        };
+        let canvas = window
+            .into_canvas()
+            .build()
+            .map_err(|e| WindowError::Sdl(format!("no SDL renderer for the window: {e}")))?;
         let name = canvas.info().name;
-        let gl = gl_renderer(canvas.window());
-        let software =
-            name == "software" || gl.as_deref().is_some_and(is_software_gl) && name != "direct3d";
+        // Only an OpenGL renderer has a current GL context to ask.
+        let gl = name
+            .starts_with("opengl")
+            .then(|| gl_renderer(canvas.window()))
+            .flatten();
+        let software = name == "software" || gl.as_deref().is_some_and(is_software_gl);
         if mode == PresentMode::Auto && software {
             tracing::info!(
                 renderer = name,
