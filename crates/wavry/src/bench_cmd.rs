@@ -19,7 +19,7 @@ pub enum BenchCommand {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PathArg {
-    /// Loopback.
+    /// Both ends on this machine's loopback, nothing in between.
     Loopback,
     /// 20 ms round trip with 1 % random loss each way (needs root: network namespaces).
     Loss,
