@@ -13,7 +13,7 @@
 
 use crate::input_map::letterbox;
 use crate::overlay::Rgba;
-use crate::window::{CursorImage, OwnedI420, WindowError, I420};
+use crate::window::{sdl, CursorImage, OwnedI420, WindowError, I420};
 use sdl2::pixels::{Color, PixelFormatEnum};
 use sdl2::rect::Rect;
 use sdl2::render::{BlendMode, Canvas, Texture, TextureCreator};
@@ -22,10 +22,6 @@ use sdl2::video::{Window, WindowContext};
 use sdl2::EventPump;
 use std::str::FromStr;
 use wavry_media::to_bgra::{i420_to_bgra, PlaneRef};
-
-fn sdl<T>(r: Result<T, impl ToString>) -> Result<T, WindowError> {
-    r.map_err(|e| WindowError::Sdl(e.to_string()))
-}
 
 /// Which presentation path the window takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

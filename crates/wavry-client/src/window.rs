@@ -30,7 +30,7 @@ pub enum WindowError {
     Cursor(u32, u32),
 }
 
-fn sdl<T>(r: Result<T, impl ToString>) -> Result<T, WindowError> {
+pub(crate) fn sdl<T>(r: Result<T, impl ToString>) -> Result<T, WindowError> {
     r.map_err(|e| WindowError::Sdl(e.to_string()))
 }
 
