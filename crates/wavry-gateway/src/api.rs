@@ -40,6 +40,7 @@ const USER_AGENT_MAX: usize = 256;
 
 pub(crate) struct Inner {
     pub db: AnyPool,
+    pub signal: crate::signal::Signaling,
     pub hasher: Hasher,
     pub throttle: LoginThrottle,
     pub register_limit: RateLimiter,
@@ -79,6 +80,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/account/totp/disable", post(totp_disable))
         .route("/v1/sessions", get(list_sessions))
         .route("/v1/sessions/{session_id}", delete(revoke_session))
+        .merge(crate::registry_api::routes())
+        .route("/v1/signal", get(crate::signal::socket::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -177,7 +180,7 @@ fn json_rejection(r: JsonRejection) -> ApiError {
 }
 
 /// The peer's address (no proxy headers are trusted yet).
-struct ClientIp(IpAddr);
+pub(crate) struct ClientIp(pub IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
@@ -211,24 +214,36 @@ impl FromRequestParts<AppState> for Auth {
                 let (scheme, rest) = v.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
             })
-            .filter(|t| token::looks_like_token(t))
             .ok_or_else(ApiError::unauthorized)?;
-        let session = db::session_by_token_hash(&st.db, &token::hash_token(token))
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
-        let now = st.clock.now_secs();
-        if now >= session.expires_at || now >= session.last_used_at.saturating_add(st.idle_secs()) {
-            db::delete_session(&st.db, &session.id).await?;
-            return Err(ApiError::unauthorized());
-        }
-        if now - session.last_used_at >= TOUCH_INTERVAL_SECS {
-            db::touch_session(&st.db, &session.id, now).await?;
-        }
-        Ok(Auth {
-            user_id: session.user_id,
-            session_id: session.id,
-        })
+        authenticate(st, token).await
     }
+}
+
+/// The live login session of bearer `token`; it counts as used now.
+pub(crate) async fn authenticate(st: &Inner, token: &str) -> Result<Auth, ApiError> {
+    if !token::looks_like_token(token) {
+        return Err(ApiError::unauthorized());
+    }
+    session_for_hash(st, &token::hash_token(token)).await
+}
+
+/// The live login session whose token hashes to `token_hash`; it counts as used now.
+pub(crate) async fn session_for_hash(st: &Inner, token_hash: &str) -> Result<Auth, ApiError> {
+    let session = db::session_by_token_hash(&st.db, token_hash)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    let now = st.clock.now_secs();
+    if now >= session.expires_at || now >= session.last_used_at.saturating_add(st.idle_secs()) {
+        db::delete_session(&st.db, &session.id).await?;
+        return Err(ApiError::unauthorized());
+    }
+    if now - session.last_used_at >= TOUCH_INTERVAL_SECS {
+        db::touch_session(&st.db, &session.id, now).await?;
+    }
+    Ok(Auth {
+        user_id: session.user_id,
+        session_id: session.id,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -287,7 +302,7 @@ fn check_new_password(pw: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn random_failed(e: getrandom::Error) -> ApiError {
+pub(crate) fn random_failed(e: getrandom::Error) -> ApiError {
     ApiError::internal(format_args!("random: {e}"))
 }
 
@@ -481,6 +496,9 @@ async fn check_and_consume_totp(
 
 async fn logout(State(st): State<AppState>, auth: Auth) -> Result<StatusCode, ApiError> {
     db::delete_session(&st.db, &auth.session_id).await?;
+    st.signal
+        .session_ended(&st.db, &auth.session_id, st.clock.now_ms())
+        .await;
     tracing::info!(user_id = %auth.user_id, session_id = %auth.session_id, "logout");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -533,6 +551,9 @@ async fn revoke_session(
     };
     // Someone else's session is "not found", exactly like one that does not exist.
     if db::delete_own_session(&st.db, &session_id, &auth.user_id).await? {
+        st.signal
+            .session_ended(&st.db, &session_id, st.clock.now_ms())
+            .await;
         tracing::info!(user_id = %auth.user_id, %session_id, "session revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -98,6 +98,34 @@ impl Default for ThrottleConfig {
     }
 }
 
+/// The signaling WebSocket's timing and limits (docs/SIGNALING.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalConfig {
+    /// Peers ping at least this often; a socket silent for three intervals is closed, and a
+    /// host's presence row is refreshed this often.
+    pub heartbeat: Duration,
+    /// A device whose socket dropped stays present this long, and can resume.
+    pub resume_grace: Duration,
+    /// A signed host record is valid this long.
+    pub record_ttl: Duration,
+    /// Messages a socket may send per second on average…
+    pub messages_per_sec: u32,
+    /// …and at once.
+    pub message_burst: u32,
+}
+
+impl Default for SignalConfig {
+    fn default() -> Self {
+        SignalConfig {
+            heartbeat: Duration::from_secs(15),
+            resume_grace: Duration::from_secs(30),
+            record_ttl: Duration::from_secs(120),
+            messages_per_sec: 20,
+            message_burst: 40,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address the HTTP server listens on (used by the CLI; `Gateway::serve` takes a bound
@@ -126,6 +154,7 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     /// Issuer shown in authenticator apps (`otpauth://` URI); must not contain ':'.
     pub totp_issuer: String,
+    pub signal: SignalConfig,
 }
 
 impl Default for Config {
@@ -146,6 +175,7 @@ impl Default for Config {
             http: HttpLimits::default(),
             throttle: ThrottleConfig::default(),
             totp_issuer: "Wavry".to_string(),
+            signal: SignalConfig::default(),
         }
     }
 }
@@ -181,6 +211,14 @@ impl Config {
         }
         if self.totp_issuer.is_empty() || self.totp_issuer.contains(':') {
             return bad("totp_issuer must be non-empty and contain no ':'");
+        }
+        let sig = &self.signal;
+        if sig.heartbeat < Duration::from_secs(1)
+            || sig.record_ttl.is_zero()
+            || sig.messages_per_sec == 0
+            || sig.message_burst == 0
+        {
+            return bad("signal: heartbeat must be at least 1 s; record_ttl and rates positive");
         }
         for b in [self.throttle.account, self.throttle.ip] {
             if b.threshold == 0 || b.base_lockout > b.max_lockout {

@@ -1,5 +1,6 @@
-//! wavry-gateway: accounts and login sessions over an HTTP JSON API (docs/GATEWAY.md), on
-//! SQLite (an embedded file, the default) or PostgreSQL.
+//! wavry-gateway: accounts and login sessions over an HTTP JSON API (docs/GATEWAY.md), the
+//! device registry and signaling over WebSocket (docs/SIGNALING.md), on SQLite (an embedded
+//! file, the default) or PostgreSQL.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), wavry_gateway::GatewayError> {
@@ -12,7 +13,8 @@
 //! # }
 //! ```
 //!
-//! Request and response bodies are `wavry_proto::account`.
+//! Request and response bodies are `wavry_proto::account` and `wavry_proto::registry`;
+//! signaling messages (docs/SIGNALING.md) are `wavry_proto::signal`.
 
 mod api;
 pub mod clock;
@@ -20,7 +22,10 @@ pub mod config;
 pub mod db;
 mod error;
 pub mod password;
+mod registry_api;
+pub mod registry_db;
 mod serve;
+pub mod signal;
 pub mod throttle;
 pub mod token;
 pub mod totp;
@@ -65,6 +70,7 @@ impl Gateway {
             config.hash_queue_timeout,
         )
         .await?;
+        let signal = signal::Signaling::open(&db, config.signal, clock.now_secs()).await?;
         let throttle = throttle::LoginThrottle::new(config.throttle);
         let register_limit = throttle::RateLimiter::new(
             config.throttle.register_burst,
@@ -74,6 +80,7 @@ impl Gateway {
         Ok(Gateway {
             state: api::AppState(Arc::new(api::Inner {
                 db,
+                signal,
                 hasher,
                 throttle,
                 register_limit,
@@ -101,7 +108,19 @@ impl Gateway {
             source: e,
         })?;
         tracing::info!(%addr, "gateway listening");
+        let housekeeping = tokio::spawn(signal::housekeeping(self.state.clone()));
+        // Signaling sockets are upgraded connections the HTTP loop no longer tracks: say
+        // goodbye on them as the stop begins, so peers reconnect elsewhere at once.
+        let state = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            state.signal.hub.close_all(
+                wavry_proto::signal::SignalCode::ShuttingDown,
+                "the gateway is stopping; reconnect with resume",
+            );
+        };
         serve::serve(listener, self.router(), self.state.config.http, shutdown).await;
+        housekeeping.abort();
         self.state.db.close().await;
         tracing::info!("gateway stopped");
         Ok(())

@@ -197,6 +197,14 @@ pub enum ErrorCode {
     TooManyAttempts,
     NotFound,
     MethodNotAllowed,
+    /// A device name or public key that cannot be one.
+    InvalidDevice,
+    /// This account has a device with this public key already.
+    DeviceExists,
+    /// Sharing a host with an address that has no account.
+    NoSuchAccount,
+    /// The WebSocket endpoint was asked without a WebSocket upgrade.
+    UpgradeRequired,
     /// The gateway is saturated (e.g. password hashing queue); try again shortly.
     Busy,
     Internal,

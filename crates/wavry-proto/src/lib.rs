@@ -3,9 +3,14 @@
 //! - `account`: the gateway's HTTP account API (docs/GATEWAY.md).
 //! - `control`: messages on a session's RIFT control channel between host and client
 //!   (docs/CONTROL.md).
+//! - `registry`: the gateway's HTTP device and host registry (docs/SIGNALING.md).
+//! - `signal`: the gateway's signaling WebSocket messages and signed host records
+//!   (docs/SIGNALING.md).
 
 pub mod account;
 pub mod control;
+pub mod registry;
+pub mod signal;
 
 pub use control::{
     Codec, ControlError, ControlMessage, Cursor, CursorAssembler, CursorChunk, MonitorInfo,
