@@ -551,3 +551,207 @@ fn remove_peer(
     }
     effects
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(device: &str, kind: DeviceKind) -> PeerInfo {
+        PeerInfo {
+            device_id: device.into(),
+            user_id: "u".into(),
+            session_id: format!("s-{device}"),
+            kind,
+        }
+    }
+
+    fn hub() -> Hub {
+        Hub::new(HubConfig {
+            outbox_len: 4,
+            resume_grace_ms: 1_000,
+            link_queue: 8,
+            max_connections_per_device: 2,
+            heartbeat_secs: 15,
+        })
+    }
+
+    /// Everything queued on `rx` now, parsed.
+    fn drain(rx: &mut mpsc::Receiver<Outbound>) -> Vec<Result<ServerEnvelope, ()>> {
+        let mut out = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            out.push(match o {
+                Outbound::Text(t) => Ok(ServerEnvelope::from_json(&t).unwrap()),
+                Outbound::Close => Err(()),
+            });
+        }
+        out
+    }
+
+    fn seqs(msgs: &[Result<ServerEnvelope, ()>]) -> Vec<u64> {
+        msgs.iter().flatten().map(|e| e.seq).collect()
+    }
+
+    fn closed(n: u32) -> ServerMessage {
+        ServerMessage::Closed {
+            connection_id: format!("c{n}"),
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn resume_replays_what_was_missed_and_only_while_it_is_kept() {
+        let hub = hub();
+        let mut a = hub.attach(info("h", DeviceKind::Host), None, "tok".into(), 0);
+        assert_eq!(seqs(&drain(&mut a.rx)), vec![0]); // welcome
+        hub.send("h", closed(1), 0);
+        hub.send("h", closed(2), 0);
+        assert_eq!(seqs(&drain(&mut a.rx)), vec![1, 2]);
+        hub.detach("h", a.link_id, 10);
+        assert!(hub.is_present("h"));
+        hub.send("h", closed(3), 20);
+        hub.send("h", closed(4), 20);
+        // Received up to 2: 3 and 4 are replayed after the welcome.
+        let mut b = hub.attach(
+            info("h", DeviceKind::Host),
+            Some(("tok", 2)),
+            "new".into(),
+            30,
+        );
+        assert!(b.resumed);
+        assert_eq!(seqs(&drain(&mut b.rx)), vec![0, 3, 4]);
+        // Numbering continues.
+        hub.send("h", closed(5), 40);
+        assert_eq!(seqs(&drain(&mut b.rx)), vec![5]);
+        // Only the last 4 are kept: resuming from 0 needs 1, which is gone, so a new session.
+        hub.send("h", closed(6), 40);
+        let mut c = hub.attach(
+            info("h", DeviceKind::Host),
+            Some(("tok", 0)),
+            "t3".into(),
+            50,
+        );
+        assert!(!c.resumed);
+        assert_eq!(
+            drain(&mut b.rx).last(),
+            Some(&Err(())),
+            "the replaced socket is told to close"
+        );
+        hub.send("h", closed(7), 60);
+        assert_eq!(
+            seqs(&drain(&mut c.rx)),
+            vec![0, 1],
+            "a new session starts at 1"
+        );
+        // A wrong token never resumes; a last_seq from the future neither.
+        let d = hub.attach(
+            info("h", DeviceKind::Host),
+            Some(("nope", 1)),
+            "t4".into(),
+            70,
+        );
+        assert!(!d.resumed);
+        let e = hub.attach(
+            info("h", DeviceKind::Host),
+            Some(("t4", 99)),
+            "t5".into(),
+            80,
+        );
+        assert!(!e.resumed);
+    }
+
+    #[test]
+    fn grace_ends_a_dropped_device_and_its_connections() {
+        let hub = hub();
+        let h = hub.attach(info("h", DeviceKind::Host), None, "a".into(), 0);
+        let mut c = hub.attach(info("c", DeviceKind::Client), None, "b".into(), 0);
+        drain(&mut c.rx);
+        hub.open_connection("x", "h", "c").unwrap();
+        assert_eq!(
+            hub.route("x", "c").unwrap(),
+            Route {
+                from_host: false,
+                other: "h".into(),
+                accepted: false
+            }
+        );
+        assert_eq!(hub.route("x", "z"), Err(SignalCode::UnknownConnection));
+        hub.detach("h", h.link_id, 100);
+        assert_eq!(hub.sweep(1_099), Effects::default(), "still within grace");
+        let fx = hub.sweep(1_100);
+        assert_eq!(fx.hosts_offline, vec!["h".to_string()]);
+        assert_eq!(fx.ended.len(), 1);
+        assert!(!hub.is_present("h"));
+        let got = drain(&mut c.rx);
+        assert!(matches!(
+            got[0].as_ref().unwrap().message,
+            ServerMessage::Closed { .. }
+        ));
+        assert_eq!(hub.route("x", "c"), Err(SignalCode::UnknownConnection));
+    }
+
+    #[test]
+    fn connection_limits_and_offline_hosts() {
+        let hub = hub();
+        let _h = hub.attach(info("h", DeviceKind::Host), None, "a".into(), 0);
+        let _c = hub.attach(info("c", DeviceKind::Client), None, "b".into(), 0);
+        hub.open_connection("1", "h", "c").unwrap();
+        hub.open_connection("2", "h", "c").unwrap();
+        assert_eq!(
+            hub.open_connection("3", "h", "c"),
+            Err(SignalCode::RateLimited)
+        );
+        assert_eq!(
+            hub.open_connection("4", "gone", "c"),
+            Err(SignalCode::HostOffline)
+        );
+        assert!(hub.mark_accepted("1"));
+        assert!(!hub.mark_accepted("1"), "once");
+        assert!(hub.end_connection("1", "c", closed(1), 0));
+        assert!(!hub.end_connection("1", "c", closed(1), 0));
+        hub.open_connection("3", "h", "c").unwrap();
+    }
+
+    #[test]
+    fn a_socket_that_does_not_read_is_dropped_but_can_resume() {
+        let hub = hub();
+        let a = hub.attach(info("c", DeviceKind::Client), None, "tok".into(), 0);
+        // Queue of 8: the welcome and 7 more fit; the 9th overflows.
+        for n in 0..8 {
+            hub.send("c", closed(n), 5);
+        }
+        assert!(!hub.is_current("c", a.link_id), "dropped as too slow");
+        assert!(hub.is_present("c"));
+        let mut b = hub.attach(
+            info("c", DeviceKind::Client),
+            Some(("tok", 4)),
+            "x".into(),
+            6,
+        );
+        assert!(b.resumed);
+        assert_eq!(seqs(&drain(&mut b.rx)), vec![0, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn kick_says_goodbye_and_forgets() {
+        let hub = hub();
+        let mut a = hub.attach(info("h", DeviceKind::Host), None, "tok".into(), 0);
+        let _b = hub.attach(info("c", DeviceKind::Client), None, "t".into(), 0);
+        drain(&mut a.rx);
+        let fx = hub.kick(|p| p.session_id == "s-h", SignalCode::Banned, "banned", 0);
+        assert_eq!(fx.hosts_offline, vec!["h".to_string()]);
+        let got = drain(&mut a.rx);
+        assert!(matches!(
+            got[0].as_ref().unwrap().message,
+            ServerMessage::Goodbye {
+                code: SignalCode::Banned,
+                ..
+            }
+        ));
+        assert_eq!(got[1], Err(()));
+        assert!(!hub.is_present("h") && hub.is_present("c"));
+        // No resuming a kicked session.
+        let again = hub.attach(info("h", DeviceKind::Host), Some(("tok", 0)), "n".into(), 1);
+        assert!(!again.resumed);
+        assert_eq!(hub.present_count(), 2);
+    }
+}
