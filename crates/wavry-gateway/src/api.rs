@@ -23,6 +23,8 @@ use wavry_proto::account::{
     PASSWORD_MIN_CHARS,
 };
 
+use crate::admin_db;
+use crate::audit::{self, Actor, Event};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db;
@@ -69,6 +71,11 @@ impl Inner {
 
 pub(crate) fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let admin = if state.config.admin_token.is_some() {
+        crate::admin::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/accounts", post(register))
@@ -82,6 +89,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/sessions/{session_id}", delete(revoke_session))
         .merge(crate::registry_api::routes())
         .route("/v1/signal", get(crate::signal::socket::upgrade))
+        .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -229,10 +237,15 @@ pub(crate) async fn authenticate(st: &Inner, token: &str) -> Result<Auth, ApiErr
 
 /// The live login session whose token hashes to `token_hash`; it counts as used now.
 pub(crate) async fn session_for_hash(st: &Inner, token_hash: &str) -> Result<Auth, ApiError> {
-    let session = db::session_by_token_hash(&st.db, token_hash)
+    let now = st.clock.now_secs();
+    let session = db::session_by_token_hash(&st.db, token_hash, now)
         .await?
         .ok_or_else(ApiError::unauthorized)?;
-    let now = st.clock.now_secs();
+    if session.banned {
+        // A ban deletes the sessions; this covers a login that raced it.
+        db::delete_session(&st.db, &session.id).await?;
+        return Err(ApiError::banned());
+    }
     if now >= session.expires_at || now >= session.last_used_at.saturating_add(st.idle_secs()) {
         db::delete_session(&st.db, &session.id).await?;
         return Err(ApiError::unauthorized());
@@ -353,6 +366,11 @@ async fn register(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(user_id = %id, "account registered");
+    audit::record(
+        &st,
+        Event::new(Actor::User(&id), "account.registered").ip(ip),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(AccountInfo {
@@ -413,8 +431,29 @@ async fn login(
     let Some(user) = user.filter(|_| password_ok) else {
         attempt.failed(st.clock.now_ms());
         tracing::info!(%ip, "login failed");
+        let e = Event::new(Actor::Anonymous, "login.failed")
+            .target(&email)
+            .ip(ip);
+        audit::record(&st, e.detail("wrong email or password")).await;
         return Err(ApiError::invalid_credentials());
     };
+    // Told only to whoever knows the password.
+    if let Some(ban) = admin_db::active_ban(&st.db, &user.id, st.clock.now_secs()).await? {
+        attempt.succeeded(&account_key, st.clock.now_ms());
+        let until = ban
+            .expires_at
+            .map_or("permanently".into(), |t| format!("until {t}"));
+        audit::record(
+            &st,
+            Event::new(Actor::User(&user.id), "login.banned").ip(ip),
+        )
+        .await;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Banned,
+            format!("this account is banned {until}"),
+        ));
+    }
 
     if let Some(secret) = &user.totp_secret {
         let Some(code) = req.totp_code.as_deref() else {
@@ -427,6 +466,10 @@ async fn login(
         if !check_and_consume_totp(&st, &user.id, secret, code).await? {
             attempt.failed(st.clock.now_ms());
             tracing::info!(user_id = %user.id, %ip, "login failed: TOTP code");
+            let e = Event::new(Actor::Anonymous, "login.failed")
+                .target(&email)
+                .ip(ip);
+            audit::record(&st, e.detail("wrong TOTP code")).await;
             return Err(ApiError::invalid_totp());
         }
     }
@@ -470,6 +513,8 @@ async fn login(
     )
     .await?;
     tracing::info!(user_id = %user.id, %session_id, %ip, "login");
+    let e = Event::new(Actor::User(&user.id), "login.succeeded").target(&session_id);
+    audit::record(&st, e.ip(ip)).await;
     Ok(Json(LoginResponse {
         token,
         session_id,
@@ -494,12 +539,18 @@ async fn check_and_consume_totp(
     }
 }
 
-async fn logout(State(st): State<AppState>, auth: Auth) -> Result<StatusCode, ApiError> {
+async fn logout(
+    State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
+    auth: Auth,
+) -> Result<StatusCode, ApiError> {
     db::delete_session(&st.db, &auth.session_id).await?;
     st.signal
         .session_ended(&st.db, &auth.session_id, st.clock.now_ms())
         .await;
     tracing::info!(user_id = %auth.user_id, session_id = %auth.session_id, "logout");
+    let e = Event::new(Actor::User(&auth.user_id), "session.logout").target(&auth.session_id);
+    audit::record(&st, e.ip(ip)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -542,6 +593,7 @@ async fn list_sessions(
 
 async fn revoke_session(
     State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
     auth: Auth,
     session_id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -555,6 +607,8 @@ async fn revoke_session(
             .session_ended(&st.db, &session_id, st.clock.now_ms())
             .await;
         tracing::info!(user_id = %auth.user_id, %session_id, "session revoked");
+        let e = Event::new(Actor::User(&auth.user_id), "session.revoked").target(&session_id);
+        audit::record(&st, e.ip(ip)).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("no such session"))
@@ -623,6 +677,7 @@ async fn totp_confirm(
     }
     attempt.succeeded(&key, st.clock.now_ms());
     tracing::info!(user_id = %auth.user_id, "TOTP enabled");
+    audit::record(&st, Event::new(Actor::User(&auth.user_id), "totp.enabled")).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -654,6 +709,7 @@ async fn totp_disable(
     }
     attempt.succeeded(&key, st.clock.now_ms());
     tracing::info!(user_id = %auth.user_id, "TOTP disabled");
+    audit::record(&st, Event::new(Actor::User(&auth.user_id), "totp.disabled")).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

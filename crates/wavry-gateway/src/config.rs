@@ -155,6 +155,29 @@ pub struct Config {
     /// Issuer shown in authenticator apps (`otpauth://` URI); must not contain ':'.
     pub totp_issuer: String,
     pub signal: SignalConfig,
+    /// The admin panel's token (`ADMIN_PANEL_TOKEN`); the panel is served only when this is
+    /// set and at least `admin::ADMIN_TOKEN_MIN_CHARS` characters long.
+    pub admin_token: Option<AdminToken>,
+}
+
+/// The admin token: kept out of `Debug` output (and so out of logs).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        AdminToken(token.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AdminToken(<{} characters>)", self.0.chars().count())
+    }
 }
 
 impl Default for Config {
@@ -176,6 +199,7 @@ impl Default for Config {
             throttle: ThrottleConfig::default(),
             totp_issuer: "Wavry".to_string(),
             signal: SignalConfig::default(),
+            admin_token: None,
         }
     }
 }

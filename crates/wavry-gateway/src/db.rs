@@ -321,26 +321,36 @@ pub struct SessionAuth {
     pub user_id: String,
     pub last_used_at: i64,
     pub expires_at: i64,
+    /// The user is banned at the time asked about.
+    pub banned: bool,
 }
 
+/// The session of a token hash, and whether its user is banned at `now`.
 pub async fn session_by_token_hash(
     db: &AnyPool,
     token_hash: &str,
+    now: i64,
 ) -> Result<Option<SessionAuth>, sqlx::Error> {
-    let row: Option<(String, String, i64, i64)> = sqlx::query_as(
-        "SELECT id, user_id, last_used_at, expires_at FROM sessions WHERE token_hash = $1",
+    let row: Option<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT s.id, s.user_id, s.last_used_at, s.expires_at, \
+           CASE WHEN b.user_id IS NULL THEN 0 ELSE 1 END \
+         FROM sessions s LEFT JOIN bans b ON b.user_id = s.user_id \
+           AND (b.expires_at IS NULL OR b.expires_at > $2) \
+         WHERE s.token_hash = $1",
     )
     .bind(token_hash)
+    .bind(now)
     .fetch_optional(db)
     .await?;
-    Ok(
-        row.map(|(id, user_id, last_used_at, expires_at)| SessionAuth {
+    Ok(row.map(
+        |(id, user_id, last_used_at, expires_at, banned)| SessionAuth {
             id,
             user_id,
             last_used_at,
             expires_at,
-        }),
-    )
+            banned: banned != 0,
+        },
+    ))
 }
 
 pub async fn touch_session(db: &AnyPool, id: &str, now: i64) -> Result<(), sqlx::Error> {
@@ -358,6 +368,24 @@ pub async fn delete_session(db: &AnyPool, id: &str) -> Result<(), sqlx::Error> {
         .execute(db)
         .await?;
     Ok(())
+}
+
+/// Delete session `id`; how many (0 or 1).
+pub async fn delete_session_by_id(db: &AnyPool, id: &str) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sessions WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// Delete every session of `user_id`; how many.
+pub async fn delete_user_sessions(db: &AnyPool, user_id: &str) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected())
 }
 
 /// Delete `id` if `user_id` owns it; whether it did.

@@ -81,6 +81,14 @@ impl ApiError {
         )
     }
 
+    pub fn banned() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Banned,
+            "this account is banned",
+        )
+    }
+
     pub fn not_found(what: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, what)
     }

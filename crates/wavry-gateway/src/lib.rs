@@ -16,7 +16,10 @@
 //! Request and response bodies are `wavry_proto::account` and `wavry_proto::registry`;
 //! signaling messages (docs/SIGNALING.md) are `wavry_proto::signal`.
 
+mod admin;
+mod admin_db;
 mod api;
+mod audit;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -33,10 +36,12 @@ pub mod totp;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use admin::ADMIN_TOKEN_MIN_CHARS;
 pub use api::normalize_email;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    parse_duration, Argon2Cost, Backoff, Config, FileConfig, HttpLimits, ThrottleConfig,
+    parse_duration, AdminToken, Argon2Cost, Backoff, Config, FileConfig, HttpLimits, SignalConfig,
+    ThrottleConfig,
 };
 pub use error::{ApiError, GatewayError, HashError};
 
@@ -54,10 +59,20 @@ impl Gateway {
 
     /// `open` with another clock (tests move time with a `ManualClock`).
     pub async fn open_with_clock(
-        config: Config,
+        mut config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, GatewayError> {
         config.validate()?;
+        if let Some(t) = &config.admin_token {
+            if t.expose().chars().count() < admin::ADMIN_TOKEN_MIN_CHARS {
+                tracing::error!(
+                    "the admin token (ADMIN_PANEL_TOKEN) is shorter than {} characters: the admin \
+                     panel stays off",
+                    admin::ADMIN_TOKEN_MIN_CHARS
+                );
+                config.admin_token = None;
+            }
+        }
         let db = db::connect(
             &config.database_url,
             config.db_max_connections,
@@ -88,6 +103,11 @@ impl Gateway {
                 config,
             })),
         })
+    }
+
+    /// Whether the admin panel is served (a token of at least 32 characters is set).
+    pub fn admin_enabled(&self) -> bool {
+        self.state.config.admin_token.is_some()
     }
 
     /// The HTTP routes, for serving in-process (without the client's address, all clients

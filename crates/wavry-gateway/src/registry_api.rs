@@ -14,6 +14,7 @@ use wavry_proto::registry::{
 };
 
 use crate::api::{normalize_email, random_failed, ApiJson, AppState, Auth};
+use crate::audit::{self, Actor, Event};
 use crate::error::ApiError;
 use crate::registry_db::{self, DeviceRow, NewDevice};
 use crate::{db, token};
@@ -107,6 +108,8 @@ async fn register_device(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(user_id = %auth.user_id, device_id = %id, kind = req.kind.as_str(), "device registered");
+    let e = Event::new(Actor::User(&auth.user_id), "device.registered").target(&id);
+    audit::record(&st, e.detail(format!("{} {name}", req.kind.as_str()))).await;
     Ok((
         StatusCode::CREATED,
         Json(DeviceInfo {
@@ -150,6 +153,8 @@ async fn delete_device(
         .device_removed(&st.db, &device_id, st.clock.now_ms())
         .await;
     tracing::info!(user_id = %auth.user_id, %device_id, "device removed");
+    let e = Event::new(Actor::User(&auth.user_id), "device.removed").target(&device_id);
+    audit::record(&st, e).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -204,6 +209,8 @@ async fn add_share(
     let now = st.clock.now_secs();
     registry_db::insert_share(&st.db, &host.id, &user.id, now).await?;
     tracing::info!(user_id = %auth.user_id, host_id = %host.id, shared_with = %user.id, "host shared");
+    let e = Event::new(Actor::User(&auth.user_id), "host.shared").target(&host.id);
+    audit::record(&st, e.detail(format!("with {}", user.id))).await;
     Ok((
         StatusCode::CREATED,
         Json(ShareInfo {
@@ -228,6 +235,8 @@ async fn remove_share(
     }
     // Sockets stay open: the account only loses the right to start new connections.
     tracing::info!(user_id = %auth.user_id, host_id = %host.id, unshared = %user_id, "host unshared");
+    let e = Event::new(Actor::User(&auth.user_id), "host.unshared").target(&host.id);
+    audit::record(&st, e.detail(format!("with {user_id}"))).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -6,148 +6,20 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::peer::{device, Peer};
 use common::*;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::SinkExt as _;
 use reqwest::StatusCode;
 use rift_crypto::identity::Identity;
 use rift_crypto::signing::VerifyingKey;
-use serde_json::{json, Value};
-use tokio::net::TcpStream;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wavry_gateway::{Config, ManualClock};
 use wavry_proto::account::{ErrorCode, LoginResponse};
 use wavry_proto::registry::{DeviceInfo, DeviceList, HostList, ShareList, SigningKeyInfo};
 use wavry_proto::signal::{
-    HostRecord, ServerEnvelope, ServerMessage, SignalCode, HOST_RECORD_CONTEXT,
-    MAX_SIGNAL_MESSAGE_BYTES,
+    HostRecord, ServerMessage, SignalCode, HOST_RECORD_CONTEXT, MAX_SIGNAL_MESSAGE_BYTES,
 };
-
-/// How long any one expected message may take.
-const WAIT: Duration = Duration::from_secs(5);
-
-async fn device(gw: &TestGateway, token: &str, name: &str, kind: &str) -> DeviceInfo {
-    let key = Identity::generate().unwrap().public().to_base64();
-    expect(
-        gw.post(
-            "/v1/devices",
-            json!({"name": name, "kind": kind, "public_key": key}),
-            Some(token),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await
-}
-
-struct Peer {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    last_seq: u64,
-}
-
-impl Peer {
-    async fn open(gw: &TestGateway) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/signal", gw.addr))
-            .await
-            .expect("websocket upgrade");
-        Peer { ws, last_seq: 0 }
-    }
-
-    /// Open, say hello, expect welcome; (peer, resume session, resumed).
-    async fn hello(
-        gw: &TestGateway,
-        token: &str,
-        device_id: &str,
-        resume: Option<(&str, u64)>,
-    ) -> (Self, String, bool) {
-        let mut p = Self::open(gw).await;
-        let mut hello =
-            json!({"type": "hello", "version": 1, "token": token, "device_id": device_id});
-        if let Some((session, last_seq)) = resume {
-            hello["resume"] = json!({"session": session, "last_seq": last_seq});
-            p.last_seq = last_seq;
-        }
-        p.send(hello).await;
-        match p.recv().await {
-            ServerMessage::Welcome {
-                resume_session,
-                resumed,
-                device_id: d,
-                heartbeat_secs,
-                ..
-            } => {
-                assert_eq!(d, device_id);
-                assert!(heartbeat_secs > 0);
-                (p, resume_session, resumed)
-            }
-            other => panic!("expected welcome, got {other:?}"),
-        }
-    }
-
-    async fn send(&mut self, v: Value) {
-        self.ws
-            .send(Message::text(v.to_string()))
-            .await
-            .expect("send");
-    }
-
-    /// The next gateway message; sequenced ones must come in order with no gap.
-    async fn recv(&mut self) -> ServerMessage {
-        loop {
-            let m = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("a message in time")
-                .expect("socket open")
-                .expect("no socket error");
-            match m {
-                Message::Text(t) => {
-                    let env = ServerEnvelope::from_json(&t).unwrap_or_else(|e| panic!("{e}: {t}"));
-                    if env.seq != 0 {
-                        assert_eq!(env.seq, self.last_seq + 1, "in order, no gap: {t}");
-                        self.last_seq = env.seq;
-                    }
-                    return env.message;
-                }
-                Message::Ping(_) | Message::Pong(_) => continue,
-                other => panic!("unexpected frame {other:?}"),
-            }
-        }
-    }
-
-    async fn expect_error(&mut self, code: SignalCode) {
-        match self.recv().await {
-            ServerMessage::Error { code: c, .. } if c == code => {}
-            other => panic!("expected error {code}, got {other:?}"),
-        }
-    }
-
-    /// `goodbye` with `code`, then the socket closes.
-    async fn expect_goodbye(&mut self, code: SignalCode) {
-        match self.recv().await {
-            ServerMessage::Goodbye { code: c, .. } if c == code => {}
-            other => panic!("expected goodbye {code}, got {other:?}"),
-        }
-        self.expect_closed().await;
-    }
-
-    async fn expect_closed(&mut self) {
-        loop {
-            match tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("closes in time")
-            {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(other)) => panic!("expected the socket to close, got {other:?}"),
-            }
-        }
-    }
-
-    async fn ping_pong(&mut self, nonce: u64) {
-        self.send(json!({"type": "ping", "nonce": nonce})).await;
-        assert_eq!(self.recv().await, ServerMessage::Pong { nonce });
-    }
-}
 
 async fn signing_key(gw: &TestGateway) -> VerifyingKey {
     let info: SigningKeyInfo = expect(

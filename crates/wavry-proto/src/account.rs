@@ -205,6 +205,10 @@ pub enum ErrorCode {
     NoSuchAccount,
     /// The WebSocket endpoint was asked without a WebSocket upgrade.
     UpgradeRequired,
+    /// The account is banned (the message says until when).
+    Banned,
+    /// An admin request named no account, or both an id and an email.
+    InvalidTarget,
     /// The gateway is saturated (e.g. password hashing queue); try again shortly.
     Busy,
     Internal,

@@ -1,6 +1,7 @@
 //! wavry-proto: the one definition of the messages Wavry components exchange.
 //!
 //! - `account`: the gateway's HTTP account API (docs/GATEWAY.md).
+//! - `admin`: the gateway's admin API (docs/ADMIN.md).
 //! - `control`: messages on a session's RIFT control channel between host and client
 //!   (docs/CONTROL.md).
 //! - `registry`: the gateway's HTTP device and host registry (docs/SIGNALING.md).
@@ -8,6 +9,7 @@
 //!   (docs/SIGNALING.md).
 
 pub mod account;
+pub mod admin;
 pub mod control;
 pub mod registry;
 pub mod signal;

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use wavry_gateway::{parse_duration, Argon2Cost, Config, FileConfig, Gateway, HttpLimits};
+use wavry_gateway::{
+    parse_duration, AdminToken, Argon2Cost, Config, FileConfig, Gateway, HttpLimits,
+    ADMIN_TOKEN_MIN_CHARS,
+};
 
 /// How long requests in flight get to finish after Ctrl-C/SIGTERM.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,6 +83,18 @@ pub struct GatewayArgs {
     /// Issuer name shown in authenticator apps for TOTP, without ':' [default: Wavry].
     #[arg(long, env = "WAVRY_GATEWAY_TOTP_ISSUER", value_name = "NAME")]
     pub totp_issuer: Option<String>,
+
+    /// Serve the admin dashboard at /admin and its API at /admin/api/, for requests carrying
+    /// this token (at least 32 characters; a shorter one leaves the panel off, with an error).
+    /// Prefer the environment variable: a flag shows in the process list. Not read from the
+    /// configuration file. [default: no admin panel]
+    #[arg(
+        long,
+        env = "ADMIN_PANEL_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
 }
 
 fn default_database() -> Result<String> {
@@ -164,6 +179,7 @@ fn merge(args: GatewayArgs, file: FileConfig) -> Result<Config> {
             .totp_issuer
             .or(file.totp_issuer)
             .unwrap_or_else(|| d.totp_issuer.clone()),
+        admin_token: args.admin_token.map(AdminToken::new),
         ..d
     })
 }
@@ -190,6 +206,7 @@ pub fn run_gateway(args: GatewayArgs) -> Result<()> {
 async fn serve(config: Config) -> Result<()> {
     let shown_db = redact(&config.database_url);
     let listen = config.listen;
+    let admin_asked = config.admin_token.is_some();
     let gateway = Gateway::open(config)
         .await
         .with_context(|| format!("opening the gateway database {shown_db}"))?;
@@ -198,6 +215,14 @@ async fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr().unwrap_or(listen);
     println!("wavry gateway: listening on http://{addr} (database {shown_db}); Ctrl-C stops it");
+    if gateway.admin_enabled() {
+        println!("wavry gateway: admin dashboard at http://{addr}/admin");
+    } else if admin_asked {
+        eprintln!(
+            "wavry gateway: error: ADMIN_PANEL_TOKEN is shorter than {ADMIN_TOKEN_MIN_CHARS} \
+             characters; the admin panel is off (everything else runs)"
+        );
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(gateway.serve(listener, async {

@@ -115,6 +115,39 @@ fn gateway_serves_and_stops_on_sigterm() {
     let (status, body) = http(addr, "POST", "/v1/accounts", Some("{"));
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("malformed_json"), "{body}");
+    // No ADMIN_PANEL_TOKEN: no panel.
+    assert_eq!(http(addr, "GET", "/admin", None).0, 404);
+    stop(gw, out);
+}
+
+#[test]
+fn the_admin_panel_needs_a_long_enough_token() {
+    let config = tempfile::tempdir().unwrap();
+    let token = "0123456789abcdef0123456789abcdef";
+    let (gw, addr, mut out) = start(
+        config.path(),
+        &["--listen", "127.0.0.1:0"],
+        &[("ADMIN_PANEL_TOKEN", token)],
+    );
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("/admin"), "{line:?}");
+    let (status, page) = http(addr, "GET", "/admin", None);
+    assert_eq!(status, 200);
+    assert!(page.contains("Wavry gateway"), "{page}");
+    let (status, body) = http(addr, "GET", "/admin/api/overview", None);
+    assert_eq!(status, 401, "{body}");
+    stop(gw, out);
+
+    // One character short: everything but the panel runs.
+    let (gw, addr, out) = start(
+        config.path(),
+        &["--listen", "127.0.0.1:0"],
+        &[("ADMIN_PANEL_TOKEN", &token[1..])],
+    );
+    assert_eq!(http(addr, "GET", "/healthz", None).0, 200);
+    assert_eq!(http(addr, "GET", "/admin", None).0, 404);
+    assert_eq!(http(addr, "GET", "/admin/api/overview", None).0, 404);
     stop(gw, out);
 }
 
@@ -225,6 +258,10 @@ fn gateway_help_explains_every_flag() {
     }
     assert!(help.contains("OWASP"));
     assert!(help.contains("SIGTERM"), "{help}");
+    assert!(
+        help.contains("--admin-token") && help.contains("ADMIN_PANEL_TOKEN"),
+        "{help}"
+    );
     // Bad values are refused with a message, not a panic.
     let out = Command::new(env!("CARGO_BIN_EXE_wavry"))
         .args(["gateway", "--session-ttl", "5w"])

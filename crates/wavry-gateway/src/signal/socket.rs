@@ -165,6 +165,9 @@ async fn hello(
         Err(e) if e.code == ErrorCode::Unauthorized => {
             return refuse(SignalCode::Unauthorized, "invalid or expired token")
         }
+        Err(e) if e.code == ErrorCode::Banned => {
+            return refuse(SignalCode::Banned, "this account is banned")
+        }
         Err(_) => return refuse(SignalCode::Internal, "internal error"),
     };
     let device = registry_db::device_by_id(&st.db, bounded(&device_id))

@@ -3,6 +3,8 @@
 //! HTTP with reqwest, on a `ManualClock`.
 #![allow(dead_code)] // each test crate uses a different part
 
+pub mod peer;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

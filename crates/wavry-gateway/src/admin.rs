@@ -1,0 +1,417 @@
+//! The admin dashboard and API (docs/ADMIN.md), served only when an admin token of at least
+//! 32 characters is configured (`ADMIN_PANEL_TOKEN`).
+
+use std::net::IpAddr;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+use wavry_proto::account::ErrorCode;
+use wavry_proto::admin::{
+    Analytics, AuditList, BanInfo, BanRequest, DayStats, Overview, RevokeRequest, RevokeResponse,
+    UnbanRequest, UserList,
+};
+use wavry_proto::signal::SignalCode;
+
+use crate::admin_db;
+use crate::api::{normalize_email, ApiJson, AppState, ClientIp};
+use crate::audit::{self, Actor, Event};
+use crate::db;
+use crate::error::ApiError;
+use crate::throttle::ThrottleKey;
+
+/// Fewest characters an admin token may have.
+pub const ADMIN_TOKEN_MIN_CHARS: usize = 32;
+
+const PAGE: &str = include_str!("admin/index.html");
+const SCRIPT: &str = include_str!("admin/app.js");
+const STYLE: &str = include_str!("admin/app.css");
+/// The page loads only its own script and style, and talks only to this origin.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                   img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(|| asset(PAGE, "text/html; charset=utf-8")))
+        .route("/admin/app.js", get(|| asset(SCRIPT, "text/javascript")))
+        .route("/admin/app.css", get(|| asset(STYLE, "text/css")))
+        .route("/admin/api/overview", get(overview))
+        .route("/admin/api/users", get(users))
+        .route("/admin/api/sessions/revoke", post(revoke))
+        .route("/admin/api/ban", post(ban))
+        .route("/admin/api/unban", post(unban))
+        .route("/admin/api/audit", get(audit_log))
+        .route("/admin/api/analytics", get(analytics))
+}
+
+async fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
+}
+
+/// A request carrying the admin token (`Authorization: Bearer` or `x-admin-token`).
+pub struct Admin {
+    ip: IpAddr,
+}
+
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(t) = headers.get("x-admin-token").and_then(|v| v.to_str().ok()) {
+        return Some(t.trim());
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, st)
+            .await
+            .unwrap_or(ClientIp(IpAddr::from([0, 0, 0, 0])));
+        let Some(expected) = st.config.admin_token.as_ref().map(|t| t.expose()) else {
+            return Err(ApiError::not_found("no such endpoint"));
+        };
+        let key = ThrottleKey::ip(ip);
+        let attempt = st
+            .throttle
+            .begin(&[&key], st.clock.now_ms())
+            .map_err(ApiError::too_many_attempts)?;
+        // Hashing both sides makes the comparison constant-time whatever the lengths.
+        let given = presented_token(&parts.headers).unwrap_or("");
+        let ok: bool = Sha256::digest(given.as_bytes())
+            .ct_eq(&Sha256::digest(expected.as_bytes()))
+            .into();
+        if !ok {
+            attempt.failed(st.clock.now_ms());
+            audit::record(st, Event::new(Actor::Anonymous, "admin.auth_failed").ip(ip)).await;
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "missing or wrong admin token",
+            ));
+        }
+        Ok(Admin { ip })
+    }
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidBody,
+            e.body_text(),
+        )
+    })
+}
+
+async fn overview(State(st): State<AppState>, _: Admin) -> Result<Json<Overview>, ApiError> {
+    let now = st.clock.now_secs();
+    let hb = i64::try_from(st.signal.config.heartbeat.as_secs()).unwrap_or(i64::MAX);
+    let idle = i64::try_from(st.config.session_idle_ttl.as_secs()).unwrap_or(i64::MAX);
+    let mut o = admin_db::overview(
+        &st.db,
+        now,
+        now.saturating_sub(hb.saturating_mul(3)),
+        now.saturating_sub(idle),
+    )
+    .await?;
+    o.signaling_connected = i64::try_from(st.signal.hub.present_count()).unwrap_or(i64::MAX);
+    Ok(Json(o))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersQuery {
+    #[serde(default)]
+    q: String,
+    limit: Option<i64>,
+}
+
+async fn users(
+    State(st): State<AppState>,
+    _: Admin,
+    q: Result<Query<UsersQuery>, QueryRejection>,
+) -> Result<Json<UserList>, ApiError> {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let term = q.q.trim().to_lowercase();
+    let users = admin_db::list_users(&st.db, &term, st.clock.now_secs(), limit).await?;
+    Ok(Json(UserList { users }))
+}
+
+async fn revoke(
+    State(st): State<AppState>,
+    admin: Admin,
+    ApiJson(req): ApiJson<RevokeRequest>,
+) -> Result<Json<RevokeResponse>, ApiError> {
+    let now_ms = st.clock.now_ms();
+    let revoked = match (&req.session_id, &req.user_id) {
+        (Some(sid), None) => {
+            let n = db::delete_session_by_id(&st.db, sid).await?;
+            st.signal.session_ended(&st.db, sid, now_ms).await;
+            n
+        }
+        (None, Some(uid)) => {
+            let n = db::delete_user_sessions(&st.db, uid).await?;
+            let effects = st.signal.hub.kick(
+                |p| p.user_id == *uid,
+                SignalCode::SessionEnded,
+                "an administrator ended this account's sessions",
+                now_ms,
+            );
+            st.signal.apply(&st.db, effects, now_ms / 1000).await;
+            n
+        }
+        _ => return Err(invalid_target("give session_id or user_id (one of them)")),
+    };
+    let target = req.session_id.as_deref().or(req.user_id.as_deref());
+    let mut e = Event::new(Actor::Admin, "admin.sessions_revoked")
+        .ip(admin.ip)
+        .detail(format!("{revoked} revoked"));
+    if let Some(t) = target {
+        e = e.target(t);
+    }
+    audit::record(&st, e).await;
+    Ok(Json(RevokeResponse { revoked }))
+}
+
+fn invalid_target(why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::InvalidTarget,
+        why,
+    )
+}
+
+/// The account a request names by id or by email.
+async fn target_user(
+    st: &AppState,
+    user_id: Option<&str>,
+    email: Option<&str>,
+) -> Result<String, ApiError> {
+    let found = match (user_id, email) {
+        (Some(id), None) => db::user_by_id(&st.db, id).await?.map(|u| u.id),
+        (None, Some(email)) => {
+            let email = normalize_email(email)?;
+            db::user_auth_by_email(&st.db, &email).await?.map(|u| u.id)
+        }
+        _ => return Err(invalid_target("give user_id or email (one of them)")),
+    };
+    found.ok_or_else(|| ApiError::not_found("no such account"))
+}
+
+async fn ban(
+    State(st): State<AppState>,
+    admin: Admin,
+    ApiJson(req): ApiJson<BanRequest>,
+) -> Result<Json<BanInfo>, ApiError> {
+    let user_id = target_user(&st, req.user_id.as_deref(), req.email.as_deref()).await?;
+    let now_ms = st.clock.now_ms();
+    let now = now_ms / 1000;
+    let expires_at = match req.duration_secs {
+        None => None,
+        Some(0) => {
+            return Err(invalid_target(
+                "duration_secs must be positive (omit it for a permanent ban)",
+            ))
+        }
+        Some(d) => Some(now.saturating_add(i64::try_from(d).unwrap_or(i64::MAX))),
+    };
+    let info = BanInfo {
+        user_id: user_id.clone(),
+        reason: req.reason.chars().take(500).collect(),
+        created_at: now,
+        expires_at,
+    };
+    admin_db::upsert_ban(&st.db, &info).await?;
+    // Everywhere at once: no session survives, open sockets are closed.
+    let revoked = db::delete_user_sessions(&st.db, &user_id).await?;
+    let effects = st.signal.hub.kick(
+        |p| p.user_id == user_id,
+        SignalCode::Banned,
+        "this account is banned",
+        now_ms,
+    );
+    st.signal.apply(&st.db, effects, now).await;
+    let until = expires_at.map_or("permanent".to_string(), |t| format!("until {t}"));
+    audit::record(
+        &st,
+        Event::new(Actor::Admin, "admin.ban")
+            .target(&user_id)
+            .ip(admin.ip)
+            .detail(format!(
+                "{until}; {revoked} sessions revoked; reason: {}",
+                info.reason
+            )),
+    )
+    .await;
+    tracing::warn!(%user_id, %until, "account banned");
+    Ok(Json(info))
+}
+
+async fn unban(
+    State(st): State<AppState>,
+    admin: Admin,
+    ApiJson(req): ApiJson<UnbanRequest>,
+) -> Result<StatusCode, ApiError> {
+    if !admin_db::delete_ban(&st.db, &req.user_id, st.clock.now_secs()).await? {
+        return Err(ApiError::not_found("no ban in force for this account"));
+    }
+    audit::record(
+        &st,
+        Event::new(Actor::Admin, "admin.unban")
+            .target(&req.user_id)
+            .ip(admin.ip),
+    )
+    .await;
+    tracing::warn!(user_id = %req.user_id, "account unbanned");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<i64>,
+    before_ms: Option<i64>,
+    action: Option<String>,
+}
+
+async fn audit_log(
+    State(st): State<AppState>,
+    _: Admin,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<AuditList>, ApiError> {
+    let q = query(q)?;
+    let entries = admin_db::list_audit(
+        &st.db,
+        q.limit.unwrap_or(100).clamp(1, 1000),
+        q.before_ms.unwrap_or(i64::MAX),
+        q.action.as_deref().filter(|a| !a.is_empty()),
+    )
+    .await?;
+    Ok(Json(AuditList { entries }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnalyticsQuery {
+    days: Option<i64>,
+}
+
+async fn analytics(
+    State(st): State<AppState>,
+    _: Admin,
+    q: Result<Query<AnalyticsQuery>, QueryRejection>,
+) -> Result<Json<Analytics>, ApiError> {
+    let q = query(q)?;
+    let n = q.days.unwrap_or(14).clamp(1, 366);
+    let today = st.clock.now_secs().div_euclid(86_400);
+    let from = today - (n - 1);
+    let mut days: Vec<DayStats> = (from..=today)
+        .map(|d| DayStats {
+            day: civil_date(d),
+            connections: 0,
+            accepted: 0,
+            ended: 0,
+            total_duration_secs: 0,
+            logins: 0,
+            registrations: 0,
+        })
+        .collect();
+    let slot = |d: i64| usize::try_from(d - from).ok();
+    for (d, c, a) in admin_db::connections_per_day(&st.db, from).await? {
+        if let Some(s) = slot(d).and_then(|i| days.get_mut(i)) {
+            s.connections = c;
+            s.accepted = a;
+        }
+    }
+    for (d, e, secs) in admin_db::sessions_ended_per_day(&st.db, from).await? {
+        if let Some(s) = slot(d).and_then(|i| days.get_mut(i)) {
+            s.ended = e;
+            s.total_duration_secs = secs;
+        }
+    }
+    for (action, set) in [
+        (
+            "login.succeeded",
+            (|s: &mut DayStats, n| s.logins = n) as fn(&mut DayStats, i64),
+        ),
+        ("account.registered", |s: &mut DayStats, n| {
+            s.registrations = n
+        }),
+    ] {
+        for (d, n) in admin_db::audit_per_day(&st.db, action, from).await? {
+            if let Some(s) = slot(d).and_then(|i| days.get_mut(i)) {
+                set(s, n);
+            }
+        }
+    }
+    Ok(Json(Analytics { days }))
+}
+
+/// `YYYY-MM-DD` of a day number since 1970-01-01 (Howard Hinnant's civil_from_days).
+fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(20_833), "2027-01-15");
+        assert_eq!(civil_date(11_016), "2000-02-29");
+        assert_eq!(civil_date(-1), "1969-12-31");
+    }
+
+    #[test]
+    fn token_from_either_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(presented_token(&h), None);
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(presented_token(&h), Some("abc"));
+        h.insert("x-admin-token", HeaderValue::from_static("xyz"));
+        assert_eq!(presented_token(&h), Some("xyz"));
+    }
+}
