@@ -6,7 +6,8 @@
 //! `WAVRY_BENCH_CPU=N` pins both threads to CPU `N` (sched_setaffinity), so the whole transport,
 //! sender and receiver together, shares one core. `WAVRY_BENCH_FIXED_BPS=R` paces at a fixed
 //! `R` bit/s instead of DELTA: what the transport carries when no controller reads the
-//! scheduler's delays as a queue.
+//! scheduler's delays as a queue. `WAVRY_BENCH_DIAG=1` prints the host's latest feedback report
+//! every 100 ms and the receiver's counters at the end (stderr).
 
 use rift_core::connection::{Connection, ConnectionConfig};
 use rift_core::delta::{CongestionController, Delta, DeltaConfig, FixedRate};
@@ -83,10 +84,24 @@ fn main() {
         let frame = vec![0x5Au8; 100_000];
         let end = Instant::now() + Duration::from_secs(secs) + Duration::from_millis(300);
         let mut frames = 0u64;
+        let mut next_diag = Instant::now();
         while Instant::now() < end {
             hd.drive(&mut s, Instant::now() + Duration::from_micros(200))
                 .unwrap();
             let Some(c) = s.connection() else { continue };
+            if std::env::var_os("WAVRY_BENCH_DIAG").is_some() && Instant::now() >= next_diag {
+                next_diag = Instant::now() + Duration::from_millis(100);
+                let d = c.rate();
+                if let Some(r) = c.last_report() {
+                    eprintln!(
+                        "DIAG {:?} target {} pacer {} recv {:?} q {:?} qm {:?} grad {:.1} cap {:?} floor {:?} pk {} lost {} loss {:.5}",
+                        d.state, d.target_bps / 1_000_000, d.pacer_bps / 1_000_000,
+                        r.recv_rate_bps.map(|b| b / 1_000_000), r.queue_delay, r.queue_delay_mean,
+                        r.delay_gradient, r.capacity_bps.map(|b| b / 1_000_000),
+                        r.capacity_floor_bps.map(|b| b / 1_000_000), r.packets, r.lost, r.loss_rate
+                    );
+                }
+            }
             let mut key = frames == 0;
             while let Some(ev) = c.poll_event() {
                 key |= matches!(ev, rift_core::connection::Event::KeyframeRequested { .. });
@@ -147,6 +162,17 @@ fn main() {
         .connection()
         .and_then(|c| c.receiver(STREAM_VIDEO).map(|r| r.stats.frames_lost))
         .unwrap_or(0);
+    if std::env::var_os("WAVRY_BENCH_DIAG").is_some() {
+        if let Some(r) = s.connection().and_then(|c| c.receiver(STREAM_VIDEO)) {
+            eprintln!("DIAG receiver {:?}", r.stats);
+        }
+        eprintln!("DIAG session {:?} dropped {}", s.stats, cd.dropped);
+    }
+    let rx = cd.socket_stats();
+    println!(
+        "client socket: {} datagrams in {} recvmmsg calls, {} with a kernel receive stamp",
+        rx.datagrams_received, rx.recv_calls, rx.datagrams_stamped
+    );
     match cpu {
         Some(cpu) => println!("both threads pinned to CPU {cpu}"),
         None => println!("threads not pinned"),
