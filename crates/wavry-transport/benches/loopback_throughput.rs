@@ -6,7 +6,8 @@
 //! `WAVRY_BENCH_CPU=N` pins both threads to CPU `N` (sched_setaffinity), so the whole transport,
 //! sender and receiver together, shares one core. `WAVRY_BENCH_FIXED_BPS=R` paces at a fixed
 //! `R` bit/s instead of DELTA: what the transport carries when no controller reads the
-//! scheduler's delays as a queue. `WAVRY_BENCH_DIAG=1` prints the host's latest feedback report
+//! scheduler's delays as a queue. `WAVRY_BENCH_MAX_BPS=R` lowers DELTA's ceiling (default
+//! 20 Gbit/s; the library's default is 200 Mbit/s). `WAVRY_BENCH_DIAG=1` prints the host's latest feedback report
 //! every 100 ms and the receiver's counters at the end (stderr).
 
 use rift_core::connection::{Connection, ConnectionConfig};
@@ -46,6 +47,10 @@ fn main() {
     let fixed: Option<u64> = std::env::var("WAVRY_BENCH_FIXED_BPS")
         .ok()
         .map(|s| s.parse().expect("WAVRY_BENCH_FIXED_BPS is a rate in bit/s"));
+    let max_bps: u64 = std::env::var("WAVRY_BENCH_MAX_BPS")
+        .ok()
+        .map(|s| s.parse().expect("WAVRY_BENCH_MAX_BPS is a rate in bit/s"))
+        .unwrap_or(20_000_000_000);
     let secs: u64 = std::env::var("WAVRY_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -70,7 +75,7 @@ fn main() {
                             Some(bps) => Box::new(FixedRate::new(bps, 60.0)),
                             None => Box::new(Delta::new(DeltaConfig {
                                 initial_bps: 100_000_000,
-                                max_bps: 20_000_000_000,
+                                max_bps,
                                 ..DeltaConfig::default()
                             })),
                         };
@@ -179,7 +184,10 @@ fn main() {
     }
     match fixed {
         Some(bps) => println!("fixed pacing rate {} Mbit/s", bps / 1_000_000),
-        None => println!("DELTA sets the rate"),
+        None => println!(
+            "DELTA sets the rate (ceiling {} Mbit/s)",
+            max_bps / 1_000_000
+        ),
     }
     println!(
         "loopback throughput: {:.0} Mbit/s of frame payload ({frames} frames of 100 KB in {secs} s; host pushed {sent}, receiver reported {lost} lost)",

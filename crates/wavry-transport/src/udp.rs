@@ -170,8 +170,8 @@ impl UdpDriver {
     }
 
     /// Run the session until `deadline` (or until it closes). Datagrams already waiting are
-    /// always read, even when `deadline` has passed, so a caller that drives in short slices
-    /// never starves the receive side.
+    /// always read (up to [`RECEIVE_BATCHES`] batches), even when `deadline` has passed, so a
+    /// caller that drives in short slices never starves the receive side.
     pub fn drive(&mut self, session: &mut Session, deadline: Instant) -> io::Result<()> {
         loop {
             self.turn(session, deadline, None)?;
