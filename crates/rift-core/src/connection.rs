@@ -316,6 +316,19 @@ impl Connection {
 
     /// Handle one decrypted datagram (header followed by plaintext body).
     pub fn handle_packet(&mut self, now: Instant, datagram: &[u8]) -> Result<(), ConnectionError> {
+        self.handle_packet_stamped(now, None, datagram)
+    }
+
+    /// [`Connection::handle_packet`] for a datagram read at `now` that reached the socket at
+    /// `socket` (the kernel's receive stamp, when the transport has one). The feedback reports
+    /// both: the peer's DELTA measures train dispersion on the socket time and queuing delay
+    /// on the read time.
+    pub fn handle_packet_stamped(
+        &mut self,
+        now: Instant,
+        socket: Option<Instant>,
+        datagram: &[u8],
+    ) -> Result<(), ConnectionError> {
         let packet = match Packet::decode(datagram) {
             Ok(p) => p,
             Err(e) => {
@@ -333,7 +346,8 @@ impl Connection {
         self.last_now = now;
         self.stats.packets_received += 1;
         self.stats.bytes_received += datagram.len() as u64;
-        self.recorder.on_packet(now, packet.header.packet_number);
+        self.recorder
+            .on_packet_stamped(now, socket, packet.header.packet_number);
         match packet.body {
             Body::HandshakeInit(_)
             | Body::HandshakeResponse(_)

@@ -1,8 +1,15 @@
 //! Transport-wide feedback: the receiver reports every packet's arrival time; the sender turns
 //! the reports into RTT, queuing delay and its trend, loss, receive rate and a bottleneck
 //! capacity estimate from the dispersion of each frame's packet train.
+//!
+//! A packet can carry two arrival times: when the receiver read it, and when it reached the
+//! receiver's socket (a kernel stamp, where the transport has one). Queuing delay is measured
+//! on read times, so a receiver that falls behind its socket shows as delay; train dispersion
+//! on socket times, so the receiver's wake-ups do not pass for a slow path.
 
-use crate::wire::{zigzag, Body, EncodeError, Feedback, Writer, MAX_BODY, MAX_FEEDBACK_PACKETS};
+use crate::wire::{
+    zigzag, ArrivalTimes, Body, EncodeError, Feedback, Writer, MAX_BODY, MAX_FEEDBACK_PACKETS,
+};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -10,18 +17,31 @@ use std::time::{Duration, Instant};
 const FEEDBACK_FIXED: usize = 4 + 8 + 2 + 8 + 4;
 /// Packet numbers the recorder tracks ahead of the last report before it gives up older ones.
 const RECORDER_SPAN: u64 = 4 * MAX_FEEDBACK_PACKETS as u64;
+/// Packet numbers waiting that make a report due at once, before its interval: about what one
+/// report body holds (2–3 bytes a packet). One report per interval would otherwise cover only
+/// ≈ 25 000 packets/s, and beyond that rate the sender would see a fraction of the arrivals and
+/// underrate the receive rate.
+pub const REPORT_EARLY_PACKETS: usize = 512;
 
 /// Receiver side: records arrivals and emits feedback bodies every `interval`.
 pub struct FeedbackRecorder {
     epoch: Instant,
     interval: Duration,
     base: u64,
-    /// Arrival time (µs since epoch) of packet `base + i`, if it arrived.
-    arrivals: VecDeque<Option<u64>>,
+    /// Arrival times (µs since epoch) of packet `base + i`, if it arrived.
+    arrivals: VecDeque<Option<Recorded>>,
     last_sent: Option<Instant>,
     seq: u32,
     bitmap: Vec<u8>,
     deltas: Vec<u8>,
+    socket_deltas: Vec<u8>,
+}
+
+/// A packet's read time and, when the transport stamped it, its socket arrival time.
+#[derive(Debug, Clone, Copy)]
+struct Recorded {
+    read: u64,
+    socket: Option<u64>,
 }
 
 impl FeedbackRecorder {
@@ -36,6 +56,7 @@ impl FeedbackRecorder {
             seq: 0,
             bitmap: Vec::with_capacity(MAX_FEEDBACK_PACKETS / 8),
             deltas: Vec::with_capacity(MAX_BODY),
+            socket_deltas: Vec::with_capacity(MAX_BODY),
         }
     }
 
@@ -46,6 +67,12 @@ impl FeedbackRecorder {
     /// Record a packet's arrival. Packets older than the last report are ignored: the sender
     /// already counted them lost, which costs a little loss estimate under heavy reordering.
     pub fn on_packet(&mut self, now: Instant, pn: u64) {
+        self.on_packet_stamped(now, None, pn);
+    }
+
+    /// Record a packet read at `now` that reached the socket at `socket` (a kernel receive
+    /// stamp; `None` when there is none, and then the read time stands for both).
+    pub fn on_packet_stamped(&mut self, now: Instant, socket: Option<Instant>, pn: u64) {
         if pn < self.base {
             return;
         }
@@ -62,14 +89,19 @@ impl FeedbackRecorder {
         if i >= self.arrivals.len() {
             self.arrivals.resize(i + 1, None);
         }
-        let t = self.us(now);
-        self.arrivals[i].get_or_insert(t);
+        let read = self.us(now);
+        // Never after the read: a stamp from a stepped clock must not invert the two.
+        let socket = socket.map(|s| self.us(s).min(read));
+        self.arrivals[i].get_or_insert(Recorded { read, socket });
     }
 
     /// When the next report is due, if anything is waiting to be reported.
     pub fn next_timeout(&self) -> Option<Instant> {
         if self.arrivals.is_empty() {
             return None;
+        }
+        if self.arrivals.len() >= REPORT_EARLY_PACKETS {
+            return Some(self.last_sent.unwrap_or(self.epoch));
         }
         Some(self.last_sent.map_or(self.epoch, |t| t + self.interval))
     }
@@ -86,30 +118,50 @@ impl FeedbackRecorder {
         let now_us = self.us(now);
         self.bitmap.clear();
         self.deltas.clear();
+        self.socket_deltas.clear();
+        // Socket times only when the transport stamps packets: a sans-stamp report is as small
+        // as before.
+        let stamped = self
+            .arrivals
+            .iter()
+            .take(MAX_FEEDBACK_PACKETS)
+            .any(|a| a.is_some_and(|r| r.socket.is_some()));
         let (mut count, mut covered) = (0usize, 0usize);
-        let (mut reference, mut prev, mut last_arrival) = (None, None::<u64>, 0u64);
-        let mut scratch = [0u8; 10];
+        let (mut reference, mut prev, mut prev_socket, mut last_arrival) =
+            (None, None::<u64>, None::<u64>, 0u64);
+        let mut scratch = [0u8; 20];
         for (i, a) in self.arrivals.iter().enumerate().take(MAX_FEEDBACK_PACKETS) {
+            let body = |bitmap: &[u8]| {
+                FEEDBACK_FIXED + bitmap.len() + self.deltas.len() + self.socket_deltas.len()
+            };
             if i % 8 == 0 {
-                if FEEDBACK_FIXED + self.bitmap.len() + 1 + self.deltas.len() + 10 > MAX_BODY {
+                if body(&self.bitmap) + 1 + scratch.len() > MAX_BODY {
                     break;
                 }
                 self.bitmap.push(0);
             }
             count = i + 1;
-            if let Some(t) = *a {
-                reference.get_or_insert(t);
-                let d = t as i64 - prev.unwrap_or(t) as i64;
+            if let Some(r) = *a {
+                let t = r.read;
+                let reference = *reference.get_or_insert(t);
                 let mut w = Writer::new(&mut scratch);
-                w.varint(zigzag(d))?;
+                w.varint(zigzag(t as i64 - prev.unwrap_or(t) as i64))?;
                 let n = w.pos;
-                if FEEDBACK_FIXED + self.bitmap.len() + self.deltas.len() + n > MAX_BODY {
+                let socket = r.socket.unwrap_or(t);
+                if stamped {
+                    let from = prev_socket.unwrap_or(reference);
+                    w.varint(zigzag(socket as i64 - from as i64))?;
+                }
+                let m = w.pos;
+                if body(&self.bitmap) + m > MAX_BODY {
                     count = i;
                     break;
                 }
                 self.deltas.extend_from_slice(&scratch[..n]);
+                self.socket_deltas.extend_from_slice(&scratch[n..m]);
                 self.bitmap[i / 8] |= 1 << (i % 8);
                 prev = Some(t);
+                prev_socket = Some(socket);
                 last_arrival = t;
                 covered = i + 1;
             }
@@ -137,6 +189,7 @@ impl FeedbackRecorder {
             &self.bitmap,
             &self.deltas,
         )
+        .and_then(|fb| fb.with_socket_deltas(&self.socket_deltas))
         .map_err(|_| EncodeError::Invalid {
             field: "feedback",
             reason: "recorder produced an invalid report",
@@ -184,7 +237,7 @@ pub struct FeedbackAnalyzer {
     capacity: VecDeque<(Instant, u64, bool)>,
     capacity_window: Duration,
     last_report: Option<FeedbackReport>,
-    samples: Vec<(Sent, u64)>,
+    samples: Vec<(Sent, ArrivalTimes)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -297,7 +350,7 @@ impl FeedbackAnalyzer {
         let (mut packets, mut lost, mut run, mut runs, mut run_total) =
             (0u32, 0u32, 0u32, 0u32, 0u32);
         let (mut q_min, mut q_sum, mut q_n) = (i64::MAX, 0i64, 0i64);
-        let mut last_received: Option<(Instant, u64)> = None;
+        let mut last_received: Option<Instant> = None;
         let mut samples = std::mem::take(&mut self.samples);
         samples.clear();
         for (pn, arrival) in fb.packets() {
@@ -324,7 +377,7 @@ impl FeedbackAnalyzer {
                         run_total += run;
                         run = 0;
                     }
-                    last_received = Some((s.at, a));
+                    last_received = Some(s.at);
                     samples.push((s, a));
                 }
             }
@@ -337,14 +390,15 @@ impl FeedbackAnalyzer {
             return None;
         }
         // RTT from the newest packet the report acknowledges, minus the receiver's hold time.
-        let rtt_sample = last_received.map(|(sent_at, _)| {
+        let rtt_sample = last_received.map(|sent_at| {
             now.saturating_duration_since(sent_at)
                 .saturating_sub(Duration::from_micros(fb.ack_delay_us as u64))
         });
         if let Some(r) = rtt_sample {
             self.rtt.on_sample(r);
         }
-        for &(s, a) in &samples {
+        for &(s, at) in &samples {
+            let a = at.read_us;
             let owd = a as i64 - self.sent_us(s.at);
             let sec = (s.at.saturating_duration_since(self.epoch)).as_secs();
             match self.owd_buckets.back_mut() {
@@ -359,11 +413,12 @@ impl FeedbackAnalyzer {
                 self.owd_buckets.pop_front();
             }
             self.arrivals.push_back((a, s.size));
-            self.on_train_packet(now, s, a);
+            // Dispersion on socket times: the path spread the train, not the receiver's reads.
+            self.on_train_packet(now, s, at.socket_us.min(a));
         }
         let base = self.owd_buckets.iter().map(|(_, m)| *m).min().unwrap_or(0);
-        for &(s, a) in samples.iter().filter(|(s, _)| s.probe) {
-            let q = (a as i64 - self.sent_us(s.at) - base).max(0);
+        for &(s, at) in samples.iter().filter(|(s, _)| s.probe) {
+            let q = (at.read_us as i64 - self.sent_us(s.at) - base).max(0);
             q_min = q_min.min(q);
             q_sum += q;
             q_n += 1;
@@ -588,5 +643,147 @@ impl RttEstimator {
 
     pub fn latest(&self) -> Duration {
         self.latest.unwrap_or(INITIAL_RTT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::PacketType;
+
+    const MS: Duration = Duration::from_millis(1);
+    const US: Duration = Duration::from_micros(1);
+
+    /// Feed the recorder's next report to the analyzer.
+    fn deliver(
+        rec: &mut FeedbackRecorder,
+        an: &mut FeedbackAnalyzer,
+        now: Instant,
+    ) -> FeedbackReport {
+        let mut buf = [0u8; MAX_BODY];
+        let n = rec.poll_transmit(now, &mut buf).unwrap().expect("a report");
+        let Ok(Body::Feedback(fb)) = Body::decode(PacketType::Feedback, &buf[..n]) else {
+            panic!("not a feedback body");
+        };
+        an.on_feedback(now, &fb).expect("a report with packets")
+    }
+
+    /// A frame's train of 10 packets of 1250 bytes sent 100 µs apart from `at`, which reached
+    /// the receiver's socket 1 ms later as sent (undispersed: the path is fast) and were read
+    /// at `read(i)`. Returns the next packet number.
+    fn train(
+        rec: &mut FeedbackRecorder,
+        an: &mut FeedbackAnalyzer,
+        pn: u64,
+        id: u32,
+        at: Instant,
+        stamped: bool,
+        read: impl Fn(u64) -> Instant,
+    ) -> u64 {
+        for i in 0..10 {
+            let sent = at + US * (100 * i as u32);
+            an.on_sent(pn + i, sent, 1250, id);
+            let socket = stamped.then_some(sent + MS);
+            rec.on_packet_stamped(read(i), socket, pn + i);
+        }
+        pn + 10
+    }
+
+    /// The same packets, reported with and without socket times.
+    fn backlogged_receiver(stamped: bool) -> FeedbackReport {
+        let t0 = Instant::now();
+        let (mut rec, mut an) = (
+            FeedbackRecorder::new(t0, 25 * MS),
+            FeedbackAnalyzer::new(t0),
+        );
+        // A first train read as it arrived sets the base one-way delay (1 ms).
+        let pn = train(&mut rec, &mut an, 0, 1, t0, stamped, |i| {
+            t0 + MS + US * (100 * i as u32)
+        });
+        deliver(&mut rec, &mut an, t0 + 30 * MS);
+        // The second waits in the socket while the receiving thread is busy: it reads half
+        // of it 8 ms late, the rest 4 ms after that.
+        let at = t0 + 50 * MS;
+        let pn = train(&mut rec, &mut an, pn, 2, at, stamped, |i| {
+            at + 9 * MS + if i < 5 { Duration::ZERO } else { 4 * MS }
+        });
+        // A packet outside any train ends it.
+        an.on_sent(pn, at + 2 * MS, 100, 0);
+        rec.on_packet_stamped(at + 13 * MS, stamped.then_some(at + 3 * MS), pn);
+        deliver(&mut rec, &mut an, at + 20 * MS)
+    }
+
+    #[test]
+    fn socket_times_measure_dispersion_and_read_times_measure_queuing() {
+        let r = backlogged_receiver(true);
+        // The train crossed as fast as it was sent (9 × 1250 B in 900 µs): no bottleneck below
+        // 100 Mbit/s, though the receiver read it spread over 4 ms.
+        assert_eq!(r.capacity_bps, None);
+        assert_eq!(r.capacity_floor_bps, Some(100_000_000));
+        // The receiver's 8 ms backlog is queuing delay all the same.
+        assert_eq!(r.queue_delay, 8 * MS);
+    }
+
+    #[test]
+    fn without_socket_times_the_receivers_reads_pass_for_a_slow_path() {
+        let r = backlogged_receiver(false);
+        // 9 × 1250 B over the 4 ms the reads were spread: a "22.5 Mbit/s bottleneck".
+        assert_eq!(r.capacity_bps, Some(22_500_000));
+        assert_eq!(r.queue_delay, 8 * MS);
+    }
+
+    #[test]
+    fn unstamped_packets_report_their_read_time_for_both() {
+        let t0 = Instant::now();
+        let mut rec = FeedbackRecorder::new(t0, 25 * MS);
+        // Stamping starts a moment after the socket asks for it; a stamp after the read (a
+        // stepped clock) is held to the read time.
+        rec.on_packet_stamped(t0 + MS, None, 0);
+        rec.on_packet_stamped(t0 + 2 * MS, Some(t0 + MS + 500 * US), 1);
+        rec.on_packet_stamped(t0 + 3 * MS, Some(t0 + 4 * MS), 2);
+        let mut buf = [0u8; MAX_BODY];
+        let n = rec.poll_transmit(t0 + 5 * MS, &mut buf).unwrap().unwrap();
+        let Ok(Body::Feedback(fb)) = Body::decode(PacketType::Feedback, &buf[..n]) else {
+            panic!("not a feedback body");
+        };
+        assert!(fb.has_socket_times());
+        let got: Vec<_> = fb
+            .packets()
+            .map(|(_, a)| a.map(|a| (a.read_us, a.socket_us)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![Some((1000, 1000)), Some((2000, 1500)), Some((3000, 3000))]
+        );
+        // Without any stamp the report is the same size as ever: no socket section.
+        rec.on_packet(t0 + 6 * MS, 3);
+        let n = rec.poll_transmit(t0 + 40 * MS, &mut buf).unwrap().unwrap();
+        let Ok(Body::Feedback(fb)) = Body::decode(PacketType::Feedback, &buf[..n]) else {
+            panic!("not a feedback body");
+        };
+        assert!(!fb.has_socket_times());
+    }
+
+    #[test]
+    fn a_full_report_is_due_before_its_interval() {
+        let t0 = Instant::now();
+        let mut rec = FeedbackRecorder::new(t0, 25 * MS);
+        rec.on_packet(t0, 0);
+        let mut buf = [0u8; MAX_BODY];
+        assert!(rec.poll_transmit(t0, &mut buf).unwrap().is_some());
+        let t1 = t0 + MS;
+        for pn in 1..REPORT_EARLY_PACKETS as u64 {
+            rec.on_packet_stamped(t1, Some(t1 - 10 * US), pn);
+        }
+        assert_eq!(rec.next_timeout(), Some(t0 + 25 * MS));
+        rec.on_packet_stamped(t1, Some(t1 - 10 * US), REPORT_EARLY_PACKETS as u64);
+        assert!(rec.next_timeout().is_some_and(|t| t <= t1));
+        // And a report holds them all, both times each.
+        let n = rec.poll_transmit(t1, &mut buf).unwrap().unwrap();
+        let Ok(Body::Feedback(fb)) = Body::decode(PacketType::Feedback, &buf[..n]) else {
+            panic!("not a feedback body");
+        };
+        assert_eq!(fb.count as usize, REPORT_EARLY_PACKETS);
+        assert!(fb.has_socket_times());
     }
 }

@@ -434,7 +434,23 @@ pub struct Feedback<'a> {
     /// `ceil(count / 8)` bytes, bit `i % 8` of byte `i / 8` set when packet `base_pn + i` arrived.
     bitmap: &'a [u8],
     /// One zigzag LEB128 varint per received packet: arrival minus previous arrival, microseconds.
+    /// The arrival time is when the receiver read the packet.
     deltas: &'a [u8],
+    /// Empty, or one zigzag LEB128 varint per received packet: the time the packet reached the
+    /// receiver's socket (a kernel stamp) minus the previous one, the first relative to
+    /// `reference_us`. Train dispersion is measured on these; queuing delay on `deltas`.
+    socket_deltas: &'a [u8],
+}
+
+/// When one reported packet arrived, receiver clock, microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArrivalTimes {
+    /// When the receiving endpoint read it: what queuing delay is measured on, so a receiver
+    /// that falls behind shows as delay.
+    pub read_us: u64,
+    /// When it reached the receiver's socket (the read time when the report carries no
+    /// socket times): what train dispersion is measured on.
+    pub socket_us: u64,
 }
 
 impl<'a> Feedback<'a> {
@@ -456,9 +472,20 @@ impl<'a> Feedback<'a> {
             ack_delay_us,
             bitmap,
             deltas,
+            socket_deltas: &[],
         };
         fb.validate()?;
         Ok(fb)
+    }
+
+    /// Add the socket arrival times (one delta per received packet, or empty for none);
+    /// validates like decode.
+    pub fn with_socket_deltas(mut self, socket_deltas: &'a [u8]) -> Result<Self, DecodeError> {
+        if !socket_deltas.is_empty() {
+            self.check_times(socket_deltas)?;
+        }
+        self.socket_deltas = socket_deltas;
+        Ok(self)
     }
 
     fn validate(&self) -> Result<(), DecodeError> {
@@ -479,10 +506,18 @@ impl<'a> Feedback<'a> {
         if self.base_pn.checked_add(count as u64).is_none() {
             return Err(invalid("packet number range overflows"));
         }
-        let received: u32 = self.bitmap.iter().map(|b| b.count_ones()).sum();
-        let mut r = Reader::new(self.deltas);
+        self.check_times(self.deltas)
+    }
+
+    /// One delta per received packet and the running time never leaves `0..2⁶⁴`.
+    fn check_times(&self, section: &[u8]) -> Result<(), DecodeError> {
+        let invalid = |reason| DecodeError::Invalid {
+            field: "feedback",
+            reason,
+        };
+        let mut r = Reader::new(section);
         let mut t = self.reference_us;
-        for _ in 0..received {
+        for _ in 0..self.received() {
             let d = unzigzag(r.varint()?);
             t = t
                 .checked_add_signed(d)
@@ -494,16 +529,39 @@ impl<'a> Feedback<'a> {
         Ok(())
     }
 
-    /// Every covered packet number with its arrival time (receiver clock, µs) or `None` if lost.
+    fn received(&self) -> u32 {
+        self.bitmap.iter().map(|b| b.count_ones()).sum()
+    }
+
+    /// Split a decoded body's tail into the read-time deltas and the optional socket-time
+    /// deltas that follow them.
+    fn split_deltas(bitmap: &[u8], tail: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), DecodeError> {
+        let received: u32 = bitmap.iter().map(|b| b.count_ones()).sum();
+        let mut r = Reader::new(tail);
+        for _ in 0..received {
+            r.varint()?;
+        }
+        Ok(tail.split_at(tail.len() - r.remaining()))
+    }
+
+    /// Every covered packet number with its arrival times (receiver clock, µs) or `None` if lost.
     pub fn packets(&self) -> FeedbackIter<'a> {
         FeedbackIter {
             base_pn: self.base_pn,
             count: self.count as usize,
             bitmap: self.bitmap,
             deltas: Reader::new(self.deltas),
+            socket_deltas: (!self.socket_deltas.is_empty())
+                .then(|| Reader::new(self.socket_deltas)),
             i: 0,
             t: self.reference_us,
+            s: self.reference_us,
         }
+    }
+
+    /// Whether the report carries socket arrival times besides read times.
+    pub fn has_socket_times(&self) -> bool {
+        !self.socket_deltas.is_empty()
     }
 
     pub fn bitmap(&self) -> &'a [u8] {
@@ -513,6 +571,10 @@ impl<'a> Feedback<'a> {
     pub fn deltas(&self) -> &'a [u8] {
         self.deltas
     }
+
+    pub fn socket_deltas(&self) -> &'a [u8] {
+        self.socket_deltas
+    }
 }
 
 /// Iterator over a validated [`Feedback`].
@@ -521,12 +583,14 @@ pub struct FeedbackIter<'a> {
     count: usize,
     bitmap: &'a [u8],
     deltas: Reader<'a>,
+    socket_deltas: Option<Reader<'a>>,
     i: usize,
     t: u64,
+    s: u64,
 }
 
 impl Iterator for FeedbackIter<'_> {
-    type Item = (u64, Option<u64>);
+    type Item = (u64, Option<ArrivalTimes>);
     fn next(&mut self) -> Option<Self::Item> {
         if self.i >= self.count {
             return None;
@@ -540,7 +604,22 @@ impl Iterator for FeedbackIter<'_> {
         // Validated on decode, so the varint is present and the sum cannot overflow.
         let d = unzigzag(self.deltas.varint().unwrap_or(0));
         self.t = self.t.saturating_add_signed(d);
-        Some((pn, Some(self.t)))
+        let socket_us = match self.socket_deltas.as_mut() {
+            Some(r) => {
+                self.s = self
+                    .s
+                    .saturating_add_signed(unzigzag(r.varint().unwrap_or(0)));
+                self.s
+            }
+            None => self.t,
+        };
+        Some((
+            pn,
+            Some(ArrivalTimes {
+                read_us: self.t,
+                socket_us,
+            }),
+        ))
     }
 }
 
@@ -829,6 +908,7 @@ impl<'a> Body<'a> {
                 w.u32(f.ack_delay_us)?;
                 w.bytes(f.bitmap)?;
                 w.bytes(f.deltas)?;
+                w.bytes(f.socket_deltas)?;
             }
             Body::Nack {
                 stream,
@@ -981,16 +1061,19 @@ impl<'a> Body<'a> {
                 let reference_us = r.u64()?;
                 let ack_delay_us = r.u32()?;
                 let bitmap = r.take((count as usize).div_ceil(8))?;
-                let deltas = r.rest();
-                Body::Feedback(Feedback::from_parts(
-                    seq,
-                    base_pn,
-                    count,
-                    reference_us,
-                    ack_delay_us,
-                    bitmap,
-                    deltas,
-                )?)
+                let (deltas, socket_deltas) = Feedback::split_deltas(bitmap, r.rest())?;
+                Body::Feedback(
+                    Feedback::from_parts(
+                        seq,
+                        base_pn,
+                        count,
+                        reference_us,
+                        ack_delay_us,
+                        bitmap,
+                        deltas,
+                    )?
+                    .with_socket_deltas(socket_deltas)?,
+                )
             }
             PacketType::Nack => {
                 let stream = r.u8()?;

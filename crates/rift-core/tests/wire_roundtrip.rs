@@ -173,3 +173,72 @@ fn typed_errors_for_bad_packets() {
     .unwrap();
     assert_eq!(Packet::decode(&ping), Err(DecodeError::Trailing(1)));
 }
+
+/// RIFT.md §11.3: packets 0, 1 and 3 read at 1000, 1250 and 1200 µs, the report sent at 1500.
+const FEEDBACK_VECTOR: &str = "a8001a2b3c4d000000000000001e00000000000000000000000000040000000000\
+                               0003e80000012c0b00f40363";
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn arrivals(p: &Packet<'_>) -> Vec<(u64, Option<ArrivalTimes>)> {
+    match p.body {
+        Body::Feedback(f) => f.packets().collect(),
+        _ => panic!("not feedback: {:?}", p.body),
+    }
+}
+
+#[test]
+fn feedback_without_socket_times_is_the_published_vector() {
+    let bytes = hex(FEEDBACK_VECTOR);
+    let p = Packet::decode(&bytes).unwrap();
+    let read = |t| {
+        Some(ArrivalTimes {
+            read_us: t,
+            socket_us: t,
+        })
+    };
+    assert_eq!(
+        arrivals(&p),
+        vec![(0, read(1000)), (1, read(1250)), (2, None), (3, read(1200))]
+    );
+    let Body::Feedback(f) = p.body else {
+        unreachable!()
+    };
+    assert!(!f.has_socket_times());
+    let mut out = [0u8; 64];
+    let n = p.encode(&mut out).unwrap();
+    assert_eq!(&out[..n], &bytes[..]);
+}
+
+#[test]
+fn feedback_socket_times_follow_the_read_times() {
+    // The vector's packets reached the socket at 990, 1010 and 1020 µs: deltas −10, +20, +10
+    // from the first read time (zigzag 19, 40, 20).
+    let mut bytes = hex(FEEDBACK_VECTOR);
+    bytes.extend_from_slice(&[19, 40, 20]);
+    let p = Packet::decode(&bytes).unwrap();
+    let t = |read_us, socket_us| Some(ArrivalTimes { read_us, socket_us });
+    assert_eq!(
+        arrivals(&p),
+        vec![
+            (0, t(1000, 990)),
+            (1, t(1250, 1010)),
+            (2, None),
+            (3, t(1200, 1020))
+        ]
+    );
+    let mut out = [0u8; 64];
+    let n = p.encode(&mut out).unwrap();
+    assert_eq!(&out[..n], &bytes[..]);
+    // The section holds one time per received packet or is absent.
+    for bad in [&[19u8, 40][..], &[19, 40, 20, 0]] {
+        let mut b = hex(FEEDBACK_VECTOR);
+        b.extend_from_slice(bad);
+        assert!(Packet::decode(&b).is_err(), "accepted {bad:?}");
+    }
+}

@@ -6,7 +6,9 @@
 //! `WAVRY_BENCH_CPU=N` pins both threads to CPU `N` (sched_setaffinity), so the whole transport,
 //! sender and receiver together, shares one core. `WAVRY_BENCH_FIXED_BPS=R` paces at a fixed
 //! `R` bit/s instead of DELTA: what the transport carries when no controller reads the
-//! scheduler's delays as a queue.
+//! scheduler's delays as a queue. `WAVRY_BENCH_MAX_BPS=R` lowers DELTA's ceiling (default
+//! 20 Gbit/s; the library's default is 200 Mbit/s). `WAVRY_BENCH_DIAG=1` prints the host's latest feedback report
+//! every 100 ms and the receiver's counters at the end (stderr).
 
 use rift_core::connection::{Connection, ConnectionConfig};
 use rift_core::delta::{CongestionController, Delta, DeltaConfig, FixedRate};
@@ -45,6 +47,10 @@ fn main() {
     let fixed: Option<u64> = std::env::var("WAVRY_BENCH_FIXED_BPS")
         .ok()
         .map(|s| s.parse().expect("WAVRY_BENCH_FIXED_BPS is a rate in bit/s"));
+    let max_bps: u64 = std::env::var("WAVRY_BENCH_MAX_BPS")
+        .ok()
+        .map(|s| s.parse().expect("WAVRY_BENCH_MAX_BPS is a rate in bit/s"))
+        .unwrap_or(20_000_000_000);
     let secs: u64 = std::env::var("WAVRY_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -69,7 +75,7 @@ fn main() {
                             Some(bps) => Box::new(FixedRate::new(bps, 60.0)),
                             None => Box::new(Delta::new(DeltaConfig {
                                 initial_bps: 100_000_000,
-                                max_bps: 20_000_000_000,
+                                max_bps,
                                 ..DeltaConfig::default()
                             })),
                         };
@@ -83,10 +89,24 @@ fn main() {
         let frame = vec![0x5Au8; 100_000];
         let end = Instant::now() + Duration::from_secs(secs) + Duration::from_millis(300);
         let mut frames = 0u64;
+        let mut next_diag = Instant::now();
         while Instant::now() < end {
             hd.drive(&mut s, Instant::now() + Duration::from_micros(200))
                 .unwrap();
             let Some(c) = s.connection() else { continue };
+            if std::env::var_os("WAVRY_BENCH_DIAG").is_some() && Instant::now() >= next_diag {
+                next_diag = Instant::now() + Duration::from_millis(100);
+                let d = c.rate();
+                if let Some(r) = c.last_report() {
+                    eprintln!(
+                        "DIAG {:?} target {} pacer {} recv {:?} q {:?} qm {:?} grad {:.1} cap {:?} floor {:?} pk {} lost {} loss {:.5}",
+                        d.state, d.target_bps / 1_000_000, d.pacer_bps / 1_000_000,
+                        r.recv_rate_bps.map(|b| b / 1_000_000), r.queue_delay, r.queue_delay_mean,
+                        r.delay_gradient, r.capacity_bps.map(|b| b / 1_000_000),
+                        r.capacity_floor_bps.map(|b| b / 1_000_000), r.packets, r.lost, r.loss_rate
+                    );
+                }
+            }
             let mut key = frames == 0;
             while let Some(ev) = c.poll_event() {
                 key |= matches!(ev, rift_core::connection::Event::KeyframeRequested { .. });
@@ -147,13 +167,27 @@ fn main() {
         .connection()
         .and_then(|c| c.receiver(STREAM_VIDEO).map(|r| r.stats.frames_lost))
         .unwrap_or(0);
+    if std::env::var_os("WAVRY_BENCH_DIAG").is_some() {
+        if let Some(r) = s.connection().and_then(|c| c.receiver(STREAM_VIDEO)) {
+            eprintln!("DIAG receiver {:?}", r.stats);
+        }
+        eprintln!("DIAG session {:?} dropped {}", s.stats, cd.dropped);
+    }
+    let rx = cd.socket_stats();
+    println!(
+        "client socket: {} datagrams in {} recvmmsg calls, {} with a kernel receive stamp",
+        rx.datagrams_received, rx.recv_calls, rx.datagrams_stamped
+    );
     match cpu {
         Some(cpu) => println!("both threads pinned to CPU {cpu}"),
         None => println!("threads not pinned"),
     }
     match fixed {
         Some(bps) => println!("fixed pacing rate {} Mbit/s", bps / 1_000_000),
-        None => println!("DELTA sets the rate"),
+        None => println!(
+            "DELTA sets the rate (ceiling {} Mbit/s)",
+            max_bps / 1_000_000
+        ),
     }
     println!(
         "loopback throughput: {:.0} Mbit/s of frame payload ({frames} frames of 100 KB in {secs} s; host pushed {sent}, receiver reported {lost} lost)",

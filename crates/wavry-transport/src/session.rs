@@ -498,7 +498,19 @@ impl Session {
         from: SocketAddr,
         datagram: &mut [u8],
     ) -> Result<(), SessionError> {
-        let r = self.handle(now, from, datagram);
+        self.handle_datagram_stamped(now, None, from, datagram)
+    }
+
+    /// [`Session::handle_datagram`] for a datagram read at `now` that reached the socket at
+    /// `arrived` (the kernel's receive stamp, when there is one).
+    pub fn handle_datagram_stamped(
+        &mut self,
+        now: Instant,
+        arrived: Option<Instant>,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> Result<(), SessionError> {
+        let r = self.handle(now, arrived, from, datagram);
         if r.is_err() {
             self.stats.rejected += 1;
         }
@@ -508,6 +520,7 @@ impl Session {
     fn handle(
         &mut self,
         now: Instant,
+        arrived: Option<Instant>,
         from: SocketAddr,
         datagram: &mut [u8],
     ) -> Result<(), SessionError> {
@@ -637,7 +650,7 @@ impl Session {
                         return Ok(());
                     }
                 }
-                let handled = e.conn.handle_packet(now, &datagram[..n]);
+                let handled = e.conn.handle_packet_stamped(now, arrived, &datagram[..n]);
                 if asked {
                     self.stats.rekeys_requested += 1;
                     if let Err(err) = self.rekey(now) {

@@ -8,7 +8,9 @@
 //! - In batches the DSCP rides on each datagram as an `IP_TOS` / `IPV6_TCLASS` control
 //!   message, so input, control and video can interleave; a lone datagram uses the mark set
 //!   on the socket when the class changes (cheaper per packet).
-//! - Receives drain up to [`BATCH`] datagrams per `recvmmsg`.
+//! - Receives drain up to [`BATCH`] datagrams per `recvmmsg`, each with the kernel's receive
+//!   stamp (`SO_TIMESTAMPNS`) when it has one: when the datagram reached the socket, as
+//!   opposed to when the thread read it (the feedback reports both; see docs/TRANSPORT.md).
 //! - [`RiftSocket::wait`] sleeps in `ppoll` (timer slack lowered to 1 ns for the thread) until
 //!   just before the deadline and spins the rest: measured here, a plain `ppoll` wakes 70–110 µs
 //!   late, and 20–60 µs late with the lowered slack; the spin closes that gap so the pacer's
@@ -20,13 +22,15 @@
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags};
 use nix::sys::socket::{
-    recvmmsg, sendmmsg, sendmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
+    recvmmsg, sendmmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned,
+    MsgFlags, MultiHeaders, SockaddrStorage,
 };
+use nix::sys::time::TimeSpec;
 use rift_core::wire::{Priority, MAX_DATAGRAM};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Datagrams per send or receive batch.
 pub const BATCH: usize = 32;
@@ -35,6 +39,8 @@ pub const BATCH: usize = 32;
 const RX_SLOT: usize = 2048;
 /// Wake this long before a deadline and spin the rest (see the module notes).
 const SPIN_MARGIN: Duration = Duration::from_micros(80);
+/// A kernel stamp further back than this is a clock step, not a datagram that waited.
+const MAX_STAMP_AGE: Duration = Duration::from_secs(1);
 
 /// The DSCP per send class, so routers that honour DiffServ forward input and control ahead
 /// of video: input EF (46), control AF41 (34), media AF42 (36).
@@ -62,6 +68,8 @@ pub struct SocketStats {
     /// Datagrams the kernel refused because its buffer was full (dropped, as a network would).
     pub send_dropped: u64,
     pub datagrams_received: u64,
+    /// Of those, datagrams that carried a kernel receive stamp.
+    pub datagrams_stamped: u64,
     pub recv_calls: u64,
 }
 
@@ -133,6 +141,9 @@ impl SendBatch {
 pub struct Received<'a> {
     pub from: SocketAddr,
     pub data: &'a mut [u8],
+    /// When it reached the socket (the kernel's stamp, on this process's monotonic clock);
+    /// `None` when the kernel gave none (stamping starts a moment after it is enabled).
+    pub arrived: Option<Instant>,
 }
 
 /// nix's preallocated `mmsghdr` array, made `Send`.
@@ -150,7 +161,7 @@ pub struct RiftSocket {
     /// The mark set on the socket itself (for lone datagrams; batches carry theirs).
     socket_tos: Option<u8>,
     rx: Box<[[u8; RX_SLOT]; BATCH]>,
-    rx_meta: Vec<(usize, SocketAddr)>,
+    rx_meta: Vec<(usize, SocketAddr, Option<Instant>)>,
     rx_headers: Headers,
     tx_headers: Headers,
     pub stats: SocketStats,
@@ -167,13 +178,18 @@ impl RiftSocket {
         let s = socket2::SockRef::from(&socket);
         let _ = s.set_recv_buffer_size(4 << 20);
         let _ = s.set_send_buffer_size(4 << 20);
+        // Best effort: without stamps, read times stand for arrival times.
+        let _ = setsockopt(&socket, sockopt::ReceiveTimestampns, &true);
         Ok(RiftSocket {
             socket,
             gso: cfg!(target_os = "linux"),
             socket_tos: None,
             rx: Box::new([[0u8; RX_SLOT]; BATCH]),
             rx_meta: Vec::with_capacity(BATCH),
-            rx_headers: Headers(MultiHeaders::preallocate(BATCH, None)),
+            rx_headers: Headers(MultiHeaders::preallocate(
+                BATCH,
+                Some(nix::cmsg_space!(TimeSpec)),
+            )),
             tx_headers: Headers(MultiHeaders::preallocate(
                 BATCH,
                 Some(nix::cmsg_space!(libc::c_int)),
@@ -341,9 +357,19 @@ impl RiftSocket {
             None,
         ) {
             Ok(results) => {
+                // Kernel stamps are wall-clock; moved onto the monotonic clock by their age.
+                let (mono, wall) = (Instant::now(), SystemTime::now());
                 for r in results {
+                    let arrived = r.cmsgs().ok().and_then(|mut c| {
+                        c.find_map(|c| match c {
+                            ControlMessageOwned::ScmTimestampns(t) => Some(t),
+                            _ => None,
+                        })
+                    });
+                    let arrived = arrived.and_then(|t| monotonic(t, mono, wall));
                     if let Some(from) = r.address.as_ref().and_then(to_std) {
-                        self.rx_meta.push((r.bytes, from));
+                        self.stats.datagrams_stamped += arrived.is_some() as u64;
+                        self.rx_meta.push((r.bytes, from, arrived));
                     }
                 }
             }
@@ -359,8 +385,9 @@ impl RiftSocket {
             .rx
             .iter_mut()
             .zip(meta.iter())
-            .map(|(slot, &(n, from))| Received {
+            .map(|(slot, &(n, from, arrived))| Received {
                 from,
+                arrived,
                 // More than a slot means the datagram was truncated: hand the slot over whole;
                 // it is oversized for RIFT and the decoder refuses it.
                 data: &mut slot[..n.min(RX_SLOT)],
@@ -432,6 +459,22 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
     }
     a.as_sockaddr_in6()
         .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+}
+
+/// A wall-clock kernel stamp as an instant on the monotonic clock, given one reading of each
+/// clock taken together: its age on the wall clock is its age on the monotonic one. A stamp
+/// from "the future" (the wall clock stepped back) counts as now; a very old one (stepped
+/// forward) as no stamp.
+fn monotonic(stamp: TimeSpec, mono: Instant, wall: SystemTime) -> Option<Instant> {
+    let stamp = Duration::new(
+        u64::try_from(stamp.tv_sec()).ok()?,
+        u32::try_from(stamp.tv_nsec()).ok()?,
+    );
+    let wall = wall.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    let age = wall.saturating_sub(stamp);
+    (age <= MAX_STAMP_AGE)
+        .then(|| mono.checked_sub(age))
+        .flatten()
 }
 
 #[cfg(test)]
@@ -539,6 +582,54 @@ mod tests {
             let want: Vec<(usize, u8)> = sizes.iter().map(|&(n, p)| (n, tos(p))).collect();
             assert_eq!(got, want, "{bind}");
         }
+    }
+
+    #[test]
+    fn kernel_receive_stamps_are_read_when_present() {
+        let mut tx = RiftSocket::bind("127.0.0.1:0").unwrap();
+        let mut rx = RiftSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.local_addr().unwrap();
+        // The kernel turns stamping on a moment (≈ 100 ms, a deferred static key) after the
+        // first socket asks: until then datagrams come without a stamp. Send until one has.
+        let give_up = Instant::now() + Duration::from_secs(5);
+        let stamped = loop {
+            let sent = Instant::now();
+            tx.send(&mut batch_of(&[(100, Priority::Media)], to))
+                .unwrap();
+            rx.wait(Some(Instant::now() + Duration::from_secs(1)), None)
+                .unwrap();
+            let got: Vec<_> = rx.recv().unwrap().map(|r| r.arrived).collect();
+            let read = Instant::now();
+            assert_eq!(got.len(), 1);
+            if let Some(at) = got[0] {
+                break (sent, at, read);
+            }
+            assert!(Instant::now() < give_up, "no kernel receive stamp in 5 s");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let (sent, at, read) = stamped;
+        // On the monotonic clock, between the send and the read (a little slack for the
+        // wall-clock conversion).
+        let slack = Duration::from_millis(2);
+        assert!(
+            at + slack >= sent && at <= read + slack,
+            "{at:?} not in {sent:?}..{read:?}"
+        );
+        assert_eq!(rx.stats.datagrams_stamped, 1);
+    }
+
+    #[test]
+    fn stamps_convert_by_their_wall_clock_age() {
+        let (mono, wall) = (Instant::now(), SystemTime::now());
+        let since_epoch = wall.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        let stamp = |d: Duration| TimeSpec::from_duration(d);
+        let at = monotonic(stamp(since_epoch - Duration::from_micros(250)), mono, wall);
+        assert_eq!(at, Some(mono - Duration::from_micros(250)));
+        // From the future (the wall clock stepped back): now. Too old (stepped forward): none.
+        let future = stamp(since_epoch + Duration::from_millis(5));
+        assert_eq!(monotonic(future, mono, wall), Some(mono));
+        let old = stamp(since_epoch - Duration::from_secs(2));
+        assert_eq!(monotonic(old, mono, wall), None);
     }
 
     #[test]

@@ -14,6 +14,13 @@ use std::time::Instant;
 
 pub use crate::socket::{dscp, tos};
 
+/// Receive batches per [`UdpDriver::receive`] call (`BATCH` datagrams each). A receiver that
+/// comes back to a deep socket backlog (its thread was descheduled) must not pour it all into
+/// the reassembler before the application takes frames out: the reassembler's few frame slots
+/// would overflow and drop frames. Left in the socket, the backlog is also what the feedback's
+/// read times show the sender as queuing delay.
+pub const RECEIVE_BATCHES: usize = 4;
+
 pub struct UdpDriver {
     socket: RiftSocket,
     batch: SendBatch,
@@ -106,25 +113,29 @@ impl UdpDriver {
         Ok(())
     }
 
-    /// Hand every waiting datagram to the session.
+    /// Hand waiting datagrams to the session: at most [`RECEIVE_BATCHES`] batches, so the
+    /// caller delivers frames between them (see there).
     pub fn receive(&mut self, session: &mut Session) -> io::Result<usize> {
         let mut n = 0;
-        loop {
+        for _ in 0..RECEIVE_BATCHES {
             let mut got = 0;
             let now = Instant::now();
             for r in self.socket.recv()? {
                 got += 1;
                 if rift_core::wire::demux(r.data) != Demux::Rift
-                    || session.handle_datagram(now, r.from, r.data).is_err()
+                    || session
+                        .handle_datagram_stamped(now, r.arrived, r.from, r.data)
+                        .is_err()
                 {
                     self.dropped += 1;
                 }
             }
             n += got;
             if got < crate::socket::BATCH {
-                return Ok(n);
+                break;
             }
         }
+        Ok(n)
     }
 
     /// One turn of the loop: receive what waits, run due timers, send what is ready, then wait
@@ -159,8 +170,8 @@ impl UdpDriver {
     }
 
     /// Run the session until `deadline` (or until it closes). Datagrams already waiting are
-    /// always read, even when `deadline` has passed, so a caller that drives in short slices
-    /// never starves the receive side.
+    /// always read (up to [`RECEIVE_BATCHES`] batches), even when `deadline` has passed, so a
+    /// caller that drives in short slices never starves the receive side.
     pub fn drive(&mut self, session: &mut Session, deadline: Instant) -> io::Result<()> {
         loop {
             self.turn(session, deadline, None)?;
