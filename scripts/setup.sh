@@ -32,6 +32,7 @@ PACKAGES=(
     nasm              # openh264 assembly (wavry-media feature openh264): 3x faster encode
     libsdl2-dev       # wavry-client's window, YUV textures, keyboard/mouse/game controllers
     postgresql        # the gateway's tests run on PostgreSQL too (test.sh starts a throwaway one)
+    chromium          # headless, for the gateway's admin dashboard test
 )
 
 FUZZ=0

@@ -453,3 +453,102 @@ async fn bad_admin_requests_get_a_clear_4xx() {
     .await;
     gw.stop().await;
 }
+
+/// The dashboard as an admin uses it, in headless Chromium: a wrong token is refused, the
+/// right one shows the registered users, and a ban clicked there takes effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_chromium_shows_users_and_bans_one() {
+    use common::chromium::{find_chromium, Browser};
+    let Some(bin) = find_chromium() else {
+        eprintln!("SKIPPED: Chromium is not installed (scripts/setup.sh installs `chromium`)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _) = admin_gateway(dir.path()).await;
+    let ann = gw.user("ann@example.org").await;
+    gw.user("bob@example.org").await;
+
+    let mut b = Browser::launch_with(&bin).await.expect("launch Chromium");
+    b.goto(&gw.url("/admin")).await.expect("open /admin");
+    let login = |token: &str| {
+        format!(
+            "document.querySelector('#token').value = {}; \
+             document.querySelector('#connect').click()",
+            serde_json::to_string(token).unwrap()
+        )
+    };
+    let wait = Duration::from_secs(15);
+    b.eval(&login("not the token")).await.unwrap();
+    b.wait_for(
+        "document.querySelector('#status').textContent.includes('could not open')",
+        wait,
+    )
+    .await
+    .expect("a wrong token is refused");
+    assert_eq!(
+        b.eval("document.querySelector('#panel').hidden")
+            .await
+            .unwrap(),
+        json!(true)
+    );
+
+    b.eval(&login(TOKEN)).await.unwrap();
+    b.wait_for("document.body.dataset.ready === '1'", wait)
+        .await
+        .expect("the panel opens");
+    let emails = b
+        .eval("[...document.querySelectorAll('#users td.email')].map(td => td.textContent).sort()")
+        .await
+        .unwrap();
+    assert_eq!(emails, json!(["ann@example.org", "bob@example.org"]));
+    assert_eq!(
+        b.eval("document.querySelector('#stat-users b').textContent")
+            .await
+            .unwrap(),
+        json!("2")
+    );
+
+    // Ban Ann permanently, with a reason, by clicking her row's button.
+    b.eval(
+        "document.querySelector('#ban-reason').value = 'spam'; \
+         document.querySelector('#users tr[data-email=\"ann@example.org\"] button.ban').click()",
+    )
+    .await
+    .unwrap();
+    b.wait_for(
+        "document.querySelector('#users tr[data-email=\"ann@example.org\"]')\
+         ?.classList.contains('banned')",
+        wait,
+    )
+    .await
+    .expect("the row shows the ban");
+    b.wait_for(
+        "document.querySelector('#audit tr[data-action=\"admin.ban\"]') !== null",
+        wait,
+    )
+    .await
+    .expect("the audit log shows the ban");
+    let png = b.screenshot_png().await.unwrap();
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-dashboard.png");
+    std::fs::write(&shot, &png).unwrap();
+    eprintln!("screenshot: {}", shot.display());
+
+    // It took effect.
+    expect_error(
+        gw.get("/v1/account", Some(&ann.token)).await,
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthorized,
+    )
+    .await;
+    let body = expect_error(
+        gw.login("ann@example.org", PASSWORD, None).await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::Banned,
+    )
+    .await;
+    assert!(body.error.contains("permanently"), "{body:?}");
+    let ban = audit(&gw, "admin.ban").await.entries;
+    assert!(ban[0].detail.as_deref().unwrap_or("").contains("spam"));
+    drop(b);
+    gw.stop().await;
+}

@@ -3,6 +3,7 @@
 //! HTTP with reqwest, on a `ManualClock`.
 #![allow(dead_code)] // each test crate uses a different part
 
+pub mod chromium;
 pub mod peer;
 
 use std::path::{Path, PathBuf};
