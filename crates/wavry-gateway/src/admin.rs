@@ -25,6 +25,7 @@ use crate::api::{normalize_email, ApiJson, AppState, ClientIp};
 use crate::audit::{self, Actor, Event};
 use crate::db;
 use crate::error::ApiError;
+use crate::signal::bus::KickTarget;
 use crate::throttle::ThrottleKey;
 
 /// Fewest characters an admin token may have.
@@ -180,13 +181,11 @@ async fn revoke(
         }
         (None, Some(uid)) => {
             let n = db::delete_user_sessions(&st.db, uid).await?;
-            let effects = st.signal.hub.kick(
-                |p| p.user_id == *uid,
-                SignalCode::SessionEnded,
-                "an administrator ended this account's sessions",
-                now_ms,
-            );
-            st.signal.apply(&st.db, effects, now_ms / 1000).await;
+            let why = "an administrator ended this account's sessions";
+            let target = KickTarget::User(uid.clone());
+            st.signal
+                .kick(&st.db, target, SignalCode::SessionEnded, why, now_ms)
+                .await;
             n
         }
         _ => return Err(invalid_target("give session_id or user_id (one of them)")),
@@ -253,13 +252,11 @@ async fn ban(
     admin_db::upsert_ban(&st.db, &info).await?;
     // Everywhere at once: no session survives, open sockets are closed.
     let revoked = db::delete_user_sessions(&st.db, &user_id).await?;
-    let effects = st.signal.hub.kick(
-        |p| p.user_id == user_id,
-        SignalCode::Banned,
-        "this account is banned",
-        now_ms,
-    );
-    st.signal.apply(&st.db, effects, now).await;
+    let target = KickTarget::User(user_id.clone());
+    let why = "this account is banned";
+    st.signal
+        .kick(&st.db, target, SignalCode::Banned, why, now_ms)
+        .await;
     let until = expires_at.map_or("permanent".to_string(), |t| format!("until {t}"));
     audit::record(
         &st,

@@ -85,8 +85,16 @@ impl Gateway {
             config.hash_queue_timeout,
         )
         .await?;
-        let signal = signal::Signaling::open(&db, config.signal, clock.now_secs()).await?;
+        let pg_url = (db::prepare_url(&config.database_url)?.0 == db::Backend::Postgres)
+            .then_some(config.database_url.as_str());
+        let signal = signal::Signaling::open(&db, config.signal, pg_url, clock.now_secs()).await?;
         let throttle = throttle::LoginThrottle::new(config.throttle);
+        if let Some(bus) = signal.bus.as_ref().map(|b| b.sender()) {
+            // A failure here counts on every instance: guessing cannot be spread over them.
+            throttle.observe_failures(move |key| {
+                bus.publish(signal::bus::BusMessage::LoginFailed { key: key.clone() })
+            });
+        }
         let register_limit = throttle::RateLimiter::new(
             config.throttle.register_burst,
             config.throttle.register_every,
@@ -129,6 +137,11 @@ impl Gateway {
         })?;
         tracing::info!(%addr, "gateway listening");
         let housekeeping = tokio::spawn(signal::housekeeping(self.state.clone()));
+        let bus = self
+            .state
+            .signal
+            .take_listener()
+            .map(|l| tokio::spawn(signal::bus::listen(self.state.clone(), l)));
         // Signaling sockets are upgraded connections the HTTP loop no longer tracks: say
         // goodbye on them as the stop begins, so peers reconnect elsewhere at once.
         let state = self.state.clone();
@@ -141,6 +154,9 @@ impl Gateway {
         };
         serve::serve(listener, self.router(), self.state.config.http, shutdown).await;
         housekeeping.abort();
+        if let Some(b) = bus {
+            b.abort();
+        }
         self.state.db.close().await;
         tracing::info!("gateway stopped");
         Ok(())

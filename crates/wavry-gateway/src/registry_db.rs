@@ -232,6 +232,32 @@ pub async fn clear_presence(
     Ok(())
 }
 
+/// Whether `host_id` has a presence row refreshed at or after `cutoff`.
+pub async fn presence_fresh(db: &AnyPool, host_id: &str, cutoff: i64) -> Result<bool, sqlx::Error> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM host_presence WHERE host_id = $1 AND last_seen >= $2")
+            .bind(host_id)
+            .bind(cutoff)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.is_some())
+}
+
+/// (host, client device, accepted) of `id` if it has not ended.
+pub async fn open_connection_parties(
+    db: &AnyPool,
+    id: &str,
+) -> Result<Option<(String, String, bool)>, sqlx::Error> {
+    let row: Option<(String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT host_id, client_device_id, accepted_at FROM connections \
+         WHERE id = $1 AND ended_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(h, c, a)| (h, c, a.is_some())))
+}
+
 /// This instance's heartbeat: its hosts are still online.
 pub async fn refresh_presence(
     db: &AnyPool,

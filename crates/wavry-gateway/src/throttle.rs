@@ -12,7 +12,8 @@ use std::time::Duration;
 use crate::config::{Backoff, ThrottleConfig};
 
 /// What is being throttled.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum ThrottleKey {
     /// A normalised email, whether or not an account has it (so a lockout tells nothing).
     Account(String),
@@ -60,10 +61,11 @@ impl Entry {
 ///
 /// An attempt is `begin`, then `failed` or `succeeded` (or dropped: a client that went away
 /// counts as neither).
-#[derive(Debug)]
 pub struct LoginThrottle {
     config: ThrottleConfig,
     entries: Mutex<HashMap<ThrottleKey, Entry>>,
+    /// Told of every failure counted here (other gateway instances count it too).
+    observer: std::sync::OnceLock<Box<dyn Fn(&ThrottleKey) + Send + Sync>>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -89,7 +91,23 @@ impl LoginThrottle {
         LoginThrottle {
             config,
             entries: Mutex::new(HashMap::new()),
+            observer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Call `f` with each key a local attempt fails on (set once).
+    pub fn observe_failures(&self, f: impl Fn(&ThrottleKey) + Send + Sync + 'static) {
+        let _ = self.observer.set(Box::new(f));
+    }
+
+    /// Count a failure that happened elsewhere (another gateway instance) against `key`.
+    pub fn record_failure(&self, key: &ThrottleKey, now_ms: i64) {
+        let mut map = self.lock();
+        if !map.contains_key(key) && map.len() >= self.config.max_entries {
+            Self::evict(&mut map, now_ms, self.config.max_entries);
+        }
+        let b = *self.backoff(key);
+        count_failure(map.entry(key.clone()).or_default(), &b, now_ms);
     }
 
     fn backoff(&self, key: &ThrottleKey) -> &Backoff {
@@ -182,14 +200,12 @@ impl Attempt<'_> {
             let b = *t.backoff(key);
             let e = map.entry(key.clone()).or_default();
             e.in_flight = e.in_flight.saturating_sub(1);
-            e.failures = LoginThrottle::live_failures(e, &b, now_ms).saturating_add(1);
-            e.last_failure_ms = now_ms;
-            if e.failures >= b.threshold {
-                let doublings = (e.failures - b.threshold).min(30);
-                let lock = ms(b.base_lockout)
-                    .saturating_mul(1i64 << doublings)
-                    .min(ms(b.max_lockout));
-                e.locked_until_ms = now_ms.saturating_add(lock);
+            count_failure(e, &b, now_ms);
+        }
+        drop(map);
+        if let Some(f) = t.observer.get() {
+            for key in &self.keys {
+                f(key);
             }
         }
     }
@@ -211,6 +227,28 @@ impl Attempt<'_> {
                 map.remove(key);
             }
         }
+    }
+}
+
+impl std::fmt::Debug for LoginThrottle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginThrottle")
+            .field("config", &self.config)
+            .field("entries", &self.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One more failure on `e`, locking it past the threshold.
+fn count_failure(e: &mut Entry, b: &Backoff, now_ms: i64) {
+    e.failures = LoginThrottle::live_failures(e, b, now_ms).saturating_add(1);
+    e.last_failure_ms = now_ms;
+    if e.failures >= b.threshold {
+        let doublings = (e.failures - b.threshold).min(30);
+        let lock = ms(b.base_lockout)
+            .saturating_mul(1i64 << doublings)
+            .min(ms(b.max_lockout));
+        e.locked_until_ms = now_ms.saturating_add(lock);
     }
 }
 

@@ -67,12 +67,15 @@ pub struct Effects {
     pub hosts_offline: Vec<String>,
     /// Connections that ended: (connection id, reason).
     pub ended: Vec<(String, String)>,
+    /// Messages for devices not present here (another gateway instance may have them).
+    pub remote: Vec<(String, ServerMessage)>,
 }
 
 impl Effects {
     fn merge(&mut self, other: Effects) {
         self.hosts_offline.extend(other.hosts_offline);
         self.ended.extend(other.ended);
+        self.remote.extend(other.remote);
     }
 }
 
@@ -296,30 +299,32 @@ impl Hub {
         send_locked(&mut st, &self.cfg, device_id, message, now_ms)
     }
 
-    /// Register connection `conn_id` from `client` to `host`; both must be present.
-    pub fn open_connection(
+    /// Track connection `conn_id` from `client` to `host`. One side may be on another
+    /// gateway instance; at least one must be present here.
+    pub fn track_connection(
         &self,
         conn_id: &str,
         host: &str,
         client: &str,
+        accepted: bool,
     ) -> Result<(), SignalCode> {
         let mut st = self.lock();
         let max = self.cfg.max_connections_per_device;
-        match (st.peers.get(host), st.peers.get(client)) {
-            (Some(h), Some(c)) => {
-                if c.connections.len() >= max || h.connections.len() >= max * 4 {
-                    return Err(SignalCode::RateLimited);
-                }
-            }
-            (None, _) => return Err(SignalCode::HostOffline),
-            (_, None) => return Err(SignalCode::UnknownConnection),
+        let (h, c) = (st.peers.get(host), st.peers.get(client));
+        if h.is_none() && c.is_none() {
+            return Err(SignalCode::UnknownConnection);
+        }
+        if c.is_some_and(|c| c.connections.len() >= max)
+            || h.is_some_and(|h| h.connections.len() >= max * 4)
+        {
+            return Err(SignalCode::RateLimited);
         }
         st.conns.insert(
             conn_id.to_string(),
             Conn {
                 host: host.to_string(),
                 client: client.to_string(),
-                accepted: false,
+                accepted,
             },
         );
         for d in [host, client] {
@@ -328,6 +333,19 @@ impl Hub {
             }
         }
         Ok(())
+    }
+
+    /// Drop `conn_id` without telling anyone (its other side, on another instance, ended it
+    /// and the notice is being delivered).
+    pub fn forget_connection(&self, conn_id: &str) {
+        let mut st = self.lock();
+        if let Some(c) = st.conns.remove(conn_id) {
+            for d in [&c.host, &c.client] {
+                if let Some(p) = st.peers.get_mut(d.as_str()) {
+                    p.connections.remove(conn_id);
+                }
+            }
+        }
     }
 
     /// Where a message of `from` about `conn_id` goes.
@@ -364,16 +382,27 @@ impl Hub {
     }
 
     /// End `conn_id`; the side other than `by` is told with `notice` (`closed` or
-    /// `rejected`). False if there was no such connection.
+    /// `rejected`), here or, through the returned effects, on another instance. `ended` in
+    /// the effects names the connection if it was open (the caller records it).
     pub fn end_connection(
         &self,
         conn_id: &str,
         by: &str,
         notice: ServerMessage,
         now_ms: i64,
-    ) -> bool {
+    ) -> Effects {
         let mut st = self.lock();
-        end_conn_locked(&mut st, &self.cfg, conn_id, by, notice, now_ms)
+        let mut effects = Effects::default();
+        end_conn_locked(
+            &mut st,
+            &self.cfg,
+            conn_id,
+            by,
+            notice,
+            now_ms,
+            &mut effects,
+        );
+        effects
     }
 
     /// Devices whose grace period ran out leave: their connections end.
@@ -506,6 +535,7 @@ fn end_conn_locked(
     by: &str,
     notice: ServerMessage,
     now_ms: i64,
+    effects: &mut Effects,
 ) -> bool {
     let Some(c) = st.conns.remove(conn_id) else {
         return false;
@@ -514,11 +544,22 @@ fn end_conn_locked(
         if let Some(p) = st.peers.get_mut(d.as_str()) {
             p.connections.remove(conn_id);
         }
-        if d != by {
-            send_locked(st, cfg, d, notice.clone(), now_ms);
+        if d != by && !send_locked(st, cfg, d, notice.clone(), now_ms) {
+            effects.remote.push((d.clone(), notice.clone()));
         }
     }
+    effects
+        .ended
+        .push((conn_id.to_string(), reason_of(&notice)));
     true
+}
+
+fn reason_of(notice: &ServerMessage) -> String {
+    match notice {
+        ServerMessage::Closed { reason, .. } => reason.clone(),
+        ServerMessage::Rejected { reason, .. } => format!("rejected: {reason}"),
+        _ => String::new(),
+    }
 }
 
 fn remove_peer(
@@ -545,9 +586,7 @@ fn remove_peer(
             connection_id: conn.clone(),
             reason: reason_for_others.to_string(),
         };
-        if end_conn_locked(st, cfg, &conn, device_id, notice, now_ms) {
-            effects.ended.push((conn, reason_for_others.to_string()));
-        }
+        end_conn_locked(st, cfg, &conn, device_id, notice, now_ms, &mut effects);
     }
     effects
 }
@@ -665,7 +704,7 @@ mod tests {
         let h = hub.attach(info("h", DeviceKind::Host), None, "a".into(), 0);
         let mut c = hub.attach(info("c", DeviceKind::Client), None, "b".into(), 0);
         drain(&mut c.rx);
-        hub.open_connection("x", "h", "c").unwrap();
+        hub.track_connection("x", "h", "c", false).unwrap();
         assert_eq!(
             hub.route("x", "c").unwrap(),
             Route {
@@ -694,21 +733,41 @@ mod tests {
         let hub = hub();
         let _h = hub.attach(info("h", DeviceKind::Host), None, "a".into(), 0);
         let _c = hub.attach(info("c", DeviceKind::Client), None, "b".into(), 0);
-        hub.open_connection("1", "h", "c").unwrap();
-        hub.open_connection("2", "h", "c").unwrap();
+        hub.track_connection("1", "h", "c", false).unwrap();
+        hub.track_connection("2", "h", "c", false).unwrap();
         assert_eq!(
-            hub.open_connection("3", "h", "c"),
+            hub.track_connection("3", "h", "c", false),
             Err(SignalCode::RateLimited)
         );
         assert_eq!(
-            hub.open_connection("4", "gone", "c"),
-            Err(SignalCode::HostOffline)
+            hub.track_connection("4", "elsewhere", "nobody", false),
+            Err(SignalCode::UnknownConnection),
+            "neither side is here"
         );
         assert!(hub.mark_accepted("1"));
         assert!(!hub.mark_accepted("1"), "once");
-        assert!(hub.end_connection("1", "c", closed(1), 0));
-        assert!(!hub.end_connection("1", "c", closed(1), 0));
-        hub.open_connection("3", "h", "c").unwrap();
+        assert_eq!(hub.end_connection("1", "c", closed(1), 0).ended.len(), 1);
+        assert!(hub.end_connection("1", "c", closed(1), 0).ended.is_empty());
+        hub.track_connection("3", "h", "c", false).unwrap();
+    }
+
+    #[test]
+    fn a_side_on_another_instance_gets_its_notices_through_the_effects() {
+        let hub = hub();
+        let mut c = hub.attach(info("c", DeviceKind::Client), None, "b".into(), 0);
+        drain(&mut c.rx);
+        // The host is on another instance.
+        hub.track_connection("x", "far-host", "c", false).unwrap();
+        let route = hub.route("x", "c").unwrap();
+        assert_eq!(route.other, "far-host");
+        assert!(!hub.send("far-host", closed(0), 0), "not present here");
+        let fx = hub.end_connection("x", "c", closed(9), 0);
+        assert_eq!(fx.remote, vec![("far-host".to_string(), closed(9))]);
+        // The far side ending it: forgotten quietly here.
+        hub.track_connection("y", "far-host", "c", true).unwrap();
+        hub.forget_connection("y");
+        assert_eq!(hub.route("y", "c"), Err(SignalCode::UnknownConnection));
+        assert!(drain(&mut c.rx).is_empty());
     }
 
     #[test]

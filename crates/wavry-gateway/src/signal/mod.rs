@@ -1,19 +1,23 @@
 //! Signaling (docs/SIGNALING.md): the hub that routes messages between connected devices,
 //! the WebSocket each device speaks it over, and the gateway key host records are signed with.
 
+pub mod bus;
 pub mod hub;
 pub(crate) mod socket;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use data_encoding::BASE64URL_NOPAD;
 use rift_crypto::signing::SigningKey;
+use sqlx::postgres::PgListener;
 use sqlx::AnyPool;
-use wavry_proto::signal::SignalCode;
+use wavry_proto::signal::{ServerMessage, SignalCode};
 
 use crate::config::SignalConfig;
 use crate::error::GatewayError;
 use crate::registry_db;
+use bus::{Bus, BusMessage, KickTarget};
 use hub::{Effects, Hub, HubConfig};
 
 /// The `gateway_keys` purpose of the host-record signing key.
@@ -26,12 +30,18 @@ pub(crate) struct Signaling {
     /// This process, in `host_presence` rows.
     pub instance_id: String,
     pub config: SignalConfig,
+    /// To the other instances on the same PostgreSQL; None on SQLite (one instance).
+    pub bus: Option<Bus>,
+    /// The bus's listening connection, until `serve` runs it.
+    listener: Mutex<Option<PgListener>>,
 }
 
 impl Signaling {
+    /// `postgres_url`: the database's URL when it is PostgreSQL, to join the other instances.
     pub async fn open(
         db: &AnyPool,
         config: SignalConfig,
+        postgres_url: Option<&str>,
         now_secs: i64,
     ) -> Result<Self, GatewayError> {
         let fresh = SigningKey::generate().map_err(|e| GatewayError::Config(e.to_string()))?;
@@ -56,13 +66,135 @@ impl Signaling {
             heartbeat_secs: u32::try_from(config.heartbeat.as_secs()).unwrap_or(u32::MAX),
             ..HubConfig::default()
         });
-        tracing::info!(key_id = %key.verifying_key().key_id(), %instance_id, "signaling ready");
+        let (bus, listener) = match postgres_url {
+            Some(url) => {
+                let (b, l) = Bus::start(url, db.clone(), instance_id.clone()).await?;
+                (Some(b), Some(l))
+            }
+            None => (None, None),
+        };
+        tracing::info!(
+            key_id = %key.verifying_key().key_id(),
+            %instance_id,
+            multi_instance = bus.is_some(),
+            "signaling ready"
+        );
         Ok(Signaling {
             hub,
             key,
             instance_id,
             config,
+            bus,
+            listener: Mutex::new(listener),
         })
+    }
+
+    /// The bus's listener, once (for `serve` to run).
+    pub fn take_listener(&self) -> Option<PgListener> {
+        self.listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// A sequenced message to `device`: here if it is present, else to the other instances.
+    pub fn deliver(&self, device: &str, message: ServerMessage, now_ms: i64) {
+        if self.hub.is_present(device) {
+            self.hub.send(device, message, now_ms);
+        } else if let Some(bus) = &self.bus {
+            bus.publish(BusMessage::Deliver {
+                to: device.to_string(),
+                message,
+            });
+        }
+    }
+
+    /// Whether `host` can be reached: present here, or (with other instances) online on one.
+    pub async fn host_reachable(
+        &self,
+        db: &AnyPool,
+        host: &str,
+        now_secs: i64,
+    ) -> Result<bool, sqlx::Error> {
+        if self.hub.is_present(host) {
+            return Ok(true);
+        }
+        if self.bus.is_none() {
+            return Ok(false);
+        }
+        let cutoff = now_secs.saturating_sub(self.presence_window_secs());
+        registry_db::presence_fresh(db, host, cutoff).await
+    }
+
+    /// How long a presence row counts without a refresh: three heartbeats.
+    pub fn presence_window_secs(&self) -> i64 {
+        i64::try_from(self.config.heartbeat.as_secs())
+            .unwrap_or(i64::MAX)
+            .saturating_mul(3)
+    }
+
+    /// Close the sockets `target` names, here and on every other instance.
+    pub async fn kick(
+        &self,
+        db: &AnyPool,
+        target: KickTarget,
+        code: SignalCode,
+        message: &str,
+        now_ms: i64,
+    ) {
+        let effects = self.hub.kick(|p| target.matches(p), code, message, now_ms);
+        self.apply(db, effects, now_ms / 1000).await;
+        if let Some(bus) = &self.bus {
+            bus.publish(BusMessage::Kick {
+                target,
+                code,
+                message: message.to_string(),
+            });
+        }
+    }
+
+    /// A notice from another instance.
+    pub async fn handle_bus(&self, st: &crate::api::AppState, msg: BusMessage) {
+        let now_ms = st.clock.now_ms();
+        match msg {
+            BusMessage::Deliver { to, message } => {
+                if !self.hub.is_present(&to) {
+                    return; // on yet another instance, or gone
+                }
+                match &message {
+                    ServerMessage::Closed { connection_id, .. }
+                    | ServerMessage::Rejected { connection_id, .. } => {
+                        self.hub.forget_connection(connection_id);
+                    }
+                    // The host's side learns the connection, so that its leaving ends it.
+                    ServerMessage::ConnectRequest {
+                        connection_id,
+                        client,
+                    } => {
+                        let tracked = self.hub.track_connection(
+                            connection_id,
+                            &to,
+                            &client.device_id,
+                            false,
+                        );
+                        if let Err(code) = tracked {
+                            tracing::debug!(%code, connection_id, "not tracking a connection");
+                        }
+                    }
+                    _ => {}
+                }
+                self.hub.send(&to, message, now_ms);
+            }
+            BusMessage::Kick {
+                target,
+                code,
+                message,
+            } => {
+                let effects = self.hub.kick(|p| target.matches(p), code, &message, now_ms);
+                self.apply(&st.db, effects, now_ms / 1000).await;
+            }
+            BusMessage::LoginFailed { key } => st.throttle.record_failure(&key, now_ms),
+        }
     }
 
     /// Record what a hub call changed. Failures are logged, not returned: the hub has moved
@@ -80,28 +212,27 @@ impl Signaling {
                 tracing::warn!(error = %e, conn, "recording a connection's end failed");
             }
         }
+        if let Some(bus) = &self.bus {
+            for (to, message) in effects.remote {
+                bus.publish(BusMessage::Deliver { to, message });
+            }
+        }
     }
 
     /// A login session was revoked or ended: close the sockets it authenticated.
     pub async fn session_ended(&self, db: &AnyPool, session_id: &str, now_ms: i64) {
-        let effects = self.hub.kick(
-            |p| p.session_id == session_id,
-            SignalCode::SessionEnded,
-            "the login session ended",
-            now_ms,
-        );
-        self.apply(db, effects, now_ms / 1000).await;
+        let target = KickTarget::Session(session_id.to_string());
+        let why = "the login session ended";
+        self.kick(db, target, SignalCode::SessionEnded, why, now_ms)
+            .await;
     }
 
     /// A device was deleted: close its socket.
     pub async fn device_removed(&self, db: &AnyPool, device_id: &str, now_ms: i64) {
-        let effects = self.hub.kick(
-            |p| p.device_id == device_id,
-            SignalCode::DeviceRemoved,
-            "the device was removed from the account",
-            now_ms,
-        );
-        self.apply(db, effects, now_ms / 1000).await;
+        let target = KickTarget::Device(device_id.to_string());
+        let why = "the device was removed from the account";
+        self.kick(db, target, SignalCode::DeviceRemoved, why, now_ms)
+            .await;
     }
 }
 
@@ -124,6 +255,12 @@ pub(crate) async fn housekeeping(st: crate::api::AppState) {
                 registry_db::refresh_presence(&st.db, &st.signal.instance_id, now_ms / 1000).await
             {
                 tracing::warn!(error = %e, "refreshing host presence failed");
+            }
+            if st.signal.bus.is_some() {
+                // Every instance has read a spilled notice within a minute.
+                if let Err(e) = bus::clean_spill(&st.db, now_ms / 1000 - 60).await {
+                    tracing::warn!(error = %e, "cleaning spilled notices failed");
+                }
             }
         }
     }

@@ -295,13 +295,13 @@ async fn handle(st: &AppState, ctx: &Ctx, msg: PeerMessage) -> Result<(), Failur
         }
         PeerMessage::Connect { host_id } => connect(st, ctx, &host_id).await,
         PeerMessage::Accept { connection_id } => {
-            let route = host_route(st, ctx, &connection_id)?;
+            let route = host_route(st, ctx, &connection_id).await?;
             if hub.mark_accepted(&connection_id) {
                 // Recorded before the client hears of it.
                 registry_db::connection_accepted(&st.db, &connection_id, now_ms / 1000)
                     .await
                     .map_err(|e| (SignalCode::Internal, internal(e), None))?;
-                hub.send(
+                st.signal.deliver(
                     &route.other,
                     ServerMessage::Accepted { connection_id },
                     now_ms,
@@ -313,7 +313,7 @@ async fn handle(st: &AppState, ctx: &Ctx, msg: PeerMessage) -> Result<(), Failur
             connection_id,
             reason,
         } => {
-            host_route(st, ctx, &connection_id)?;
+            host_route(st, ctx, &connection_id).await?;
             let reason = truncate(&reason, MAX_REASON);
             end_connection(
                 st,
@@ -331,9 +331,9 @@ async fn handle(st: &AppState, ctx: &Ctx, msg: PeerMessage) -> Result<(), Failur
             connection_id,
             description,
         } => {
-            let route = any_route(st, ctx, &connection_id)?;
+            let route = any_route(st, ctx, &connection_id).await?;
             check_description(&description, &connection_id)?;
-            hub.send(
+            st.signal.deliver(
                 &route.other,
                 ServerMessage::Offer {
                     connection_id,
@@ -347,9 +347,9 @@ async fn handle(st: &AppState, ctx: &Ctx, msg: PeerMessage) -> Result<(), Failur
             connection_id,
             description,
         } => {
-            let route = any_route(st, ctx, &connection_id)?;
+            let route = any_route(st, ctx, &connection_id).await?;
             check_description(&description, &connection_id)?;
-            hub.send(
+            st.signal.deliver(
                 &route.other,
                 ServerMessage::Answer {
                     connection_id,
@@ -363,8 +363,8 @@ async fn handle(st: &AppState, ctx: &Ctx, msg: PeerMessage) -> Result<(), Failur
             connection_id,
             candidate,
         } => {
-            let route = any_route(st, ctx, &connection_id)?;
-            hub.send(
+            let route = any_route(st, ctx, &connection_id).await?;
+            st.signal.deliver(
                 &route.other,
                 ServerMessage::Candidate {
                     connection_id,
@@ -378,7 +378,7 @@ async fn handle(st: &AppState, ctx: &Ctx, msg: PeerMessage) -> Result<(), Failur
             connection_id,
             reason,
         } => {
-            any_route(st, ctx, &connection_id)?;
+            any_route(st, ctx, &connection_id).await?;
             let reason = truncate(&reason, MAX_REASON);
             end_connection(
                 st,
@@ -407,21 +407,43 @@ async fn end_connection(
     registry_db::connection_ended(&st.db, connection_id, now_ms / 1000, reason)
         .await
         .map_err(|e| (SignalCode::Internal, internal(e), None))?;
-    st.signal
-        .hub
-        .end_connection(connection_id, &ctx.info.device_id, notice, now_ms);
+    let mut effects =
+        st.signal
+            .hub
+            .end_connection(connection_id, &ctx.info.device_id, notice, now_ms);
+    effects.ended.clear(); // recorded above
+    st.signal.apply(&st.db, effects, now_ms / 1000).await;
     Ok(())
 }
 
-fn any_route(st: &AppState, ctx: &Ctx, conn: &str) -> Result<super::hub::Route, Failure> {
-    st.signal
-        .hub
-        .route(bounded(conn), &ctx.info.device_id)
-        .map_err(|code| fail(code, "no such connection on this device", conn))
+/// Where a message of this device about `conn` goes. A connection opened through another
+/// instance is learned from the database on first use.
+async fn any_route(st: &AppState, ctx: &Ctx, conn: &str) -> Result<super::hub::Route, Failure> {
+    let conn = bounded(conn);
+    let me = ctx.info.device_id.as_str();
+    let unknown = |code| fail(code, "no such connection on this device", conn);
+    match st.signal.hub.route(conn, me) {
+        Ok(r) => return Ok(r),
+        Err(code) if st.signal.bus.is_none() => return Err(unknown(code)),
+        Err(_) => {}
+    }
+    let parties = registry_db::open_connection_parties(&st.db, conn)
+        .await
+        .map_err(|e| (SignalCode::Internal, internal(e), None))?;
+    match parties {
+        Some((host, client, accepted)) if host == me || client == me => {
+            st.signal
+                .hub
+                .track_connection(conn, &host, &client, accepted)
+                .map_err(unknown)?;
+            st.signal.hub.route(conn, me).map_err(unknown)
+        }
+        _ => Err(unknown(SignalCode::UnknownConnection)),
+    }
 }
 
-fn host_route(st: &AppState, ctx: &Ctx, conn: &str) -> Result<super::hub::Route, Failure> {
-    let route = any_route(st, ctx, conn)?;
+async fn host_route(st: &AppState, ctx: &Ctx, conn: &str) -> Result<super::hub::Route, Failure> {
+    let route = any_route(st, ctx, conn).await?;
     if !route.from_host {
         return Err(fail(
             SignalCode::Forbidden,
@@ -473,7 +495,12 @@ async fn connect(st: &AppState, ctx: &Ctx, host_id: &str) -> Result<(), Failure>
         // Indistinguishable from a host that does not exist.
         return Err(not_found());
     }
-    if !st.signal.hub.is_present(&host.id) {
+    let reachable = st
+        .signal
+        .host_reachable(&st.db, &host.id, st.clock.now_secs())
+        .await
+        .map_err(db_err)?;
+    if !reachable {
         return Err((SignalCode::HostOffline, "the host is offline".into(), None));
     }
     let client = registry_db::device_by_id(&st.db, &ctx.info.device_id)
@@ -497,7 +524,7 @@ async fn connect(st: &AppState, ctx: &Ctx, host_id: &str) -> Result<(), Failure>
     let record = host_record(st, &conn_id, &host, &client, now)?;
     st.signal
         .hub
-        .open_connection(&conn_id, &host.id, &client.id)
+        .track_connection(&conn_id, &host.id, &client.id, false)
         .map_err(|code| match code {
             SignalCode::RateLimited => (
                 code,
@@ -528,7 +555,7 @@ async fn connect(st: &AppState, ctx: &Ctx, host_id: &str) -> Result<(), Failure>
         },
         now_ms,
     );
-    hub.send(
+    st.signal.deliver(
         &host.id,
         ServerMessage::ConnectRequest {
             connection_id: conn_id.clone(),
