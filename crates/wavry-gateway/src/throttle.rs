@@ -61,11 +61,13 @@ impl Entry {
 ///
 /// An attempt is `begin`, then `failed` or `succeeded` (or dropped: a client that went away
 /// counts as neither).
+type FailureObserver = Box<dyn Fn(&ThrottleKey) + Send + Sync>;
+
 pub struct LoginThrottle {
     config: ThrottleConfig,
     entries: Mutex<HashMap<ThrottleKey, Entry>>,
     /// Told of every failure counted here (other gateway instances count it too).
-    observer: std::sync::OnceLock<Box<dyn Fn(&ThrottleKey) + Send + Sync>>,
+    observer: std::sync::OnceLock<FailureObserver>,
 }
 
 fn ms(d: Duration) -> i64 {
