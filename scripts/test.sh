@@ -73,6 +73,11 @@ test_log=$(mktemp)
 trap 'rm -f "$test_log"; stop_postgres' EXIT
 start_postgres
 cargo test --workspace --no-fail-fast 2>&1 | tee "$test_log"
+# The gateway's whole suite a second time, every test gateway on PostgreSQL (a database each).
+if [ -n "${WAVRY_TEST_POSTGRES_URL:-}" ]; then
+    step "wavry-gateway tests on PostgreSQL"
+    WAVRY_TEST_GATEWAY_DB=postgres cargo test -p wavry-gateway --no-fail-fast 2>&1 | tee -a "$test_log"
+fi
 # Sum the "test result:" lines of every test binary and doc-test run.
 read -r tests_passed tests_failed tests_ignored < <(awk '
     /^test result:/ {

@@ -2,7 +2,6 @@
 //! temporary directory, spoken to over HTTP with reqwest. Time comes from a `ManualClock` so
 //! TOTP steps, lockouts and session expiry are exercised without sleeping.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -779,24 +778,15 @@ async fn sessions_expire_when_idle_and_absolutely() {
     let list = gw.sessions(&s3.token).await;
     assert_eq!(list.sessions.len(), 1);
     assert_eq!(list.sessions[0].session_id, s3.session_id);
+    let db_url = gw.db_url.clone();
     gw.stop().await;
 
-    let pool = open_db(&gw_db(dir.path())).await;
+    let pool = open_db(&db_url).await;
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions")
         .fetch_one(&pool)
         .await
         .unwrap();
     assert_eq!(n, 1);
-}
-
-fn gw_db(dir: &Path) -> PathBuf {
-    dir.join("gateway.db")
-}
-
-async fn open_db(path: &Path) -> sqlx::SqlitePool {
-    sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -873,9 +863,10 @@ async fn owasp_cost_end_to_end() {
         ErrorCode::InvalidCredentials,
     )
     .await;
+    let db_url = gw.db_url.clone();
     gw.stop().await;
 
-    let pool = open_db(&gw_db(dir.path())).await;
+    let pool = open_db(&db_url).await;
     let (hash,): (String,) = sqlx::query_as("SELECT password_hash FROM users")
         .fetch_one(&pool)
         .await
@@ -890,6 +881,9 @@ async fn owasp_cost_end_to_end() {
         .await
         .unwrap();
     assert_eq!(token_hash, wavry_gateway::token::hash_token(&s.token));
+    if on_postgres() {
+        return;
+    }
     let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
         .fetch_one(&pool)
         .await
@@ -897,7 +891,7 @@ async fn owasp_cost_end_to_end() {
     assert_eq!(mode, "wal");
     pool.close().await;
     // The token appears nowhere in the database file.
-    let bytes = std::fs::read(gw_db(dir.path())).unwrap();
+    let bytes = std::fs::read(dir.path().join("gateway.db")).unwrap();
     let wal = std::fs::read(dir.path().join("gateway.db-wal")).unwrap_or_default();
     for b in [bytes, wal] {
         assert!(!b.windows(s.token.len()).any(|w| w == s.token.as_bytes()));
@@ -923,8 +917,9 @@ async fn stored_hash_moves_to_the_configured_cost_on_login() {
         StatusCode::OK,
     )
     .await;
+    let db_url = gw.db_url.clone();
     gw.stop().await;
-    let pool = open_db(&gw_db(dir.path())).await;
+    let pool = open_db(&db_url).await;
     let (hash,): (String,) = sqlx::query_as("SELECT password_hash FROM users")
         .fetch_one(&pool)
         .await

@@ -49,7 +49,7 @@ async fn wait_offline(gw: &TestGateway, token: &str) -> HostList {
 
 /// The whole brokered connection: presence, connect, signed record, accept, offer/answer and
 /// candidates both ways, close; and the connection's row in the database.
-async fn host_and_client_meet(gw: &TestGateway, ann_email: &str) {
+async fn host_and_client_meet_as(gw: &TestGateway, ann_email: &str) {
     let ann = gw.user(ann_email).await;
     let host = device(gw, &ann.token, "den pc", "host").await;
     let laptop = device(gw, &ann.token, "laptop", "client").await;
@@ -144,14 +144,12 @@ async fn host_and_client_meet(gw: &TestGateway, ann_email: &str) {
 }
 
 #[tokio::test]
-async fn host_and_client_meet_on_sqlite() {
+async fn host_and_client_meet() {
     let dir = tempfile::tempdir().unwrap();
     let gw = TestGateway::start(dir.path()).await;
-    host_and_client_meet(&gw, "ann@example.org").await;
+    host_and_client_meet_as(&gw, "ann@example.org").await;
     // What the database kept of it.
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", gw.db_path.display()))
-        .await
-        .unwrap();
+    let db = open_db(&gw.db_url).await;
     let (accepted, ended, reason): (Option<i64>, Option<i64>, Option<String>) =
         sqlx::query_as("SELECT accepted_at, ended_at, end_reason FROM connections")
             .fetch_one(&db)
@@ -172,7 +170,7 @@ async fn host_and_client_meet_on_postgres() {
     let pg = |c: &mut Config| c.database_url = url.clone();
     let gw = TestGateway::start_with(dir.path(), Arc::new(ManualClock::new(T0_MS)), pg).await;
     let tag = wavry_gateway::token::new_id().unwrap().to_lowercase();
-    host_and_client_meet(&gw, &format!("ann-{tag}@example.org")).await;
+    host_and_client_meet_as(&gw, &format!("ann-{tag}@example.org")).await;
     gw.stop().await;
 }
 

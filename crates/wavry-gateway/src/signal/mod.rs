@@ -171,12 +171,9 @@ impl Signaling {
                         connection_id,
                         client,
                     } => {
-                        let tracked = self.hub.track_connection(
-                            connection_id,
-                            &to,
-                            &client.device_id,
-                            false,
-                        );
+                        let tracked =
+                            self.hub
+                                .track_connection(connection_id, &to, &client.device_id, false);
                         if let Err(code) = tracked {
                             tracing::debug!(%code, connection_id, "not tracking a connection");
                         }

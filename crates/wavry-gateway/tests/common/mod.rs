@@ -1,6 +1,10 @@
 //! What the gateway's integration tests share: a real gateway on 127.0.0.1:0 with a SQLite
-//! file in a temporary directory (or the PostgreSQL of WAVRY_TEST_POSTGRES_URL), spoken to over
-//! HTTP with reqwest, on a `ManualClock`.
+//! file in a temporary directory, spoken to over HTTP with reqwest, on a `ManualClock`.
+//!
+//! With `WAVRY_TEST_GATEWAY_DB=postgres` (and `WAVRY_TEST_POSTGRES_URL`), every test gateway uses
+//! PostgreSQL instead: a database of its own, named after its temporary directory (so a
+//! restart in the same directory finds its data), on that server. scripts/test.sh runs the
+//! suite both ways.
 #![allow(dead_code)] // each test crate uses a different part
 
 pub mod chromium;
@@ -28,8 +32,51 @@ pub struct TestGateway {
     pub http: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub db_path: PathBuf,
+    /// The database the gateway uses (the SQLite file's URL, or a PostgreSQL one).
+    pub db_url: String,
     pub stop: Option<oneshot::Sender<()>>,
     pub task: Option<JoinHandle<Result<(), GatewayError>>>,
+}
+
+/// Whether the suite runs on PostgreSQL (`WAVRY_TEST_GATEWAY_DB=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("WAVRY_TEST_GATEWAY_DB").is_ok_and(|v| v == "postgres")
+}
+
+/// In PostgreSQL mode, the URL of a database for `dir` (created on first use).
+async fn postgres_for(dir: &Path) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let server = std::env::var("WAVRY_TEST_POSTGRES_URL")
+        .expect("WAVRY_TEST_GATEWAY_DB=postgres needs WAVRY_TEST_POSTGRES_URL");
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    let name = format!("wavry_test_{:016x}", h.finish());
+    let admin = sqlx::PgPool::connect(&server)
+        .await
+        .expect("PostgreSQL reachable");
+    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&admin)
+        .await
+        .unwrap();
+    if exists.is_none() {
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+    admin.close().await;
+    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+    Some(format!("{base}/{name}"))
+}
+
+/// A pool on a test gateway's database, to look at what it stored.
+pub async fn open_db(gw_db_url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(gw_db_url).await.unwrap()
 }
 
 pub fn test_config(db_path: &Path) -> Config {
@@ -54,7 +101,11 @@ impl TestGateway {
     ) -> Self {
         let db_path = dir.join("gateway.db");
         let mut config = test_config(&db_path);
+        if let Some(url) = postgres_for(dir).await {
+            config.database_url = url;
+        }
         tweak(&mut config);
+        let db_url = config.database_url.clone();
         let gateway = Gateway::open_with_clock(config, clock.clone())
             .await
             .expect("gateway opens");
@@ -73,6 +124,7 @@ impl TestGateway {
                 .unwrap(),
             clock,
             db_path,
+            db_url,
             stop: Some(stop),
             task: Some(task),
         }
