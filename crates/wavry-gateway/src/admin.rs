@@ -50,6 +50,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/api/unban", post(unban))
         .route("/admin/api/audit", get(audit_log))
         .route("/admin/api/analytics", get(analytics))
+        .route("/metrics", get(metrics))
 }
 
 async fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -145,6 +146,22 @@ async fn overview(State(st): State<AppState>, _: Admin) -> Result<Json<Overview>
     .await?;
     o.signaling_connected = i64::try_from(st.signal.hub.present_count()).unwrap_or(i64::MAX);
     Ok(Json(o))
+}
+
+/// `/metrics`, for Prometheus (with the admin token as its bearer credential).
+async fn metrics(State(st): State<AppState>, _: Admin) -> Result<Response, ApiError> {
+    let now = st.clock.now_secs();
+    let cutoff = now.saturating_sub(st.signal.presence_window_secs());
+    let hosts = admin_db::hosts_online(&st.db, cutoff).await?;
+    st.metrics.hosts_online.set(hosts);
+    let present = i64::try_from(st.signal.hub.present_count()).unwrap_or(i64::MAX);
+    st.metrics.signal_sockets.set(present);
+    let mut resp = st.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(resp)
 }
 
 #[derive(Deserialize)]

@@ -130,6 +130,16 @@ async fn count_with(db: &AnyPool, sql: &str, arg: i64) -> Result<i64, sqlx::Erro
     Ok(n)
 }
 
+/// Hosts whose presence was refreshed at or after `cutoff`.
+pub async fn hosts_online(db: &AnyPool, cutoff: i64) -> Result<i64, sqlx::Error> {
+    count_with(
+        db,
+        "SELECT COUNT(*) FROM host_presence WHERE last_seen >= $1",
+        cutoff,
+    )
+    .await
+}
+
 /// The dashboard's counts at `now` (`presence_cutoff`: presence rows older than this are stale;
 /// `idle_cutoff`: sessions unused since before this have ended).
 pub async fn overview(
@@ -152,12 +162,7 @@ pub async fn overview(
     )
     .await?;
     let devices = count(db, "SELECT COUNT(*) FROM devices").await?;
-    let hosts_online = count_with(
-        db,
-        "SELECT COUNT(*) FROM host_presence WHERE last_seen >= $1",
-        presence_cutoff,
-    )
-    .await?;
+    let hosts_online = hosts_online(db, presence_cutoff).await?;
     let connections_24h = count_with(
         db,
         "SELECT COUNT(*) FROM connections WHERE requested_at >= $1",

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{
-    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State,
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Request, State,
 };
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -29,6 +29,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::db;
 use crate::error::ApiError;
+use crate::metrics::{HttpLabels, RouteLabel};
 use crate::password::Hasher;
 use crate::throttle::{LoginThrottle, RateLimiter, ThrottleKey};
 use crate::token;
@@ -43,6 +44,7 @@ const USER_AGENT_MAX: usize = 256;
 pub(crate) struct Inner {
     pub db: AnyPool,
     pub signal: crate::signal::Signaling,
+    pub metrics: crate::metrics::Metrics,
     pub hasher: Hasher,
     pub throttle: LoginThrottle,
     pub register_limit: RateLimiter,
@@ -93,16 +95,36 @@ pub(crate) fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn(log_and_no_store))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            log_and_no_store,
+        ))
         .with_state(state)
 }
 
-/// Log each request, and keep answers (tokens, TOTP secrets) out of every cache.
-async fn log_and_no_store(req: Request, next: Next) -> Response {
+/// Log and count each request, and keep answers (tokens, TOTP secrets) out of every cache.
+async fn log_and_no_store(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
     let start = Instant::now();
     let mut resp = next.run(req).await;
+    st.metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method: method.to_string(),
+            route: route.clone(),
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    st.metrics
+        .http_seconds
+        .get_or_create(&RouteLabel { route })
+        .observe(start.elapsed().as_secs_f64());
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     tracing::debug!(
@@ -366,6 +388,7 @@ async fn register(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(user_id = %id, "account registered");
+    st.metrics.registrations.inc();
     audit::record(
         &st,
         Event::new(Actor::User(&id), "account.registered").ip(ip),
@@ -409,7 +432,10 @@ async fn login(
     let attempt = st
         .throttle
         .begin(&keys, st.clock.now_ms())
-        .map_err(ApiError::too_many_attempts)?;
+        .map_err(|secs| {
+            st.metrics.login("locked");
+            ApiError::too_many_attempts(secs)
+        })?;
 
     let user = db::user_auth_by_email(&st.db, &email).await?;
     let password_ok = if req.password.len() > PASSWORD_MAX_BYTES {
@@ -435,6 +461,7 @@ async fn login(
             .target(&email)
             .ip(ip);
         audit::record(&st, e.detail("wrong email or password")).await;
+        st.metrics.login("failed");
         return Err(ApiError::invalid_credentials());
     };
     // Told only to whoever knows the password.
@@ -448,6 +475,7 @@ async fn login(
             Event::new(Actor::User(&user.id), "login.banned").ip(ip),
         )
         .await;
+        st.metrics.login("banned");
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::Banned,
@@ -470,6 +498,7 @@ async fn login(
                 .target(&email)
                 .ip(ip);
             audit::record(&st, e.detail("wrong TOTP code")).await;
+            st.metrics.login("failed");
             return Err(ApiError::invalid_totp());
         }
     }
@@ -515,6 +544,7 @@ async fn login(
     tracing::info!(user_id = %user.id, %session_id, %ip, "login");
     let e = Event::new(Actor::User(&user.id), "login.succeeded").target(&session_id);
     audit::record(&st, e.ip(ip)).await;
+    st.metrics.login("succeeded");
     Ok(Json(LoginResponse {
         token,
         session_id,

@@ -24,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 mod error;
+mod metrics;
 pub mod password;
 mod registry_api;
 pub mod registry_db;
@@ -87,7 +88,15 @@ impl Gateway {
         .await?;
         let pg_url = (db::prepare_url(&config.database_url)?.0 == db::Backend::Postgres)
             .then_some(config.database_url.as_str());
-        let signal = signal::Signaling::open(&db, config.signal, pg_url, clock.now_secs()).await?;
+        let metrics = metrics::Metrics::new();
+        let signal = signal::Signaling::open(
+            &db,
+            config.signal,
+            pg_url,
+            metrics.bus_sent.clone(),
+            clock.now_secs(),
+        )
+        .await?;
         let throttle = throttle::LoginThrottle::new(config.throttle);
         if let Some(bus) = signal.bus.as_ref().map(|b| b.sender()) {
             // A failure here counts on every instance: guessing cannot be spread over them.
@@ -104,6 +113,7 @@ impl Gateway {
             state: api::AppState(Arc::new(api::Inner {
                 db,
                 signal,
+                metrics,
                 hasher,
                 throttle,
                 register_limit,

@@ -552,3 +552,49 @@ async fn the_dashboard_in_chromium_shows_users_and_bans_one() {
     drop(b);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_for_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _) = admin_gateway(dir.path()).await;
+    let ann = gw.user("ann@example.org").await;
+    expect_error(
+        gw.login("ann@example.org", "wrong password", None).await,
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::InvalidCredentials,
+    )
+    .await;
+    let host = device(&gw, &ann.token, "den", "host").await;
+    let (mut h, _, _) = Peer::hello(&gw, &ann.token, &host.device_id, None).await;
+    h.ping_pong(1).await;
+
+    expect_error(
+        gw.get("/metrics", None).await,
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthorized,
+    )
+    .await;
+    let r = gw.get("/metrics", Some(TOKEN)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text().await.unwrap();
+    for line in [
+        "wavry_gateway_logins_total{outcome=\"succeeded\"} 1",
+        "wavry_gateway_logins_total{outcome=\"failed\"} 1",
+        "wavry_gateway_registrations_total 1",
+        "wavry_gateway_http_requests_total{method=\"POST\",route=\"/v1/auth/login\",status=\"200\"} 1",
+        "wavry_gateway_http_requests_total{method=\"POST\",route=\"/v1/devices\",status=\"201\"} 1",
+        "wavry_gateway_signal_messages_total{type=\"hello\"} 1",
+        "wavry_gateway_signal_messages_total{type=\"ping\"} 1",
+        "wavry_gateway_signal_devices_present 1",
+        "wavry_gateway_hosts_online 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    // Routes are templates, never raw paths (bounded label values).
+    assert!(text.contains("wavry_gateway_http_request_duration_seconds_bucket{le="));
+    gw.stop().await;
+}

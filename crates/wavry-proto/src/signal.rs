@@ -79,6 +79,21 @@ pub enum PeerMessage {
 }
 
 impl PeerMessage {
+    /// The `type` tag, as sent.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            PeerMessage::Hello { .. } => "hello",
+            PeerMessage::Ping { .. } => "ping",
+            PeerMessage::Connect { .. } => "connect",
+            PeerMessage::Accept { .. } => "accept",
+            PeerMessage::Reject { .. } => "reject",
+            PeerMessage::Offer { .. } => "offer",
+            PeerMessage::Answer { .. } => "answer",
+            PeerMessage::Candidate { .. } => "candidate",
+            PeerMessage::Close { .. } => "close",
+        }
+    }
+
     /// Parse one text message.
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
@@ -401,6 +416,8 @@ mod tests {
         assert!(matches!(m, PeerMessage::Hello { resume: None, .. }));
         let m = PeerMessage::from_json(r#"{"type":"ping"}"#).unwrap();
         assert_eq!(m, PeerMessage::Ping { nonce: 0 });
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["type"], m.type_name());
         for bad in [
             r#"{"type":"ping","extra":1}"#,
             r#"{"type":"connect"}"#,

@@ -8,6 +8,7 @@
 //! connection's messages in the order they were sent. PostgreSQL caps a notice at 8000 bytes:
 //! a larger one (a big WebRTC offer) is stored in `signal_spill` and the notice names its row.
 
+use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnection, PgListener};
 use sqlx::{AnyPool, Connection as _};
@@ -71,14 +72,16 @@ struct Notice {
 /// This instance's end of the bus.
 pub struct Bus {
     tx: mpsc::Sender<BusMessage>,
+    sent: Counter,
 }
 
 /// A handle that publishes, for callbacks that outlive a borrow of the `Bus`.
 #[derive(Clone)]
-pub struct BusSender(mpsc::Sender<BusMessage>);
+pub struct BusSender(mpsc::Sender<BusMessage>, Counter);
 
 impl BusSender {
     pub fn publish(&self, msg: BusMessage) {
+        self.1.inc();
         if let Err(e) = self.0.try_send(msg) {
             tracing::error!(error = %e, "signaling bus: queue full or closed; notice dropped");
         }
@@ -92,13 +95,14 @@ impl Bus {
         url: &str,
         db: AnyPool,
         instance_id: String,
+        sent: Counter,
     ) -> Result<(Bus, PgListener), GatewayError> {
         let mut listener = PgListener::connect(url).await?;
         listener.listen(CHANNEL).await?;
         let conn = PgConnection::connect(url).await?;
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(publish_loop(url.to_string(), conn, db, instance_id, rx));
-        Ok((Bus { tx }, listener))
+        Ok((Bus { tx, sent }, listener))
     }
 
     pub fn publish(&self, msg: BusMessage) {
@@ -106,7 +110,7 @@ impl Bus {
     }
 
     pub fn sender(&self) -> BusSender {
-        BusSender(self.tx.clone())
+        BusSender(self.tx.clone(), self.sent.clone())
     }
 }
 
@@ -206,6 +210,7 @@ pub(crate) async fn listen(st: crate::api::AppState, mut listener: PgListener) {
         if notice.from == st.signal.instance_id {
             continue;
         }
+        st.metrics.bus_received.inc();
         let msg = match (notice.msg, notice.spill) {
             (Some(m), _) => m,
             (None, Some(id)) => match spilled(&st.db, &id).await {

@@ -42,6 +42,7 @@ impl Signaling {
         db: &AnyPool,
         config: SignalConfig,
         postgres_url: Option<&str>,
+        bus_sent: prometheus_client::metrics::counter::Counter,
         now_secs: i64,
     ) -> Result<Self, GatewayError> {
         let fresh = SigningKey::generate().map_err(|e| GatewayError::Config(e.to_string()))?;
@@ -68,7 +69,7 @@ impl Signaling {
         });
         let (bus, listener) = match postgres_url {
             Some(url) => {
-                let (b, l) = Bus::start(url, db.clone(), instance_id.clone()).await?;
+                let (b, l) = Bus::start(url, db.clone(), instance_id.clone(), bus_sent).await?;
                 (Some(b), Some(l))
             }
             None => (None, None),

@@ -19,6 +19,7 @@ use wavry_proto::signal::{
 use super::hub::{encode, Outbound, PeerInfo};
 use crate::api::{authenticate, session_for_hash, AppState};
 use crate::error::ApiError;
+use crate::metrics::TypeLabel;
 use crate::registry_db::{self, DeviceRow, NewConnection};
 use crate::token;
 
@@ -145,6 +146,7 @@ async fn hello(
         Ok(m) => m,
         Err(e) => return Err(Some((SignalCode::BadMessage, e.to_string()))),
     };
+    count(st, &msg);
     let PeerMessage::Hello {
         version,
         token,
@@ -242,7 +244,10 @@ async fn serve(
                     }
                 }
                 let msg = match PeerMessage::from_json(&text) {
-                    Ok(m) => m,
+                    Ok(m) => {
+                        count(st, &m);
+                        m
+                    }
                     Err(e) => {
                         reply_error(st, ctx, SignalCode::BadMessage, &e.to_string(), None);
                         continue;
@@ -265,6 +270,13 @@ async fn serve(
             }
         }
     }
+}
+
+fn count(st: &AppState, m: &PeerMessage) {
+    let label = TypeLabel {
+        r#type: m.type_name(),
+    };
+    st.metrics.signal_messages.get_or_create(&label).inc();
 }
 
 type Failure = (SignalCode, String, Option<String>);
