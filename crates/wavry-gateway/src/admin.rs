@@ -133,6 +133,13 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/api/overview",
+    tag = "admin",
+    responses((status = 200, body = Overview), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("admin" = []))
+)]
 async fn overview(State(st): State<AppState>, _: Admin) -> Result<Json<Overview>, ApiError> {
     let now = st.clock.now_secs();
     let hb = i64::try_from(st.signal.config.heartbeat.as_secs()).unwrap_or(i64::MAX);
@@ -149,6 +156,13 @@ async fn overview(State(st): State<AppState>, _: Admin) -> Result<Json<Overview>
 }
 
 /// `/metrics`, for Prometheus (with the admin token as its bearer credential).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("admin" = []))
+)]
 async fn metrics(State(st): State<AppState>, _: Admin) -> Result<Response, ApiError> {
     let now = st.clock.now_secs();
     let cutoff = now.saturating_sub(st.signal.presence_window_secs());
@@ -172,6 +186,14 @@ struct UsersQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/api/users",
+    tag = "admin",
+    params(("q" = Option<String>, Query, description = "part of the email"), ("limit" = Option<i64>, Query, description = "1-1000, default 100")),
+    responses((status = 200, body = UserList), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("admin" = []))
+)]
 async fn users(
     State(st): State<AppState>,
     _: Admin,
@@ -184,6 +206,14 @@ async fn users(
     Ok(Json(UserList { users }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/api/sessions/revoke",
+    tag = "admin",
+    request_body = RevokeRequest,
+    responses((status = 200, body = RevokeResponse), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("admin" = []))
+)]
 async fn revoke(
     State(st): State<AppState>,
     admin: Admin,
@@ -243,6 +273,14 @@ async fn target_user(
     found.ok_or_else(|| ApiError::not_found("no such account"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/api/ban",
+    tag = "admin",
+    request_body = BanRequest,
+    responses((status = 200, body = BanInfo), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("admin" = []))
+)]
 async fn ban(
     State(st): State<AppState>,
     admin: Admin,
@@ -290,6 +328,14 @@ async fn ban(
     Ok(Json(info))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/api/unban",
+    tag = "admin",
+    request_body = UnbanRequest,
+    responses((status = 204, description = "lifted"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("admin" = []))
+)]
 async fn unban(
     State(st): State<AppState>,
     admin: Admin,
@@ -317,6 +363,14 @@ struct AuditQuery {
     action: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/api/audit",
+    tag = "admin",
+    params(("limit" = Option<i64>, Query), ("before_ms" = Option<i64>, Query), ("action" = Option<String>, Query)),
+    responses((status = 200, body = AuditList), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("admin" = []))
+)]
 async fn audit_log(
     State(st): State<AppState>,
     _: Admin,
@@ -339,6 +393,14 @@ struct AnalyticsQuery {
     days: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/api/analytics",
+    tag = "admin",
+    params(("days" = Option<i64>, Query, description = "1-366, default 14")),
+    responses((status = 200, body = Analytics), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("admin" = []))
+)]
 async fn analytics(
     State(st): State<AppState>,
     _: Admin,

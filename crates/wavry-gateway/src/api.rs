@@ -80,6 +80,7 @@ pub(crate) fn router(state: AppState) -> Router {
     };
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi_json))
         .route("/v1/accounts", post(register))
         .route("/v1/auth/login", post(login))
         .route("/v1/auth/logout", post(logout))
@@ -133,6 +134,15 @@ async fn log_and_no_store(State(st): State<AppState>, req: Request, next: Next) 
         status = resp.status().as_u16(),
         micros = start.elapsed().as_micros() as u64,
         "request"
+    );
+    resp
+}
+
+async fn openapi_json() -> Response {
+    let mut resp = axum::response::IntoResponse::into_response(crate::openapi::json());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
     );
     resp
 }
@@ -345,6 +355,12 @@ pub(crate) fn random_failed(e: getrandom::Error) -> ApiError {
 // Handlers
 // ---------------------------------------------------------------------------------------------
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, body = Health), (status = 503, description = "database unreachable", body = wavry_proto::account::ErrorBody), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody))
+)]
 async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
     match db::ping(&st.db).await {
         Ok(()) => Ok(Json(Health {
@@ -361,6 +377,13 @@ async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/accounts",
+    tag = "accounts",
+    request_body = RegisterRequest,
+    responses((status = 201, body = AccountInfo), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody))
+)]
 async fn register(
     State(st): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -405,6 +428,13 @@ async fn register(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login",
+    tag = "accounts",
+    request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody))
+)]
 async fn login(
     State(st): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -569,6 +599,13 @@ async fn check_and_consume_totp(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/logout",
+    tag = "accounts",
+    responses((status = 204, description = "the token stops working"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn logout(
     State(st): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -584,6 +621,13 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/account",
+    tag = "accounts",
+    responses((status = 200, body = AccountInfo), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn account(State(st): State<AppState>, auth: Auth) -> Result<Json<AccountInfo>, ApiError> {
     // A session outliving its user cannot happen (ON DELETE CASCADE); answer 401 if it does.
     let u = db::user_by_id(&st.db, &auth.user_id)
@@ -597,6 +641,13 @@ async fn account(State(st): State<AppState>, auth: Auth) -> Result<Json<AccountI
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    tag = "accounts",
+    responses((status = 200, body = SessionList), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn list_sessions(
     State(st): State<AppState>,
     auth: Auth,
@@ -621,6 +672,14 @@ async fn list_sessions(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/{session_id}",
+    tag = "accounts",
+    params(("session_id" = String, Path, description = "a session of yours")),
+    responses((status = 204, description = "revoked"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn revoke_session(
     State(st): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -645,6 +704,13 @@ async fn revoke_session(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/account/totp/enroll",
+    tag = "accounts",
+    responses((status = 200, body = TotpEnrollResponse), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn totp_enroll(
     State(st): State<AppState>,
     auth: Auth,
@@ -680,6 +746,14 @@ fn totp_not_enabled(what: &str) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, ErrorCode::TotpNotEnabled, what)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/account/totp/confirm",
+    tag = "accounts",
+    request_body = TotpCodeRequest,
+    responses((status = 204, description = "TOTP is on"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn totp_confirm(
     State(st): State<AppState>,
     auth: Auth,
@@ -711,6 +785,14 @@ async fn totp_confirm(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/account/totp/disable",
+    tag = "accounts",
+    request_body = TotpCodeRequest,
+    responses((status = 204, description = "TOTP is off"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn totp_disable(
     State(st): State<AppState>,
     auth: Auth,

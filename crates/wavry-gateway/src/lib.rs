@@ -25,6 +25,7 @@ pub mod config;
 pub mod db;
 mod error;
 mod metrics;
+pub mod openapi;
 pub mod password;
 mod registry_api;
 pub mod registry_db;

@@ -63,6 +63,14 @@ fn device_info(d: DeviceRow) -> Result<DeviceInfo, ApiError> {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/devices",
+    tag = "devices",
+    request_body = RegisterDeviceRequest,
+    responses((status = 201, body = DeviceInfo), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn register_device(
     State(st): State<AppState>,
     auth: Auth,
@@ -123,6 +131,13 @@ async fn register_device(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/devices",
+    tag = "devices",
+    responses((status = 200, body = DeviceList), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn list_devices(
     State(st): State<AppState>,
     auth: Auth,
@@ -140,6 +155,14 @@ fn path_id(p: Result<Path<String>, PathRejection>, what: &str) -> Result<String,
     p.map(|Path(id)| id).map_err(|_| ApiError::not_found(what))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/devices/{device_id}",
+    tag = "devices",
+    params(("device_id" = String, Path)),
+    responses((status = 204, description = "removed; its signaling socket is closed"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn delete_device(
     State(st): State<AppState>,
     auth: Auth,
@@ -166,6 +189,14 @@ async fn own_host(st: &AppState, auth: &Auth, device_id: &str) -> Result<DeviceR
         .ok_or_else(|| ApiError::not_found("no such host on this account"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/devices/{device_id}/shares",
+    tag = "devices",
+    params(("device_id" = String, Path, description = "one of your hosts")),
+    responses((status = 200, body = ShareList), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn list_shares(
     State(st): State<AppState>,
     auth: Auth,
@@ -184,6 +215,15 @@ async fn list_shares(
     Ok(Json(ShareList { shares }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{device_id}/shares",
+    tag = "devices",
+    request_body = ShareRequest,
+    params(("device_id" = String, Path, description = "one of your hosts")),
+    responses((status = 201, body = ShareInfo), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn add_share(
     State(st): State<AppState>,
     auth: Auth,
@@ -221,6 +261,14 @@ async fn add_share(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/devices/{device_id}/shares/{user_id}",
+    tag = "devices",
+    params(("device_id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 204, description = "unshared"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn remove_share(
     State(st): State<AppState>,
     auth: Auth,
@@ -240,6 +288,13 @@ async fn remove_share(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/hosts",
+    tag = "devices",
+    responses((status = 200, body = HostList), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    security(("session" = []))
+)]
 async fn list_hosts(State(st): State<AppState>, auth: Auth) -> Result<Json<HostList>, ApiError> {
     let now = st.clock.now_secs();
     let hb = i64::try_from(st.signal.config.heartbeat.as_secs()).unwrap_or(i64::MAX);
@@ -266,6 +321,12 @@ async fn list_hosts(State(st): State<AppState>, auth: Auth) -> Result<Json<HostL
     Ok(Json(HostList { hosts }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/gateway/signing-key",
+    tag = "devices",
+    responses((status = 200, body = SigningKeyInfo), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody))
+)]
 async fn signing_key(State(st): State<AppState>) -> Json<SigningKeyInfo> {
     let pk = st.signal.key.verifying_key();
     Json(SigningKeyInfo {

@@ -19,6 +19,7 @@ pub const EMAIL_MAX_BYTES: usize = 254;
 
 /// `POST /v1/accounts`: create an account.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     pub email: String,
@@ -27,6 +28,7 @@ pub struct RegisterRequest {
 
 /// `POST /v1/auth/login`: open a session.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub email: String,
@@ -58,6 +60,7 @@ impl fmt::Debug for LoginRequest {
 
 /// An account as its owner sees it (`GET /v1/account`, and the answer to registration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountInfo {
     pub user_id: String,
     /// The normalised address (trimmed, lower case).
@@ -68,6 +71,7 @@ pub struct AccountInfo {
 
 /// The answer to a successful login.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     /// Bearer token for `Authorization: Bearer <token>`: 32 random bytes, base64url without
     /// padding. The gateway keeps only its SHA-256; it cannot be shown again.
@@ -95,6 +99,7 @@ impl fmt::Debug for LoginResponse {
 
 /// One of the caller's sessions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     pub session_id: String,
     pub created_at: i64,
@@ -110,12 +115,14 @@ pub struct SessionInfo {
 
 /// `GET /v1/sessions`: the caller's live sessions, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionList {
     pub sessions: Vec<SessionInfo>,
 }
 
 /// `POST /v1/account/totp/enroll`: a new TOTP secret, pending until confirmed with a code.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TotpEnrollResponse {
     /// The secret in base32 (RFC 4648, no padding), for typing into an authenticator.
     pub secret: String,
@@ -135,6 +142,7 @@ impl fmt::Debug for TotpEnrollResponse {
 
 /// `POST /v1/account/totp/confirm` and `/disable`: a current TOTP code.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TotpCodeRequest {
     pub code: String,
@@ -148,6 +156,7 @@ impl fmt::Debug for TotpCodeRequest {
 
 /// `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// `"ok"` when the gateway can reach its database.
     pub status: String,
@@ -155,6 +164,7 @@ pub struct Health {
 
 /// Every error answer: a 4xx (or 5xx) status with this body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// A human-readable explanation.
     pub error: String,
@@ -164,6 +174,7 @@ pub struct ErrorBody {
 
 /// Machine-readable error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The body is not valid JSON.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /admin/api/overview`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Overview {
     pub users: i64,
     /// Login sessions not yet expired.
@@ -24,6 +25,7 @@ pub struct Overview {
 
 /// One account, as the admin sees it (`GET /admin/api/users`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminUser {
     pub user_id: String,
     pub email: String,
@@ -36,12 +38,14 @@ pub struct AdminUser {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserList {
     pub users: Vec<AdminUser>,
 }
 
 /// `POST /admin/api/sessions/revoke`: one session, or all of one account's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,12 +55,14 @@ pub struct RevokeRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokeResponse {
     pub revoked: u64,
 }
 
 /// `POST /admin/api/ban`: name the account by id or by email.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BanRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +78,7 @@ pub struct BanRequest {
 
 /// A ban in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BanInfo {
     pub user_id: String,
     pub reason: String,
@@ -82,6 +89,7 @@ pub struct BanInfo {
 
 /// `POST /admin/api/unban`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UnbanRequest {
     pub user_id: String,
@@ -89,6 +97,7 @@ pub struct UnbanRequest {
 
 /// One audit log entry (`GET /admin/api/audit`), newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub id: String,
     /// Unix milliseconds.
@@ -103,12 +112,14 @@ pub struct AuditEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditList {
     pub entries: Vec<AuditEntry>,
 }
 
 /// One UTC day of activity (`GET /admin/api/analytics`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DayStats {
     /// `YYYY-MM-DD` (UTC).
     pub day: String,
@@ -124,6 +135,7 @@ pub struct DayStats {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Analytics {
     /// Oldest first, every day of the window (zeros included).
     pub days: Vec<DayStats>,

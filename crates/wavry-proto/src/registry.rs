@@ -12,6 +12,7 @@ pub const DEVICE_NAME_MAX_BYTES: usize = 64;
 
 /// What a device does in a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceKind {
     /// Shares its screen; goes online over the signaling WebSocket and takes connect requests.
@@ -39,6 +40,7 @@ impl DeviceKind {
 
 /// `POST /v1/devices`: register a device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterDeviceRequest {
     /// What its owner calls it (1–64 bytes, no control characters).
@@ -51,6 +53,7 @@ pub struct RegisterDeviceRequest {
 
 /// A registered device, as its owner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceInfo {
     pub device_id: String,
     pub name: String,
@@ -63,12 +66,14 @@ pub struct DeviceInfo {
 
 /// `GET /v1/devices`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceList {
     pub devices: Vec<DeviceInfo>,
 }
 
 /// One host a client may connect to (`GET /v1/hosts`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostInfo {
     pub host_id: String,
     pub name: String,
@@ -85,12 +90,14 @@ pub struct HostInfo {
 
 /// `GET /v1/hosts`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostList {
     pub hosts: Vec<HostInfo>,
 }
 
 /// `POST /v1/devices/{host_id}/shares`: let another account connect to one of your hosts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ShareRequest {
     pub email: String,
@@ -98,6 +105,7 @@ pub struct ShareRequest {
 
 /// An account a host is shared with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShareInfo {
     pub user_id: String,
     pub email: String,
@@ -106,6 +114,7 @@ pub struct ShareInfo {
 
 /// `GET /v1/devices/{host_id}/shares`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShareList {
     pub shares: Vec<ShareInfo>,
 }
@@ -113,6 +122,7 @@ pub struct ShareList {
 /// `GET /v1/gateway/signing-key`: the Ed25519 key host records are signed with. Clients pin
 /// it (configuration, or trust on first use) and check every record against it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SigningKeyInfo {
     /// Always "ed25519".
     pub algorithm: String,

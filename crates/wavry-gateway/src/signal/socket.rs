@@ -37,6 +37,12 @@ const CLOSE_AWAY: u16 = 1001;
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 
 /// `GET /v1/signal`.
+#[utoipa::path(
+    get,
+    path = "/v1/signal",
+    tag = "signaling",
+    responses((status = 101, description = "WebSocket: the signaling protocol of docs/SIGNALING.md"), (status = 426, description = "not a WebSocket upgrade", body = wavry_proto::account::ErrorBody))
+)]
 pub(crate) async fn upgrade(
     State(st): State<AppState>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,

@@ -1,0 +1,93 @@
+//! The OpenAPI 3.1 document of the gateway's HTTP API, generated from the handlers'
+//! annotations and the wavry-proto types; served at `/openapi.json` and kept in
+//! docs/openapi.json (a test fails when the two differ).
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use wavry_proto::account::{ErrorBody, ErrorCode};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Wavry gateway",
+        description = "Accounts, devices and hosts, and the admin API. Signaling runs over the \
+                       WebSocket at /v1/signal (docs/SIGNALING.md). Errors are `ErrorBody` \
+                       with an `ErrorCode`."
+    ),
+    paths(
+        crate::api::healthz,
+        crate::api::register,
+        crate::api::login,
+        crate::api::logout,
+        crate::api::account,
+        crate::api::list_sessions,
+        crate::api::revoke_session,
+        crate::api::totp_enroll,
+        crate::api::totp_confirm,
+        crate::api::totp_disable,
+        crate::registry_api::register_device,
+        crate::registry_api::list_devices,
+        crate::registry_api::delete_device,
+        crate::registry_api::list_shares,
+        crate::registry_api::add_share,
+        crate::registry_api::remove_share,
+        crate::registry_api::list_hosts,
+        crate::registry_api::signing_key,
+        crate::signal::socket::upgrade,
+        crate::admin::overview,
+        crate::admin::users,
+        crate::admin::revoke,
+        crate::admin::ban,
+        crate::admin::unban,
+        crate::admin::audit_log,
+        crate::admin::analytics,
+        crate::admin::metrics,
+    ),
+    components(schemas(ErrorBody, ErrorCode)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "accounts", description = "Registration, login, sessions, TOTP (docs/GATEWAY.md)"),
+        (name = "devices", description = "Devices, host sharing, hosts (docs/SIGNALING.md)"),
+        (name = "signaling", description = "The signaling WebSocket (docs/SIGNALING.md)"),
+        (name = "admin", description = "Only with ADMIN_PANEL_TOKEN set (docs/ADMIN.md)"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let c = openapi.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "session",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("the token from POST /v1/auth/login"))
+                    .build(),
+            ),
+        );
+        c.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("ADMIN_PANEL_TOKEN (or the x-admin-token header)"))
+                    .build(),
+            ),
+        );
+        c.add_security_scheme(
+            "admin_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-admin-token"))),
+        );
+    }
+}
+
+/// The document as pretty JSON.
+pub fn json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
