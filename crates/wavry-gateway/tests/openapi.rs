@@ -49,7 +49,7 @@ async fn every_documented_operation_is_served() {
     let mut operations = 0;
     for (path, item) in paths {
         for (method, _) in item.as_object().unwrap() {
-            let url = gw.url(&path.replace('{', "").replace('}', ""));
+            let url = gw.url(&path.replace(['{', '}'], ""));
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut rb = gw.http.request(method.clone(), url).bearer_auth(token);
             if method == Method::POST {
