@@ -1,4 +1,4 @@
-//! `wavry gateway`: run the account gateway (wavry-gateway) until Ctrl-C or SIGTERM.
+//! `wavry gateway`: run the gateway (wavry-gateway) until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

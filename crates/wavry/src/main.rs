@@ -27,6 +27,17 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    /// Log format on stderr: `text` for people, `json` (one object per line, with every field)
+    /// for log collectors. What is logged is set with RUST_LOG (default: warn).
+    #[arg(long, global = true, env = "WAVRY_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -58,24 +69,28 @@ enum Command {
     /// delay, jitter, loss, burst loss, reordering, duplication and a rate-limited queue.
     /// Needs root.
     Impair(Box<impair_cmd::ImpairArgs>),
-    /// Run the account gateway: registration, login sessions and TOTP over an HTTP JSON API,
-    /// on SQLite (default) or PostgreSQL.
+    /// Run the gateway: accounts (login sessions, TOTP), devices and hosts, signaling over
+    /// WebSocket, and the admin dashboard, on SQLite (default) or PostgreSQL.
     ///
     /// Every flag can also be set through the environment variable shown with it. Ctrl-C or
     /// SIGTERM stops it gracefully: no new connections, requests in flight finish (up to
-    /// 30 s). The API and the security choices are in docs/GATEWAY.md.
+    /// 30 s). The API and the security choices are in docs/GATEWAY.md, signaling in
+    /// docs/SIGNALING.md, the admin panel in docs/ADMIN.md.
     Gateway(Box<gateway_cmd::GatewayArgs>),
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     // Ctrl-C and SIGTERM end sessions cleanly (the peer is told).
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
