@@ -94,9 +94,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
-        let ClientIp(ip) = ClientIp::from_request_parts(parts, st)
-            .await
-            .unwrap_or(ClientIp(IpAddr::from([0, 0, 0, 0])));
+        let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, st).await;
         let Some(expected) = st.config.admin_token.as_ref().map(|t| t.expose()) else {
             return Err(ApiError::not_found("no such endpoint"));
         };

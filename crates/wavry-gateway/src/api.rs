@@ -219,19 +219,20 @@ fn json_rejection(r: JsonRejection) -> ApiError {
     }
 }
 
-/// The peer's address (no proxy headers are trusted yet).
+/// The client's address: the connection's, or behind a trusted proxy the one it forwarded.
 pub(crate) struct ClientIp(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ci| ci.0.ip())
             // Served without connection info (a router used in-process): one shared bucket.
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let ip = crate::proxy::client_ip(peer, &parts.headers, &st.config.trusted_proxies);
         Ok(ClientIp(ip))
     }
 }

@@ -158,6 +158,9 @@ pub struct Config {
     /// The admin panel's token (`ADMIN_PANEL_TOKEN`); the panel is served only when this is
     /// set and at least `admin::ADMIN_TOKEN_MIN_CHARS` characters long.
     pub admin_token: Option<AdminToken>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (docs/GATEWAY.md); empty: none,
+    /// the connection's address is the client's.
+    pub trusted_proxies: Vec<crate::proxy::Cidr>,
 }
 
 /// The admin token: kept out of `Debug` output (and so out of logs).
@@ -200,6 +203,7 @@ impl Default for Config {
             totp_issuer: "Wavry".to_string(),
             signal: SignalConfig::default(),
             admin_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -315,6 +319,8 @@ pub struct FileConfig {
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
     pub totp_issuer: Option<String>,
+    /// Addresses or blocks, e.g. ["127.0.0.1", "10.0.0.0/8"].
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 impl FileConfig {

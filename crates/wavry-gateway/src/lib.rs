@@ -27,6 +27,7 @@ mod error;
 mod metrics;
 pub mod openapi;
 pub mod password;
+pub mod proxy;
 mod registry_api;
 pub mod registry_db;
 mod serve;
@@ -46,6 +47,7 @@ pub use config::{
     ThrottleConfig,
 };
 pub use error::{ApiError, GatewayError, HashError};
+pub use proxy::Cidr;
 
 /// A gateway with its database open and migrated, ready to serve.
 pub struct Gateway {

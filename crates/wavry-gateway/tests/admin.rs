@@ -598,3 +598,32 @@ async fn metrics_for_prometheus() {
     assert!(text.contains("wavry_gateway_http_request_duration_seconds_bucket{le="));
     gw.stop().await;
 }
+
+/// Behind a trusted proxy the audit log (and the throttle) see the forwarded client; from
+/// anyone else the header is ignored.
+#[tokio::test]
+async fn forwarded_for_only_from_trusted_proxies() {
+    let dir = tempfile::tempdir().unwrap();
+    for (trust, expected) in [(true, "198.51.100.7"), (false, "127.0.0.1")] {
+        let sub = dir.path().join(expected);
+        let gw = TestGateway::start_with(&sub, Arc::new(ManualClock::new(T0_MS)), |c| {
+            with_admin(c);
+            if trust {
+                c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+            }
+        })
+        .await;
+        let r = gw
+            .http
+            .post(gw.url("/v1/auth/login"))
+            .header("x-forwarded-for", "203.0.113.1, 198.51.100.7")
+            .json(&json!({"email": "nobody@example.org", "password": "wrong password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let failed = audit(&gw, "login.failed").await.entries;
+        assert_eq!(failed[0].ip.as_deref(), Some(expected), "trust {trust}");
+        gw.stop().await;
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use wavry_gateway::{
-    parse_duration, AdminToken, Argon2Cost, Config, FileConfig, Gateway, HttpLimits,
+    parse_duration, AdminToken, Argon2Cost, Cidr, Config, FileConfig, Gateway, HttpLimits,
     ADMIN_TOKEN_MIN_CHARS,
 };
 
@@ -95,6 +95,18 @@ pub struct GatewayArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+
+    /// A reverse proxy (address or block, e.g. 127.0.0.1 or 10.0.0.0/8) whose X-Forwarded-For
+    /// header names the real client, for throttling and the audit log. Repeat it, or give a
+    /// comma-separated list. Without it the header is ignored: anyone can send one
+    /// [default: none].
+    #[arg(
+        long = "trusted-proxy",
+        env = "WAVRY_GATEWAY_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Vec<Cidr>,
 }
 
 fn default_database() -> Result<String> {
@@ -180,6 +192,16 @@ fn merge(args: GatewayArgs, file: FileConfig) -> Result<Config> {
             .or(file.totp_issuer)
             .unwrap_or_else(|| d.totp_issuer.clone()),
         admin_token: args.admin_token.map(AdminToken::new),
+        trusted_proxies: if args.trusted_proxy.is_empty() {
+            file.trusted_proxies
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.parse::<Cidr>().map_err(anyhow::Error::msg))
+                .collect::<Result<_>>()
+                .context("trusted_proxies in the configuration file")?
+        } else {
+            args.trusted_proxy
+        },
         ..d
     })
 }

@@ -30,7 +30,13 @@ struct Cli {
 
     /// Log format on stderr: `text` for people, `json` (one object per line, with every field)
     /// for log collectors. What is logged is set with RUST_LOG (default: warn).
-    #[arg(long, global = true, env = "WAVRY_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "WAVRY_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
 }
 

@@ -259,6 +259,7 @@ fn gateway_help_explains_every_flag() {
         "--argon2-iterations",
         "--argon2-parallelism",
         "--totp-issuer",
+        "--trusted-proxy",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
         let env = format!(
