@@ -417,6 +417,9 @@ async fn analytics(
             total_duration_secs: 0,
             logins: 0,
             registrations: 0,
+            direct: 0,
+            relayed: 0,
+            bytes: 0,
         })
         .collect();
     let slot = |d: i64| usize::try_from(d - from).ok();
@@ -426,10 +429,13 @@ async fn analytics(
             s.accepted = a;
         }
     }
-    for (d, e, secs) in admin_db::sessions_ended_per_day(&st.db, from).await? {
-        if let Some(s) = slot(d).and_then(|i| days.get_mut(i)) {
-            s.ended = e;
-            s.total_duration_secs = secs;
+    for e in admin_db::sessions_ended_per_day(&st.db, from).await? {
+        if let Some(s) = slot(e.day).and_then(|i| days.get_mut(i)) {
+            s.ended = e.sessions;
+            s.total_duration_secs = e.seconds;
+            s.direct = e.direct;
+            s.relayed = e.relayed;
+            s.bytes = e.bytes;
         }
     }
     for (action, set) in [

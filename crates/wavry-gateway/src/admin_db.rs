@@ -260,19 +260,47 @@ pub async fn connections_per_day(
     .await
 }
 
-/// Per UTC day since `from_day`: (day, sessions ended, their total seconds).
+/// One day of ended sessions.
+pub struct EndedDay {
+    pub day: i64,
+    pub sessions: i64,
+    pub seconds: i64,
+    pub direct: i64,
+    pub relayed: i64,
+    pub bytes: i64,
+}
+
+/// Per UTC day since `from_day`: the sessions that ended, their length, path and bytes.
 pub async fn sessions_ended_per_day(
     db: &AnyPool,
     from_day: i64,
-) -> Result<Vec<(i64, i64, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT ended_at / 86400 AS day, COUNT(*), CAST(SUM(ended_at - accepted_at) AS BIGINT) \
+) -> Result<Vec<EndedDay>, sqlx::Error> {
+    type Row = (i64, i64, i64, i64, i64, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT ended_at / 86400 AS day, COUNT(*), \
+           CAST(SUM(ended_at - accepted_at) AS BIGINT), \
+           CAST(SUM(CASE WHEN path = 'direct' THEN 1 ELSE 0 END) AS BIGINT), \
+           CAST(SUM(CASE WHEN path = 'relayed' THEN 1 ELSE 0 END) AS BIGINT), \
+           CAST(SUM(COALESCE(host_bytes_sent, 0) + COALESCE(client_bytes_sent, 0)) AS BIGINT) \
          FROM connections WHERE accepted_at IS NOT NULL AND ended_at >= $1 \
          GROUP BY ended_at / 86400 ORDER BY day",
     )
     .bind(from_day * 86_400)
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(day, sessions, seconds, direct, relayed, bytes)| EndedDay {
+                day,
+                sessions,
+                seconds,
+                direct,
+                relayed,
+                bytes,
+            },
+        )
+        .collect())
 }
 
 /// Per UTC day since `from_day`: (day, count) of audit entries with `action`.

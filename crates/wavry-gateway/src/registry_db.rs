@@ -330,6 +330,30 @@ pub async fn connection_accepted(db: &AnyPool, id: &str, now: i64) -> Result<(),
     Ok(())
 }
 
+/// Record one side's report on connection `id` if `device_id` is one of its sides; whether it
+/// was.
+pub async fn record_report(
+    db: &AnyPool,
+    id: &str,
+    device_id: &str,
+    path: &str,
+    bytes_sent: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE connections SET path = $1, \
+           host_bytes_sent = CASE WHEN host_id = $3 THEN $2 ELSE host_bytes_sent END, \
+           client_bytes_sent = CASE WHEN client_device_id = $3 THEN $2 ELSE client_bytes_sent END \
+         WHERE id = $4 AND (host_id = $3 OR client_device_id = $3)",
+    )
+    .bind(path)
+    .bind(bytes_sent)
+    .bind(device_id)
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 pub async fn connection_ended(
     db: &AnyPool,
     id: &str,

@@ -148,11 +148,29 @@ async fn overview_and_users_count_what_is_there() {
     gw.user("bob@example.org").await;
     let host = device(&gw, &ann.token, "den", "host").await;
     let laptop = device(&gw, &ann.token, "laptop", "client").await;
-    let (_h, _, _) = Peer::hello(&gw, &ann.token, &host.device_id, None).await;
+    let (mut h, _, _) = Peer::hello(&gw, &ann.token, &host.device_id, None).await;
     let (mut c, _, _) = Peer::hello(&gw, &ann.token, &laptop.device_id, None).await;
     c.send(json!({"type": "connect", "host_id": host.device_id}))
         .await;
-    assert!(matches!(c.recv().await, ServerMessage::HostRecord { .. }));
+    let ServerMessage::HostRecord { connection_id, .. } = c.recv().await else {
+        panic!("expected a host record")
+    };
+    // A session: accepted, reported by both sides, closed.
+    assert!(matches!(
+        h.recv().await,
+        ServerMessage::ConnectRequest { .. }
+    ));
+    h.send(json!({"type": "accept", "connection_id": connection_id}))
+        .await;
+    assert!(matches!(c.recv().await, ServerMessage::Accepted { .. }));
+    for (p, n) in [(&mut h, 3_000_000), (&mut c, 20_000)] {
+        p.send(json!({"type": "report", "connection_id": connection_id,
+            "path": "relayed", "bytes_sent": n}))
+            .await;
+    }
+    h.send(json!({"type": "close", "connection_id": connection_id}))
+        .await;
+    assert!(matches!(c.recv().await, ServerMessage::Closed { .. }));
 
     let o: Overview = expect(admin_get(&gw, "/admin/api/overview").await, StatusCode::OK).await;
     assert_eq!(
@@ -211,6 +229,11 @@ async fn overview_and_users_count_what_is_there() {
         (today.connections, today.logins, today.registrations),
         (1, 2, 2)
     );
+    assert_eq!(
+        (today.accepted, today.ended, today.relayed, today.direct),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(today.bytes, 3_020_000);
     gw.stop().await;
 }
 

@@ -135,6 +135,23 @@ async fn host_and_client_meet_as(gw: &TestGateway, ann_email: &str) {
             reason: "done".into()
         }
     );
+    // Each side reports what the session did (after the close, too).
+    c.send(
+        json!({"type": "report", "connection_id": connection_id, "path": "direct",
+        "bytes_sent": 1_000}),
+    )
+    .await;
+    h.send(
+        json!({"type": "report", "connection_id": connection_id, "path": "direct",
+        "bytes_sent": 5_000_000}),
+    )
+    .await;
+    c.send(
+        json!({"type": "report", "connection_id": "nope", "path": "relayed",
+        "bytes_sent": 1}),
+    )
+    .await;
+    c.expect_error(SignalCode::UnknownConnection).await;
     // The connection is gone for both.
     h.send(json!({"type": "candidate", "connection_id": connection_id,
         "candidate": {"kind": "host", "address": "10.0.0.1:1"}}))
@@ -150,13 +167,25 @@ async fn host_and_client_meet() {
     host_and_client_meet_as(&gw, "ann@example.org").await;
     // What the database kept of it.
     let db = open_db(&gw.db_url).await;
-    let (accepted, ended, reason): (Option<i64>, Option<i64>, Option<String>) =
-        sqlx::query_as("SELECT accepted_at, ended_at, end_reason FROM connections")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    type Row = (
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let (accepted, ended, reason, path, host_bytes, client_bytes): Row = sqlx::query_as(
+        "SELECT accepted_at, ended_at, end_reason, path, host_bytes_sent, client_bytes_sent \
+         FROM connections",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
     assert!(accepted.is_some() && ended.is_some());
     assert_eq!(reason.as_deref(), Some("done"));
+    assert_eq!(path.as_deref(), Some("direct"));
+    assert_eq!((host_bytes, client_bytes), (Some(5_000_000), Some(1_000)));
     gw.stop().await;
 }
 

@@ -132,6 +132,11 @@ pub struct DayStats {
     pub total_duration_secs: i64,
     pub logins: i64,
     pub registrations: i64,
+    /// Of the sessions that ended that day, those reported direct and relayed…
+    pub direct: i64,
+    pub relayed: i64,
+    /// …and the bytes both sides reported sending.
+    pub bytes: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

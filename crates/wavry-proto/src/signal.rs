@@ -76,6 +76,33 @@ pub enum PeerMessage {
         #[serde(default)]
         reason: String,
     },
+    /// What a session did, for the operator's analytics: send it when the session ends (or
+    /// now and then; the last report of each side counts). Allowed after `close` too.
+    Report {
+        connection_id: String,
+        path: SessionPath,
+        /// Bytes this side sent over the session, all of RIFT included.
+        bytes_sent: u64,
+    },
+}
+
+/// How a session's packets travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionPath {
+    /// Peer to peer (on a LAN, or through hole punching).
+    Direct,
+    /// Through a relay.
+    Relayed,
+}
+
+impl SessionPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionPath::Direct => "direct",
+            SessionPath::Relayed => "relayed",
+        }
+    }
 }
 
 impl PeerMessage {
@@ -91,6 +118,7 @@ impl PeerMessage {
             PeerMessage::Answer { .. } => "answer",
             PeerMessage::Candidate { .. } => "candidate",
             PeerMessage::Close { .. } => "close",
+            PeerMessage::Report { .. } => "report",
         }
     }
 

@@ -126,8 +126,32 @@ async function showAudit() {
   }
 }
 
+function bytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return (i ? n.toFixed(1) : String(n)) + " " + units[i];
+}
+
+function showDays(days) {
+  const body = $("#days tbody");
+  body.replaceChildren();
+  for (const d of [...days].reverse()) {
+    const row = body.insertRow();
+    cell(row, d.day);
+    for (const n of [d.connections, d.accepted, d.ended]) cell(row, n, "num");
+    cell(row, d.ended ? (d.total_duration_secs / d.ended / 60).toFixed(1) + " min" : "", "num");
+    cell(row, d.direct, "num");
+    cell(row, d.relayed, "num");
+    cell(row, bytes(d.bytes), "num");
+    cell(row, d.logins, "num");
+    cell(row, d.registrations, "num");
+  }
+}
+
 async function showChart() {
   const { days } = await api("analytics?days=14");
+  showDays(days);
   const svg = $("#chart");
   const ns = "http://www.w3.org/2000/svg";
   svg.replaceChildren();

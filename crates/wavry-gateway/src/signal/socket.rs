@@ -392,6 +392,25 @@ async fn handle(st: &AppState, ctx: &Ctx, msg: PeerMessage) -> Result<(), Failur
             );
             Ok(())
         }
+        PeerMessage::Report {
+            connection_id,
+            path,
+            bytes_sent,
+        } => {
+            let bytes = i64::try_from(bytes_sent).unwrap_or(i64::MAX);
+            let conn = bounded(&connection_id);
+            let known = registry_db::record_report(&st.db, conn, me, path.as_str(), bytes)
+                .await
+                .map_err(|e| (SignalCode::Internal, internal(e), None))?;
+            if !known {
+                return Err(fail(
+                    SignalCode::UnknownConnection,
+                    "no such connection on this device",
+                    &connection_id,
+                ));
+            }
+            Ok(())
+        }
         PeerMessage::Close {
             connection_id,
             reason,
