@@ -232,6 +232,18 @@ pub async fn clear_presence(
     Ok(())
 }
 
+/// The accounts that may use `host_id`: its owner and those it is shared with.
+pub async fn users_of_host(db: &AnyPool, host_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT user_id FROM devices WHERE id = $1 \
+         UNION SELECT user_id FROM host_shares WHERE host_id = $1",
+    )
+    .bind(host_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(u,)| u).collect())
+}
+
 /// Whether `host_id` has a presence row refreshed at or after `cutoff`.
 pub async fn presence_fresh(db: &AnyPool, host_id: &str, cutoff: i64) -> Result<bool, sqlx::Error> {
     let row: Option<(i64,)> =

@@ -654,3 +654,47 @@ async fn logout_device_removal_and_shutdown_close_sockets() {
     gw.stop().await;
     h.expect_goodbye(SignalCode::ShuttingDown).await;
 }
+
+#[tokio::test]
+async fn clients_hear_their_hosts_come_and_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let gw = TestGateway::start_with(dir.path(), clock.clone(), |_| {}).await;
+    let ann = gw.user("ann@example.org").await;
+    let bob = gw.user("bob@example.org").await;
+    let eve = gw.user("eve@example.org").await;
+    let host = device(&gw, &ann.token, "den", "host").await;
+    let path = format!("/v1/devices/{}/shares", host.device_id);
+    gw.post(&path, json!({"email": "bob@example.org"}), Some(&ann.token))
+        .await;
+    let mut clients = Vec::new();
+    for (who, token) in [
+        ("ann", &ann.token),
+        ("bob", &bob.token),
+        ("eve", &eve.token),
+    ] {
+        let d = device(&gw, token, &format!("{who}'s laptop"), "client").await;
+        let mut p = Peer::hello(&gw, token, &d.device_id, None).await.0;
+        p.skip_host_status = false;
+        clients.push(p);
+    }
+    let (h, _, _) = Peer::hello(&gw, &ann.token, &host.device_id, None).await;
+    let online = ServerMessage::HostStatus {
+        host_id: host.device_id.clone(),
+        online: true,
+    };
+    assert_eq!(clients[0].recv().await, online);
+    assert_eq!(clients[1].recv().await, online, "shared with bob");
+    drop(h);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(Duration::from_secs(31));
+    let offline = ServerMessage::HostStatus {
+        host_id: host.device_id.clone(),
+        online: false,
+    };
+    assert_eq!(clients[0].recv().await, offline);
+    assert_eq!(clients[1].recv().await, offline);
+    // Eve heard nothing of a host that is not hers: her next message is her own pong.
+    clients[2].ping_pong(5).await;
+    gw.stop().await;
+}

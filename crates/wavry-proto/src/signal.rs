@@ -244,6 +244,12 @@ pub enum ServerMessage {
         connection_id: String,
         reason: String,
     },
+    /// To client devices of the accounts that may use a host: it came online or went offline
+    /// (`seq` 0: on reconnecting, `GET /v1/hosts` gives the current state).
+    HostStatus {
+        host_id: String,
+        online: bool,
+    },
     /// A relay lease for a connection (relays come with their own issue).
     RelayLease {
         connection_id: String,

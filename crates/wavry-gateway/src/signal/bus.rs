@@ -36,6 +36,12 @@ pub enum BusMessage {
         code: SignalCode,
         message: String,
     },
+    /// A host came online or went offline: tell these accounts' client devices.
+    HostStatus {
+        host_id: String,
+        online: bool,
+        users: Vec<String>,
+    },
     /// A failed login, TOTP or admin-token attempt, so lockouts hold across instances.
     LoginFailed { key: crate::throttle::ThrottleKey },
 }

@@ -293,6 +293,17 @@ impl Hub {
         }
     }
 
+    /// An unsequenced message (`seq` 0) to every connected device `pred` picks.
+    pub fn broadcast(&self, pred: impl Fn(&PeerInfo) -> bool, message: ServerMessage) {
+        let st = self.lock();
+        let text = encode(0, message);
+        for p in st.peers.values().filter(|p| pred(&p.info)) {
+            if let Some(link) = &p.link {
+                let _ = link.tx.try_send(Outbound::Text(text.clone()));
+            }
+        }
+    }
+
     /// A sequenced message to `device_id` (kept for resumption); false if it is not present.
     pub fn send(&self, device_id: &str, message: ServerMessage, now_ms: i64) -> bool {
         let mut st = self.lock();

@@ -192,7 +192,39 @@ impl Signaling {
                 self.apply(&st.db, effects, now_ms / 1000).await;
             }
             BusMessage::LoginFailed { key } => st.throttle.record_failure(&key, now_ms),
+            BusMessage::HostStatus {
+                host_id,
+                online,
+                users,
+            } => self.broadcast_host_status(host_id, online, &users),
         }
+    }
+
+    /// Tell the client devices of the accounts that may use `host_id` (here and on the other
+    /// instances) that it came online or went offline.
+    pub async fn host_status(&self, db: &AnyPool, host_id: &str, online: bool) {
+        let users = match registry_db::users_of_host(db, host_id).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(error = %e, host_id, "listing a host's users failed");
+                return;
+            }
+        };
+        self.broadcast_host_status(host_id.to_string(), online, &users);
+        if let Some(bus) = &self.bus {
+            bus.publish(BusMessage::HostStatus {
+                host_id: host_id.to_string(),
+                online,
+                users,
+            });
+        }
+    }
+
+    fn broadcast_host_status(&self, host_id: String, online: bool, users: &[String]) {
+        self.hub.broadcast(
+            |p| p.kind == wavry_proto::registry::DeviceKind::Client && users.contains(&p.user_id),
+            ServerMessage::HostStatus { host_id, online },
+        );
     }
 
     /// Record what a hub call changed. Failures are logged, not returned: the hub has moved
@@ -204,6 +236,7 @@ impl Signaling {
                 tracing::warn!(error = %e, host, "recording a host offline failed");
             }
             tracing::info!(host, "host offline");
+            self.host_status(db, host, false).await;
         }
         for (conn, reason) in &effects.ended {
             if let Err(e) = registry_db::connection_ended(db, conn, now_secs, reason).await {

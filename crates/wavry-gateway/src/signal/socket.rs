@@ -107,6 +107,9 @@ async fn run(st: AppState, mut socket: WebSocket) {
         if let Err(e) = r {
             tracing::warn!(error = %e, "recording a host online failed");
         }
+        if !attached.resumed {
+            st.signal.host_status(&st.db, &info.device_id, true).await;
+        }
     }
     tracing::info!(
         device = %info.device_id,

@@ -35,6 +35,9 @@ pub async fn device(gw: &TestGateway, token: &str, name: &str, kind: &str) -> De
 pub struct Peer {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub last_seq: u64,
+    /// Pass over `host_status` notices (they come whenever a host of the account comes or
+    /// goes); a test of them turns this off.
+    pub skip_host_status: bool,
 }
 
 impl Peer {
@@ -42,7 +45,11 @@ impl Peer {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/signal", gw.addr))
             .await
             .expect("websocket upgrade");
-        Peer { ws, last_seq: 0 }
+        Peer {
+            ws,
+            last_seq: 0,
+            skip_host_status: true,
+        }
     }
 
     /// Open, say hello, expect welcome; (peer, resume session, resumed).
@@ -98,6 +105,11 @@ impl Peer {
                         assert_eq!(env.seq, self.last_seq + 1, "in order, no gap: {t}");
                         self.last_seq = env.seq;
                     }
+                    if self.skip_host_status
+                        && matches!(env.message, ServerMessage::HostStatus { .. })
+                    {
+                        continue;
+                    }
                     return env.message;
                 }
                 Message::Ping(_) | Message::Pong(_) => continue,
@@ -130,6 +142,7 @@ impl Peer {
             {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Text(t))) if t.contains(r#""type":"host_status""#) => continue,
                 Some(Ok(other)) => panic!("expected the socket to close, got {other:?}"),
             }
         }
