@@ -412,6 +412,9 @@ async fn register(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(user_id = %id, "account registered");
+    if let Some(bus) = &st.signal.bus {
+        bus.publish(crate::signal::bus::BusMessage::Registered { ip });
+    }
     st.metrics.registrations.inc();
     audit::record(
         &st,

@@ -28,6 +28,9 @@ async fn two_instances(
         eprintln!("SKIPPED: set WAVRY_TEST_POSTGRES_URL to run the multi-instance tests");
         return None;
     };
+    // A database per test: the instances of one test share it (and its NOTIFY channel),
+    // other tests' instances do not hear them.
+    let url = postgres_database(&url, dir).await;
     let clock = Arc::new(ManualClock::new(T0_MS));
     let cfg = |c: &mut Config| {
         c.database_url = url.clone();
@@ -168,6 +171,32 @@ async fn a_lockout_holds_on_every_instance() {
             ErrorCode::TooManyAttempts,
         )
         .await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_per_address_are_limited_across_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((a, b, _, tag)) = two_instances(dir.path()).await else {
+        return;
+    };
+    // Ten at once from one address (the default burst), alternating instances; the 11th is
+    // refused on either.
+    for i in 0..10 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let r = gw
+            .register(&format!("r{i}-{tag}@example.org"), PASSWORD)
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for gw in [&a, &b] {
+        let r = gw
+            .register(&format!("late-{tag}@example.org"), PASSWORD)
+            .await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     }
     a.stop().await;
     b.stop().await;

@@ -42,6 +42,8 @@ pub enum BusMessage {
         online: bool,
         users: Vec<String>,
     },
+    /// A registration from this address, so the per-address limit holds across instances.
+    Registered { ip: std::net::IpAddr },
     /// A failed login, TOTP or admin-token attempt, so lockouts hold across instances.
     LoginFailed { key: crate::throttle::ThrottleKey },
 }

@@ -192,6 +192,10 @@ impl Signaling {
                 self.apply(&st.db, effects, now_ms / 1000).await;
             }
             BusMessage::LoginFailed { key } => st.throttle.record_failure(&key, now_ms),
+            // Counted whether or not it fits here: the other instance already let it in.
+            BusMessage::Registered { ip } => {
+                let _ = st.register_limit.take(ip, now_ms);
+            }
             BusMessage::HostStatus {
                 host_id,
                 online,

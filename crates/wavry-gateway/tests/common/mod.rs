@@ -50,11 +50,17 @@ async fn postgres_for(dir: &Path) -> Option<String> {
     }
     let server = std::env::var("WAVRY_TEST_POSTGRES_URL")
         .expect("WAVRY_TEST_GATEWAY_DB=postgres needs WAVRY_TEST_POSTGRES_URL");
+    Some(postgres_database(&server, dir).await)
+}
+
+/// A database of its own for `dir` on the PostgreSQL server of `server` (created on first
+/// use); its URL. Tests on one database would also share its NOTIFY channel.
+pub async fn postgres_database(server: &str, dir: &Path) -> String {
     use std::hash::{Hash as _, Hasher as _};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     dir.hash(&mut h);
     let name = format!("wavry_test_{:016x}", h.finish());
-    let admin = sqlx::PgPool::connect(&server)
+    let admin = sqlx::PgPool::connect(server)
         .await
         .expect("PostgreSQL reachable");
     let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
@@ -69,8 +75,8 @@ async fn postgres_for(dir: &Path) -> Option<String> {
             .unwrap();
     }
     admin.close().await;
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-    Some(format!("{base}/{name}"))
+    let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
+    format!("{base}/{name}")
 }
 
 /// A pool on a test gateway's database, to look at what it stored.
