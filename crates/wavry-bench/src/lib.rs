@@ -3,9 +3,12 @@
 //! - `glass`: glass-to-glass latency of a pipeline over a network path, on two virtual
 //!   displays with the latency probe (`wavry bench latency`).
 //! - `baseline`: the ffmpeg and GStreamer pipelines measured beside Wavry.
+//! - `gateway`: signaling sockets held, relay latency and logins per second of the gateway
+//!   (`wavry bench gateway`).
 //! - `plot`: the latency distributions side by side, as a PNG.
 
 pub mod baseline;
+pub mod gateway;
 pub mod glass;
 pub mod plot;
 

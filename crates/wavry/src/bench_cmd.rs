@@ -15,6 +15,15 @@ pub enum BenchCommand {
     /// shown picture's age), corrupt pictures and freezes, p50/p95/p99, for Wavry and, in the
     /// same run, ffmpeg and GStreamer pipelines with the same x264 settings.
     Latency(LatencyArgs),
+    /// The gateway under load: signaling WebSockets held open (hello, pings at the heartbeat),
+    /// relay latency of `candidate` messages between the two sides of connected pairs
+    /// (p50/p95/p99/max, lost messages), connect time, the gateway's memory, and logins per
+    /// second at the OWASP Argon2 cost (and at the cheapest cost, for contrast).
+    ///
+    /// By default the gateway runs in this process (clients and gateway then share the
+    /// machine's cores and this process's file descriptors: 2 per client). Results and the
+    /// machine they were measured on: docs/BENCHMARKS.md, "Gateway".
+    Gateway(GatewayArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -58,6 +67,154 @@ pub struct LatencyArgs {
     plot: Option<PathBuf>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    Host,
+    Client,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CostArg {
+    /// OWASP's baseline (19 MiB, t=2, p=1), the gateway's default.
+    Owasp,
+    /// The cheapest Argon2 (8 KiB, t=1): contrast only, insecure.
+    Cheap,
+}
+
+#[derive(Args, Debug)]
+pub struct GatewayArgs {
+    /// Signaling WebSockets to open and hold (0 skips the signaling part).
+    #[arg(long, default_value_t = 10_000)]
+    clients: usize,
+    /// Devices registered per account (the gateway allows at most 100): 10,000 clients are
+    /// 100 accounts of 100 devices, so only 100 logins are needed to set up.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    devices_per_account: usize,
+    /// Host/client pairs among the clients that `connect`, `accept` and then relay
+    /// candidates; the other sockets only ping.
+    #[arg(long, default_value_t = 500)]
+    pairs: usize,
+    /// Device kind of the sockets outside the pairs (an online host costs the gateway a
+    /// presence row; a client does not).
+    #[arg(long, value_enum, default_value = "host")]
+    idle_kind: KindArg,
+    /// Candidate messages per second, across all pairs (round-robin). The gateway allows one
+    /// socket 20 messages/s, so at most 15 per pair are accepted here.
+    #[arg(long, default_value_t = 1000.0, value_name = "MSG_PER_SEC")]
+    rate: f64,
+    /// Seconds the candidates flow (the sockets stay open through it: past 45 s, three
+    /// heartbeats, this also shows the pings keep them alive).
+    #[arg(long, default_value_t = 60.0)]
+    seconds: f64,
+    /// WebSocket handshakes (and device registrations) in flight at once.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    connect_concurrency: usize,
+    /// Register the bench's own setup accounts at the OWASP Argon2 cost instead of the
+    /// cheapest one (in-process or --separate-process only; slower setup, same signaling).
+    #[arg(long)]
+    setup_owasp: bool,
+    /// Run the gateway as a separate `wavry gateway` process on loopback (this executable),
+    /// so its sockets count against its own file-descriptor limit, its memory and CPU time
+    /// are its own. Logins are still measured in-process.
+    #[arg(long, conflicts_with = "url")]
+    separate_process: bool,
+    /// Measure a gateway that is already running at this base URL (http://HOST:PORT) instead
+    /// of starting one. Its per-address registration limit is met by registering from
+    /// several 127.x loopback addresses; logins run at its own Argon2 cost.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// With --url: the gateway's process id, to read its memory (VmRSS) and CPU time.
+    #[arg(long, value_name = "PID", requires = "url")]
+    gateway_pid: Option<u32>,
+    /// Database of the gateway this bench starts: sqlite://PATH or postgres://… [default: a
+    /// SQLite file in a temporary directory]. Accounts are named per run, so a database can
+    /// be reused.
+    #[arg(long, value_name = "URL", conflicts_with = "url")]
+    database: Option<String>,
+    /// Argon2 costs to measure logins at, comma-separated; empty (--login-costs '') skips
+    /// the login part. Ignored with --url (the target's own cost is measured).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "owasp,cheap")]
+    login_costs: Vec<CostArg>,
+    /// Logins in flight at once, each worker on its own account (the gateway hashes as many
+    /// at once as it has CPUs; the rest queue).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    login_concurrency: usize,
+    /// Seconds each login measurement runs.
+    #[arg(long, default_value_t = 10.0)]
+    login_seconds: f64,
+}
+
+fn run_gateway_bench(a: GatewayArgs) -> Result<()> {
+    use wavry_bench::gateway::{DeviceKind, LoginCost, Options, Target};
+    let target = if let Some(url) = a.url.clone() {
+        Target::External {
+            url,
+            pid: a.gateway_pid,
+        }
+    } else if a.separate_process {
+        Target::Spawn {
+            exe: std::env::current_exe().context("finding this executable")?,
+        }
+    } else {
+        Target::InProcess
+    };
+    let login_costs = if a.url.is_some() {
+        if a.login_costs.is_empty() {
+            vec![]
+        } else {
+            vec![LoginCost::Target]
+        }
+    } else {
+        a.login_costs
+            .iter()
+            .map(|c| match c {
+                CostArg::Owasp => LoginCost::Owasp,
+                CostArg::Cheap => LoginCost::Cheap,
+            })
+            .collect()
+    };
+    let opts = Options {
+        target,
+        database: a.database,
+        clients: a.clients,
+        devices_per_account: a.devices_per_account,
+        pairs: a.pairs,
+        idle_kind: match a.idle_kind {
+            KindArg::Host => DeviceKind::Host,
+            KindArg::Client => DeviceKind::Client,
+        },
+        rate: a.rate,
+        relay_secs: a.seconds,
+        connect_concurrency: a.connect_concurrency,
+        setup_owasp: a.setup_owasp,
+        login_costs,
+        login_concurrency: a.login_concurrency,
+        login_secs: a.login_seconds,
+    };
+    println!(
+        "wavry bench gateway: {} clients, {} pairs, {} candidates/s for {} s; {} CPUs",
+        opts.clients,
+        opts.pairs,
+        opts.rate,
+        opts.relay_secs,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    let report = wavry_bench::gateway::run(&opts)?;
+    print!("{report}");
+    if let Some(s) = &report.signal {
+        // Issue 6's target: 10,000 connected clients with p99 relay latency under 10 ms.
+        let held = s.clients >= 10_000 && s.still_open == s.clients;
+        let fast = s.relay.n > 0 && s.relay.p99 < 10.0 && s.lost == 0;
+        println!(
+            "target (10,000 clients held, relay p99 < 10 ms, nothing lost): {}",
+            if held && fast { "met" } else { "NOT met" }
+        );
+    }
+    Ok(())
+}
+
 fn net_path(p: PathArg) -> Result<NetPath, BenchError> {
     match p {
         PathArg::Loopback => Ok(NetPath::Loopback),
@@ -69,6 +226,7 @@ fn net_path(p: PathArg) -> Result<NetPath, BenchError> {
 pub fn run_bench(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Latency(a) => run_latency(a),
+        BenchCommand::Gateway(a) => run_gateway_bench(a),
     }
 }
 
