@@ -818,7 +818,9 @@ async fn resolve(url: &str) -> Result<SocketAddr> {
     let mut addrs = tokio::net::lookup_host((host.as_str(), port))
         .await
         .with_context(|| format!("resolving {host}"))?;
-    addrs.next().with_context(|| format!("{host} has no address"))
+    addrs
+        .next()
+        .with_context(|| format!("{host} has no address"))
 }
 
 /// What each socket task reports to the orchestrator.
@@ -1055,11 +1057,13 @@ async fn signaling(
     let total = (opts.rate * opts.relay_secs).round() as u64;
     let start = tokio::time::Instant::now();
     let mut seq: u32 = 0;
+    let mut queued = 0u64;
     for n in 0..total {
         tokio::time::sleep_until(start + period.mul_f64(n as f64)).await;
         let (k, conn) = &live[n as usize % live.len()];
         seq = seq.wrapping_add(1);
         if let Some(Some(client)) = cmds.get(2 * k + 1) {
+            queued += 1;
             let _ = client.send(PeerMessage::Candidate {
                 connection_id: conn.clone(),
                 candidate: Candidate {
@@ -1075,15 +1079,17 @@ async fn signaling(
         Some(p) if p != std::process::id() => cpu_secs(p),
         _ => None,
     };
-    // Let the last candidates arrive (a lost one never will: wait at most 5 s).
+    // Let the last candidates arrive (a lost one never will: wait at most 5 s). Counted
+    // against what was handed to the sockets: the last may not be written yet.
     let drain = Instant::now();
-    while shared.received.load(Ordering::Relaxed) < shared.sent.load(Ordering::Relaxed)
+    while shared.received.load(Ordering::Relaxed) < queued
         && drain.elapsed() < Duration::from_secs(5)
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     shared.measuring.store(false, Ordering::Relaxed);
-    let sent = shared.sent.load(Ordering::Relaxed);
+    // A candidate queued to a socket that then broke counts as sent and lost.
+    let sent = queued.max(shared.sent.load(Ordering::Relaxed));
     let received = shared.received.load(Ordering::Relaxed);
     let still_open = shared.open.load(Ordering::Relaxed);
     let latencies = shared
