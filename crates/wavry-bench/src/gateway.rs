@@ -384,7 +384,7 @@ pub fn raise_fd_limit(needed: u64) -> Result<u64> {
         }
         lim.rlim_cur = lim.rlim_max;
     }
-    let have = lim.rlim_cur as u64;
+    let have: u64 = lim.rlim_cur;
     if have < needed {
         bail!(
             "this bench needs about {needed} file descriptors but the hard RLIMIT_NOFILE is \
