@@ -21,6 +21,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use rift_crypto::identity::Identity;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wavry_gateway::{Argon2Cost, Config, Gateway};
@@ -37,6 +38,8 @@ pub const MAX_DEVICES_PER_ACCOUNT: usize = 100;
 /// against a gateway we did not start, registrations are spread over loopback addresses.
 const REGISTER_BURST_PER_ADDRESS: usize = 10;
 const PASSWORD: &str = "wavry bench password";
+/// Read buffer of each client WebSocket, bytes (see `open_socket`).
+pub const CLIENT_READ_BUFFER: usize = 4096;
 /// Descriptors the process needs beside its sockets (database, epoll, runtime, stdio…).
 const SPARE_FDS: u64 = 256;
 
@@ -1138,7 +1141,11 @@ async fn signaling(
 
 /// Connect, say hello, wait for welcome; the socket and its heartbeat.
 async fn open_socket(url: &str, hello: &PeerMessage) -> Result<(Ws, Duration)> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+    // tungstenite zero-fills its whole read buffer (128 KiB by default) on the first read, so
+    // each socket would keep 128 KiB resident; signaling messages are at most 16 KiB, and a
+    // small buffer keeps the bench's own side from swamping the in-process memory figure.
+    let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .context("WebSocket handshake")?;
     let text = serde_json::to_string(hello).context("encoding hello")?;

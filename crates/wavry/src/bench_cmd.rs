@@ -131,10 +131,13 @@ pub struct GatewayArgs {
     /// be reused.
     #[arg(long, value_name = "URL", conflicts_with = "url")]
     database: Option<String>,
-    /// Argon2 costs to measure logins at, comma-separated; empty (--login-costs '') skips
-    /// the login part. Ignored with --url (the target's own cost is measured).
+    /// Argon2 costs to measure logins at, comma-separated. Ignored with --url (the target's
+    /// own cost is measured).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "owasp,cheap")]
     login_costs: Vec<CostArg>,
+    /// Skip the login measurements.
+    #[arg(long)]
+    no_logins: bool,
     /// Logins in flight at once, each worker on its own account (the gateway hashes as many
     /// at once as it has CPUs; the rest queue).
     #[arg(long, default_value_t = 8, value_name = "N")]
@@ -158,12 +161,10 @@ fn run_gateway_bench(a: GatewayArgs) -> Result<()> {
     } else {
         Target::InProcess
     };
-    let login_costs = if a.url.is_some() {
-        if a.login_costs.is_empty() {
-            vec![]
-        } else {
-            vec![LoginCost::Target]
-        }
+    let login_costs = if a.no_logins {
+        vec![]
+    } else if a.url.is_some() {
+        vec![LoginCost::Target]
     } else {
         a.login_costs
             .iter()
