@@ -40,6 +40,8 @@ const REGISTER_BURST_PER_ADDRESS: usize = 10;
 const PASSWORD: &str = "wavry bench password";
 /// Read buffer of each client WebSocket, bytes (see `open_socket`).
 pub const CLIENT_READ_BUFFER: usize = 4096;
+/// One socket's connect + upgrade + hello → welcome must take less than this.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Descriptors the process needs beside its sockets (database, epoll, runtime, stdio…).
 const SPARE_FDS: u64 = 256;
 
@@ -694,8 +696,10 @@ fn register_source(i: usize, spread: bool, gateway: IpAddr) -> Option<IpAddr> {
         return None;
     }
     let k = (i / REGISTER_BURST_PER_ADDRESS) as u32;
-    // 127.77.x.y, skipping .0 and .255 in the last octet.
-    let ip = Ipv4Addr::new(127, 77, (k / 250) as u8, (k % 250 + 1) as u8);
+    // 127.S.x.y, skipping .0 and .255 in the last octet; S from the process id, so two
+    // benches against one gateway (or one run after another) use fresh addresses.
+    let s = 100 + (std::process::id() % 100) as u8;
+    let ip = Ipv4Addr::new(127, s, (k / 250) as u8, (k % 250 + 1) as u8);
     Some(IpAddr::V4(ip))
 }
 
@@ -958,7 +962,15 @@ async fn signaling(
         opening.push(tokio::spawn(async move {
             let slot = sem.acquire_owned().await;
             let t0 = Instant::now();
-            let (ws, heartbeat) = open_socket(&url, &hello).await?;
+            // A gateway out of descriptors leaves connections unanswered in its backlog.
+            let (ws, heartbeat) = tokio::time::timeout(OPEN_TIMEOUT, open_socket(&url, &hello))
+                .await
+                .map_err(|_| {
+                    anyhow!(
+                        "no welcome within {} s of connecting",
+                        OPEN_TIMEOUT.as_secs()
+                    )
+                })??;
             let took = t0.elapsed();
             drop(slot);
             shared.open.fetch_add(1, Ordering::Relaxed);
@@ -1152,11 +1164,10 @@ async fn open_socket(url: &str, hello: &PeerMessage) -> Result<(Ws, Duration)> {
     ws.send(Message::text(text))
         .await
         .context("sending hello")?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let m = tokio::time::timeout_at(deadline, ws.next())
+        let m = ws
+            .next()
             .await
-            .context("no welcome within 30 s")?
             .context("closed before welcome")?
             .context("socket error before welcome")?;
         let Message::Text(t) = m else { continue };
