@@ -842,6 +842,8 @@ enum Event {
 #[derive(Default)]
 struct Shared {
     open: AtomicUsize,
+    /// Socket tasks that have ended (closed by the bench or dropped).
+    finished: AtomicUsize,
     sent: AtomicU64,
     received: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
@@ -1118,8 +1120,15 @@ async fn signaling(
         .map(|d| d.iter().map(|(k, v)| (k.clone(), *v)).collect())
         .unwrap_or_default();
     drops.sort();
-    // Closing our side: the tasks end when their command channel closes.
+    // Close our side (each task ends when its command channel closes) and wait for it, so the
+    // gateway is not stopped under sockets that are still pinging.
     drop(cmds);
+    let closing = Instant::now();
+    while shared.finished.load(Ordering::Relaxed) < connected
+        && closing.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Ok(SignalReport {
         where_: String::new(),
         clients: opts.clients,
@@ -1208,8 +1217,10 @@ impl PeerTask {
             tokio::select! {
                 cmd = self.cmd_rx.recv() => {
                     let Some(mut msg) = cmd else {
+                        // The bench is done with this socket.
                         let _ = self.ws.close(None).await;
-                        return; // the bench is done with this socket
+                        self.shared.finished.fetch_add(1, Ordering::Relaxed);
+                        return;
                     };
                     if let PeerMessage::Candidate { candidate, .. } = &mut msg {
                         candidate.priority = self.epoch.elapsed().as_micros() as u32;
@@ -1250,6 +1261,7 @@ impl PeerTask {
             let _ = self.ev_tx.send(Event::PairFailed(k, why.clone()));
         }
         self.shared.dropped(why);
+        self.shared.finished.fetch_add(1, Ordering::Relaxed);
     }
 
     async fn send(&mut self, msg: &PeerMessage) -> Result<()> {
