@@ -112,6 +112,9 @@ pub struct SignalConfig {
     pub messages_per_sec: u32,
     /// …and at once.
     pub message_burst: u32,
+    /// Signaling sockets open at once, at most; more are answered 503. Each costs a file
+    /// descriptor and about 20 KiB.
+    pub max_sockets: usize,
 }
 
 impl Default for SignalConfig {
@@ -122,6 +125,7 @@ impl Default for SignalConfig {
             record_ttl: Duration::from_secs(120),
             messages_per_sec: 20,
             message_burst: 40,
+            max_sockets: 50_000,
         }
     }
 }
@@ -245,6 +249,8 @@ impl Config {
             || sig.record_ttl.is_zero()
             || sig.messages_per_sec == 0
             || sig.message_burst == 0
+            || sig.max_sockets == 0
+            || sig.max_sockets > tokio::sync::Semaphore::MAX_PERMITS
         {
             return bad("signal: heartbeat must be at least 1 s; record_ttl and rates positive");
         }

@@ -166,6 +166,12 @@ impl Gateway {
             );
         };
         serve::serve(listener, self.router(), self.state.config.http, shutdown).await;
+        // The sockets were told goodbye when the stop began; let them finish their last
+        // writes before the database closes.
+        self.state
+            .signal
+            .sockets_closed(std::time::Duration::from_secs(5))
+            .await;
         housekeeping.abort();
         if let Some(b) = bus {
             b.abort();

@@ -52,13 +52,18 @@ pub(crate) async fn serve(
     // Dropping the sender tells every connection to finish its request and close.
     let (stop_tx, stop_rx) = watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut accept_errors = 0u64;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    // Out of file descriptors or the like: wait instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors or the like: wait instead of spinning, and say
+                    // so once a second rather than at every retry.
+                    if accept_errors % 20 == 0 {
+                        tracing::warn!(error = %e, repeats = accept_errors, "accept failed");
+                    }
+                    accept_errors += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -212,6 +212,7 @@ pub fn run_gateway(args: GatewayArgs) -> Result<()> {
         None => FileConfig::default(),
     };
     let config = merge(args, file)?;
+    raise_fd_limit();
     if config.argon2 != Argon2Cost::OWASP {
         tracing::warn!(
             cost = ?config.argon2,
@@ -223,6 +224,41 @@ pub fn run_gateway(args: GatewayArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(config))
+}
+
+/// Each signaling socket is a file descriptor: lift the soft limit (often 1024) to the hard one
+/// the system allows, and say what it is.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on this process with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    tracing::info!(
+        open_files = lim.rlim_cur,
+        "file descriptor limit (about one per signaling socket)"
+    );
+    if lim.rlim_cur < 4096 {
+        tracing::warn!(
+            open_files = lim.rlim_cur,
+            "few file descriptors: the gateway holds about this many signaling sockets \
+             (raise the hard limit, e.g. LimitNOFILE= in a systemd unit)"
+        );
+    }
 }
 
 async fn serve(config: Config) -> Result<()> {

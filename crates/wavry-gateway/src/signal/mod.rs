@@ -34,6 +34,8 @@ pub(crate) struct Signaling {
     pub bus: Option<Bus>,
     /// The bus's listening connection, until `serve` runs it.
     listener: Mutex<Option<PgListener>>,
+    /// One permit per open signaling socket (`SignalConfig::max_sockets`).
+    sockets: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Signaling {
@@ -87,7 +89,20 @@ impl Signaling {
             config,
             bus,
             listener: Mutex::new(listener),
+            sockets: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_sockets)),
         })
+    }
+
+    /// A permit for one more signaling socket, or None at the cap.
+    pub fn socket_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.sockets.clone().try_acquire_owned().ok()
+    }
+
+    /// Wait (up to `limit`) until every signaling socket has ended, so the database is not
+    /// closed under their last writes.
+    pub async fn sockets_closed(&self, limit: Duration) {
+        let all = u32::try_from(self.config.max_sockets).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(limit, self.sockets.acquire_many(all)).await;
     }
 
     /// The bus's listener, once (for `serve` to run).

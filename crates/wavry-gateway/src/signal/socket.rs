@@ -23,6 +23,8 @@ use crate::metrics::TypeLabel;
 use crate::registry_db::{self, DeviceRow, NewConnection};
 use crate::token;
 
+/// Bytes read from a socket at a time.
+const READ_BUFFER: usize = 4096;
 /// `hello` must arrive within this.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// An open socket's login session is checked again at most this often (on a ping).
@@ -55,9 +57,24 @@ pub(crate) async fn upgrade(
         )
         .into_response();
     };
+    // Held for the socket's life: signaling sockets outlive their HTTP connection's slot.
+    let Some(slot) = st.signal.socket_slot() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Busy,
+            "this gateway holds as many signaling sockets as it may; try another or later",
+        )
+        .into_response();
+    };
     ws.max_message_size(MAX_SIGNAL_MESSAGE_BYTES)
         .max_frame_size(MAX_SIGNAL_MESSAGE_BYTES)
-        .on_upgrade(move |socket| run(st, socket))
+        // tungstenite's default 128 KiB read buffer is filled in on the first read and kept:
+        // 134 KiB per idle socket. Messages are at most 16 KiB; 4 KiB reads are plenty.
+        .read_buffer_size(READ_BUFFER)
+        .on_upgrade(move |socket| async move {
+            run(st, socket).await;
+            drop(slot);
+        })
 }
 
 /// Who is on this socket.
@@ -264,10 +281,15 @@ async fn serve(
                 };
                 if matches!(msg, PeerMessage::Ping { .. }) && last_check.elapsed() >= RECHECK_SESSION {
                     last_check = Instant::now();
-                    if session_for_hash(st, &ctx.token_hash).await.is_err() {
-                        let now_ms = st.clock.now_ms();
-                        st.signal.session_ended(&st.db, &ctx.info.session_id, now_ms).await;
-                        continue; // the hub said goodbye through `rx`
+                    match session_for_hash(st, &ctx.token_hash).await {
+                        Err(e) if matches!(e.code, ErrorCode::Unauthorized | ErrorCode::Banned) => {
+                            let now_ms = st.clock.now_ms();
+                            st.signal.session_ended(&st.db, &ctx.info.session_id, now_ms).await;
+                            continue; // the hub said goodbye through `rx`
+                        }
+                        // A database hiccup says nothing about the session: check again later.
+                        Err(e) => tracing::warn!(code = ?e.code, "rechecking a signaling session failed"),
+                        Ok(_) => {}
                     }
                 }
                 if let Err((code, why, conn)) = handle(st, ctx, msg).await {
