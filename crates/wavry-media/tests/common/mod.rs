@@ -106,6 +106,11 @@ pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, String) {
             Ok(())
         }
     }
+    // One capture at a time: two scoped subscribers on parallel test threads race in
+    // tracing's callsite-interest rebuild (one ending its scope can leave the other's events
+    // filtered out); seen once in CI as an empty capture.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let buf = Buf::default();
     let writer = buf.clone();
     let sub = tracing_subscriber::fmt()
