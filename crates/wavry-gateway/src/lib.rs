@@ -97,7 +97,7 @@ impl Gateway {
             config.signal,
             pg_url,
             metrics.bus_sent.clone(),
-            clock.now_secs(),
+            clock.clone(),
         )
         .await?;
         let throttle = throttle::LoginThrottle::new(config.throttle);

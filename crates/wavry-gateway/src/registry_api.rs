@@ -84,11 +84,7 @@ async fn register_device(
     }
     let key = PublicKey::from_base64(&req.public_key)
         .map_err(|e| invalid(format!("public_key: {e} (`wavry id --public` prints it)")))?;
-    if registry_db::list_devices(&st.db, &auth.user_id)
-        .await?
-        .len()
-        >= MAX_DEVICES
-    {
+    if registry_db::count_devices(&st.db, &auth.user_id).await? >= MAX_DEVICES {
         return Err(invalid(format!(
             "an account has at most {MAX_DEVICES} devices"
         )));

@@ -75,6 +75,15 @@ pub async fn list_devices(db: &AnyPool, user_id: &str) -> Result<Vec<DeviceRow>,
     Ok(rows.into_iter().map(device_row).collect())
 }
 
+/// How many devices `user_id` has.
+pub async fn count_devices(db: &AnyPool, user_id: &str) -> Result<usize, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM devices WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(db)
+        .await?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
 /// Delete `id` if `user_id` owns it; whether it did.
 pub async fn delete_own_device(db: &AnyPool, id: &str, user_id: &str) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("DELETE FROM devices WHERE id = $1 AND user_id = $2")

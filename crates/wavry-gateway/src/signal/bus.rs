@@ -8,6 +8,8 @@
 //! connection's messages in the order they were sent. PostgreSQL caps a notice at 8000 bytes:
 //! a larger one (a big WebRTC offer) is stored in `signal_spill` and the notice names its row.
 
+use std::sync::Arc;
+
 use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnection, PgListener};
@@ -15,6 +17,7 @@ use sqlx::{AnyPool, Connection as _};
 use tokio::sync::mpsc;
 use wavry_proto::signal::{ServerMessage, SignalCode};
 
+use crate::clock::Clock;
 use crate::error::GatewayError;
 
 /// The NOTIFY channel.
@@ -104,12 +107,20 @@ impl Bus {
         db: AnyPool,
         instance_id: String,
         sent: Counter,
+        clock: Arc<dyn Clock>,
     ) -> Result<(Bus, PgListener), GatewayError> {
         let mut listener = PgListener::connect(url).await?;
         listener.listen(CHANNEL).await?;
         let conn = PgConnection::connect(url).await?;
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(publish_loop(url.to_string(), conn, db, instance_id, rx));
+        tokio::spawn(publish_loop(
+            url.to_string(),
+            conn,
+            db,
+            instance_id,
+            clock,
+            rx,
+        ));
         Ok((Bus { tx, sent }, listener))
     }
 
@@ -127,10 +138,11 @@ async fn publish_loop(
     mut conn: PgConnection,
     db: AnyPool,
     from: String,
+    clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<BusMessage>,
 ) {
     while let Some(msg) = rx.recv().await {
-        let text = match encode(&db, &from, msg).await {
+        let text = match encode(&db, &from, msg, clock.now_secs()).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "signaling bus: could not encode a notice; dropped");
@@ -166,7 +178,9 @@ async fn notify(conn: &mut PgConnection, text: &str) -> Result<(), sqlx::Error> 
     Ok(())
 }
 
-async fn encode(db: &AnyPool, from: &str, msg: BusMessage) -> Result<String, String> {
+/// The notice text for `msg`; a large one is spilled with `now` (the gateway's clock, the one
+/// `clean_spill` ages rows by).
+async fn encode(db: &AnyPool, from: &str, msg: BusMessage, now: i64) -> Result<String, String> {
     let inline = Notice {
         from: from.to_string(),
         msg: Some(msg),
@@ -177,9 +191,6 @@ async fn encode(db: &AnyPool, from: &str, msg: BusMessage) -> Result<String, Str
         return Ok(text);
     }
     let id = crate::token::new_id().map_err(|e| e.to_string())?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     sqlx::query("INSERT INTO signal_spill (id, payload, created_at) VALUES ($1, $2, $3)")
         .bind(&id)
         .bind(&text)

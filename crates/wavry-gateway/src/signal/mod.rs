@@ -45,8 +45,9 @@ impl Signaling {
         config: SignalConfig,
         postgres_url: Option<&str>,
         bus_sent: prometheus_client::metrics::counter::Counter,
-        now_secs: i64,
+        clock: std::sync::Arc<dyn crate::clock::Clock>,
     ) -> Result<Self, GatewayError> {
+        let now_secs = clock.now_secs();
         let fresh = SigningKey::generate().map_err(|e| GatewayError::Config(e.to_string()))?;
         let stored = registry_db::load_or_store_key(
             db,
@@ -71,7 +72,8 @@ impl Signaling {
         });
         let (bus, listener) = match postgres_url {
             Some(url) => {
-                let (b, l) = Bus::start(url, db.clone(), instance_id.clone(), bus_sent).await?;
+                let (b, l) =
+                    Bus::start(url, db.clone(), instance_id.clone(), bus_sent, clock).await?;
                 (Some(b), Some(l))
             }
             None => (None, None),
