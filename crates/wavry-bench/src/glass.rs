@@ -16,9 +16,10 @@ use crate::BenchError;
 use rift_crypto::handshake::{allow_list, pinned};
 use rift_crypto::identity::Identity;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use wavry_client::run::{connect, run, RunOptions};
+use wavry_client::stats::Snapshot;
 use wavry_client::window::PresentMode;
 use wavry_impair::netns::enter;
 use wavry_impair::{GilbertElliott, LinkConfig, Topology};
@@ -36,10 +37,11 @@ const WARMUP: Duration = Duration::from_secs(2);
 /// The host and client displays, the scene and the probe, shared by every pipeline measured
 /// at one size.
 pub struct Rig {
-    host: VirtualDisplay,
-    client: VirtualDisplay,
+    // Fields drop in this order: the painters stop before their display goes away.
     _scene: Scene,
     probe: Probe,
+    host: VirtualDisplay,
+    client: VirtualDisplay,
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -112,10 +114,15 @@ pub enum NetPath {
 }
 
 impl NetPath {
-    /// 10 ms each way (20 ms round trip) and `loss` random loss, both ways.
+    /// 10 ms each way (20 ms round trip) and `loss` random loss, both ways (none at 0).
     pub fn random_loss(loss: f64) -> NetPath {
+        let label = if loss > 0.0 {
+            format!("20 ms RTT, {:.0} % random loss", loss * 100.0)
+        } else {
+            "20 ms RTT, no loss".to_string()
+        };
         NetPath::Impaired {
-            label: format!("20 ms RTT, {:.0} % random loss", loss * 100.0),
+            label,
             link: LinkConfig {
                 delay: Duration::from_millis(10),
                 loss,
@@ -224,6 +231,57 @@ pub struct Measured {
     pub width: u32,
     pub height: u32,
     pub latency: Latency,
+    /// Wavry only: where the time went, by the client's own per-second report.
+    pub stages: Option<Stages>,
+}
+
+/// The Wavry client's stage times over the measured seconds (the mean of its per-second
+/// means, warm-up left out), and its repair counts at the end.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stages {
+    pub host_ms: f64,
+    pub network_ms: f64,
+    pub decode_ms: f64,
+    pub present_ms: f64,
+    pub fec_recovered: u64,
+    pub frames_lost: u64,
+}
+
+impl Stages {
+    fn of(snaps: &[Snapshot]) -> Option<Stages> {
+        let measured: Vec<&Snapshot> = snaps
+            .iter()
+            .filter(|s| s.t_s > WARMUP.as_secs_f64() + 0.5)
+            .collect();
+        let last = measured.last()?;
+        let mean = |f: fn(&Snapshot) -> f64| {
+            measured.iter().map(|s| f(s)).sum::<f64>() / measured.len() as f64
+        };
+        Some(Stages {
+            host_ms: mean(|s| s.host.mean_ms),
+            network_ms: mean(|s| s.network.mean_ms),
+            decode_ms: mean(|s| s.decode.mean_ms),
+            present_ms: mean(|s| s.present.mean_ms),
+            fec_recovered: last.fec_recovered,
+            frames_lost: last.frames_lost,
+        })
+    }
+}
+
+impl std::fmt::Display for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "host capture+encode {:.1} | network {:.1} | decode {:.1} | present {:.1} ms \
+             (client's report, means); FEC recovered {} packets, {} frames lost",
+            self.host_ms,
+            self.network_ms,
+            self.decode_ms,
+            self.present_ms,
+            self.fec_recovered,
+            self.frames_lost
+        )
+    }
 }
 
 /// Run `pipeline` over `path` on `rig` for `seconds` (plus the warm-up) and measure it.
@@ -236,8 +294,11 @@ pub fn measure(
 ) -> Result<Measured, BenchError> {
     let ends = Ends::new(path, 7)?;
     let run_for = WARMUP + Duration::from_secs(seconds);
-    let ((), latency) = match pipeline {
-        Pipeline::Wavry { present } => rig.observe(|| run_wavry(rig, &ends, present, run_for))?,
+    let (stages, latency) = match pipeline {
+        Pipeline::Wavry { present } => {
+            let (snaps, latency) = rig.observe(|| run_wavry(rig, &ends, present, run_for))?;
+            (Stages::of(&snaps), latency)
+        }
         Pipeline::Baseline(b) => {
             let procs = baseline::start(b, rig, &ends)?;
             let out = rig.observe(|| {
@@ -245,7 +306,7 @@ pub fn measure(
                 Ok(())
             });
             drop(procs);
-            out?
+            (None, out?.1)
         }
     };
     Ok(Measured {
@@ -254,17 +315,19 @@ pub fn measure(
         width: rig.width,
         height: rig.height,
         latency,
+        stages,
     })
 }
 
 /// A Wavry host on the rig's host display and a client window on its client display, each in
-/// its namespace, for `run_for`.
+/// its namespace, for `run_for`. Returns the client's per-second reports.
 fn run_wavry(
     rig: &Rig,
     ends: &Ends,
     present: PresentMode,
     run_for: Duration,
-) -> Result<(), BenchError> {
+) -> Result<Vec<Snapshot>, BenchError> {
+    let snaps = Arc::new(Mutex::new(Vec::new()));
     let (host_id, client_id) = (Identity::generate()?, Identity::generate()?);
     let (host_pub, client_pub) = (host_id.public(), client_id.public());
     let stop = Arc::new(AtomicBool::new(false));
@@ -298,6 +361,7 @@ fn run_wavry(
         let (ns, bind) = (ends.client_ns.clone(), ends.client_addr);
         let (w, h) = (rig.width, rig.height);
         let display = rig.client_display().to_string();
+        let report_to = snaps.clone();
         std::thread::spawn(move || -> Result<u64, BenchError> {
             enter_ns(&ns)?;
             let host_addr = addr_rx
@@ -313,7 +377,13 @@ fn run_wavry(
                     width: w,
                     height: h,
                     overlay: false,
-                    report: None,
+                    report: Some({
+                        Box::new(move |s: &Snapshot| {
+                            if let Ok(mut v) = report_to.lock() {
+                                v.push(s.clone());
+                            }
+                        })
+                    }),
                     duration: Some(run_for),
                     hardware_decode: false,
                     present,
@@ -335,7 +405,8 @@ fn run_wavry(
     let shown = shown?;
     hosted?;
     tracing::info!(frames_shown = shown, "wavry run done");
-    Ok(())
+    let snaps = std::mem::take(&mut *snaps.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(snaps)
 }
 
 /// Percentile `p` (0..1) of `v`, sorting it; NaN when empty.

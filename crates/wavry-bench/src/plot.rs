@@ -164,6 +164,7 @@ mod tests {
                 frame_ms: (0..100).map(|i| ms / 2.0 + i as f64 * 0.1).collect(),
                 ..Latency::default()
             },
+            stages: None,
         };
         plot_latency(&[run("wavry", 20.0), run("gstreamer", 30.0)], "test", &png).unwrap();
         let bytes = std::fs::read(&png).unwrap();

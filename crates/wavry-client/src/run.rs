@@ -150,6 +150,8 @@ fn decode_loop(
     hardware: bool,
     wake: impl Fn(),
 ) {
+    // Before the decoder opens: its slice threads inherit this.
+    wavry_transport::priority::raise_current_thread(wavry_transport::priority::Role::Media);
     let mut decoder: Option<Box<dyn VideoDecoder>> = None;
     let mut pts = 0i64;
     let mut cursor_shapes = CursorAssembler::default();
@@ -331,6 +333,8 @@ fn send_control(tx: &SessionSender, msg: &ControlMessage) {
 pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummary, ClientError> {
     let started = Instant::now();
     let tx = session.sender();
+    // This (the caller's) thread reads input and presents pictures.
+    wavry_transport::priority::raise_current_thread(wavry_transport::priority::Role::Input);
     let mut window = VideoWindow::open(&opts.title, opts.width, opts.height, opts.present)?;
     window.set_overlay_visible(opts.overlay)?;
     let shared = Arc::new(Shared {

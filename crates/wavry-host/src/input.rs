@@ -21,6 +21,7 @@ pub fn run(
     shared: Arc<Shared>,
     log: Option<InjectLog>,
 ) {
+    wavry_transport::priority::raise_current_thread(wavry_transport::priority::Role::Input);
     let mut injector = match X11Injector::connect(display.as_deref()) {
         Ok(i) => Some(i),
         Err(e) => {

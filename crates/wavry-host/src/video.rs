@@ -203,6 +203,8 @@ pub fn run(
     commands: Receiver<VideoCommand>,
     shared: Arc<Shared>,
 ) -> Result<(), crate::HostError> {
+    // Before the encoder opens: its slice threads inherit this.
+    wavry_transport::priority::raise_current_thread(wavry_transport::priority::Role::Media);
     let target = match cfg.monitor {
         Some(id) => CaptureTarget::Monitor(MonitorId(id)),
         None => CaptureTarget::WholeScreen,

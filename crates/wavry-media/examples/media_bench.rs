@@ -26,6 +26,12 @@ struct Args {
     /// Measure conversion only.
     #[arg(long)]
     convert_only: bool,
+    /// libx264's threads (slices per frame encoded side by side).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Only these encoders (comma-separated FFmpeg names, e.g. libx264).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 struct Stats(Vec<Duration>);
@@ -53,6 +59,9 @@ fn main() {
     ];
     if cfg!(feature = "openh264") {
         encoders.push((Codec::H264, "openh264"));
+    }
+    if !args.only.is_empty() {
+        encoders.retain(|(_, name)| args.only.iter().any(|o| o == name));
     }
     for size in [PixelSize::new(1280, 720), PixelSize::new(1920, 1080)] {
         println!("== {}x{}", size.width, size.height);
@@ -97,6 +106,7 @@ fn main() {
         for &(codec, name) in &encoders {
             let mut cfg = EncoderConfig::new(codec, size, args.fps, bitrate);
             cfg.hardware = false;
+            cfg.threads = args.threads;
             let mut enc = match open_encoder_from(&cfg, &[name]) {
                 Ok(e) => e,
                 Err(e) => {

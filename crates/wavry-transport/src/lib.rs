@@ -5,7 +5,9 @@
 //! - `socket`: batched, DSCP-marked UDP I/O and precise waits.
 //! - `udp`: a driver running a session on the calling thread.
 //! - `thread`: a session on a dedicated I/O thread, fed and drained through channels.
+//! - `priority`: a higher scheduling priority for the threads on the latency path.
 
+pub mod priority;
 pub mod session;
 pub mod socket;
 pub mod thread;

@@ -338,6 +338,7 @@ struct Worker {
 impl Worker {
     fn run(mut self) -> io::Result<()> {
         precise_timers();
+        crate::priority::raise_current_thread(crate::priority::Role::Io);
         let r = self.turns();
         self.publish_stats();
         let reason = match (&r, self.session.close_reason()) {

@@ -106,6 +106,12 @@ impl FfmpegEncoder {
         unsafe {
             let p = ctx.as_mut_ptr();
             set_rate(p, cfg.bitrate, vbv);
+            if family == Family::X264 {
+                // libx264 takes its thread count from here (FFmpeg's default is 1; the ffmpeg
+                // CLI asks for "auto"). With zerolatency they are slice threads: one frame in,
+                // one out, its slices encoded in parallel.
+                (*p).thread_count = cfg.threads.max(1) as i32;
+            }
             if family == Family::SvtAv1 {
                 // SVT-AV1 rejects a max rate equal to the target and buffers under 20 ms; its
                 // CBR mode keeps to the target by itself.

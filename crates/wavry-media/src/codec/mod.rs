@@ -51,6 +51,10 @@ pub struct EncoderConfig {
     pub intra_refresh: bool,
     /// Try hardware encoders before software ones.
     pub hardware: bool,
+    /// Threads of a software H.264 encoder (libx264): each frame is cut into this many slices
+    /// encoded side by side, so a frame's encode time, not only throughput, shrinks; 1 = one
+    /// thread, one slice. Other encoders choose their own threading.
+    pub threads: usize,
 }
 
 impl EncoderConfig {
@@ -62,6 +66,7 @@ impl EncoderConfig {
             bitrate,
             intra_refresh: false,
             hardware: true,
+            threads: 2,
         }
     }
 
