@@ -107,6 +107,12 @@ pub fn plot_latency(runs: &[Measured], title: &str, path: &Path) -> Result<(), P
             .y_desc("fraction at or below")
             .label_style((FONT, 14))
             .draw()?;
+        let most = runs
+            .iter()
+            .filter(|r| r.path == net)
+            .map(|r| r.latency.frame_ms.len())
+            .max()
+            .unwrap_or(0);
         for r in runs
             .iter()
             .filter(|r| r.path == net && !values(r).is_empty())
@@ -116,7 +122,16 @@ pub fn plot_latency(runs: &[Measured], title: &str, path: &Path) -> Result<(), P
                 .position(|s| *s == (r.width, r.height))
                 .unwrap_or(0);
             let c = colour(r.pipeline, shade);
-            let label = format!("{} {}x{}", r.pipeline, r.width, r.height);
+            // A pipeline that showed garbage, or little, says so: its curve alone looks fine.
+            let shown = r.latency.frame_ms.len();
+            let label = if r.latency.corrupt > 0 || 2 * shown < most {
+                format!(
+                    "{} {}x{}: {shown} values, {} corrupt",
+                    r.pipeline, r.width, r.height, r.latency.corrupt
+                )
+            } else {
+                format!("{} {}x{}", r.pipeline, r.width, r.height)
+            };
             chart
                 .draw_series(LineSeries::new(cdf(values(r)), c.stroke_width(2)))?
                 .label(label)
