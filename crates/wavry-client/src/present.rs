@@ -248,6 +248,28 @@ impl Presenter {
         }
     }
 
+    /// Show `pic` and keep it (not a copy) for redraws; returns a buffer to reuse.
+    pub(crate) fn present_owned(
+        &mut self,
+        pic: OwnedI420,
+        overlay_on: bool,
+        cursor_at: CursorAt,
+        events: &EventPump,
+    ) -> Result<OwnedI420, WindowError> {
+        match self {
+            Presenter::Gpu(g) => {
+                // The texture keeps the picture for redraws.
+                g.upload(&pic.view())?;
+                g.draw(overlay_on, cursor_at)?;
+                Ok(pic)
+            }
+            Presenter::Cpu(c) => {
+                c.draw(Some(&pic.view()), overlay_on, cursor_at, events)?;
+                Ok(c.last.replace(pic).unwrap_or_default())
+            }
+        }
+    }
+
     /// Draw the last picture again.
     pub(crate) fn redraw(
         &mut self,

@@ -398,17 +398,21 @@ pub fn run(mut session: SessionThread, mut opts: RunOptions) -> Result<RunSummar
                 if pic.is_none() && cursor_moved {
                     window.redraw()?;
                 }
-                if let Some(pic) = pic {
-                    window.present(&pic.pic.view())?;
+                if let Some(Picture { pic, decoded_at }) = pic {
+                    // The window keeps the picture for redraws and hands back another buffer.
+                    let spare = window.present_owned(pic)?;
                     let now = Instant::now();
                     let mut iv = lock(&shared.interval);
-                    if let Some(d) = pic.decoded_at {
+                    if let Some(d) = decoded_at {
                         iv.present.push(now - d);
                     }
                     iv.shown += 1;
                     drop(iv);
                     summary.frames_shown += 1;
-                    lock(&shared.mailbox).spare.push(pic);
+                    lock(&shared.mailbox).spare.push(Picture {
+                        pic: spare,
+                        decoded_at: None,
+                    });
                 }
             } else {
                 quit = window.handle(ev, &mut inputs)?;

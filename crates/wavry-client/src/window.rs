@@ -192,6 +192,22 @@ impl VideoWindow {
 
     /// Show `pic` now (scaled into the window, aspect kept) with the overlay if it is on.
     pub fn present(&mut self, pic: &I420<'_>) -> Result<(), WindowError> {
+        self.take_size(pic)?;
+        self.presenter
+            .present(pic, self.overlay_on, self.cursor_at, &self.events)
+    }
+
+    /// [`VideoWindow::present`] for a picture the caller gives away: the window keeps it for
+    /// redraws instead of copying it, and returns a picture buffer to reuse (the one it
+    /// held before, or `pic` itself when it needs none).
+    pub(crate) fn present_owned(&mut self, pic: OwnedI420) -> Result<OwnedI420, WindowError> {
+        self.take_size(&pic.view())?;
+        self.presenter
+            .present_owned(pic, self.overlay_on, self.cursor_at, &self.events)
+    }
+
+    /// Check a picture's planes and follow its size (for mapping pointer positions).
+    fn take_size(&mut self, pic: &I420<'_>) -> Result<(), WindowError> {
         if !pic.check() {
             return Err(WindowError::Planes(pic.width, pic.height));
         }
@@ -199,8 +215,7 @@ impl VideoWindow {
             self.video_size = Some((pic.width, pic.height));
             self.input.set_video_size(pic.width, pic.height);
         }
-        self.presenter
-            .present(pic, self.overlay_on, self.cursor_at, &self.events)
+        Ok(())
     }
 
     /// Draw the last picture again (after a resize or an overlay change).
