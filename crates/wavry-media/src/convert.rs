@@ -375,7 +375,7 @@ impl Helper {
         self.shared.cv.notify_all();
         let wait = Wait(&self.shared);
         let r_top = top.convert();
-        let r_bottom = wait.done();
+        let r_bottom = wait.finish();
         r_top?;
         r_bottom
     }
@@ -387,15 +387,35 @@ impl Shared {
     }
 }
 
-/// Waits for the helper's Done (on `done` or on drop, so an unwinding caller cannot leave the
-/// helper writing into freed planes).
+/// Ends the helper's part of a conversion: takes the bottom band back if the helper has not
+/// started it, else waits for its Done (on `finish` or on drop, so an unwinding caller cannot
+/// leave the helper writing into freed planes).
 struct Wait<'a>(&'a Shared);
 
 impl Wait<'_> {
-    fn done(self) -> Result<(), ConvertError> {
+    /// The bottom band's result. When the helper has not started it yet (its core is busy:
+    /// on a loaded machine a woken thread can wait milliseconds for a CPU), the caller
+    /// converts it itself rather than wait.
+    fn finish(self) -> Result<(), ConvertError> {
+        if let Some(band) = self.reclaim() {
+            // The helper never saw the band: nothing to wait for, also if this panics.
+            std::mem::forget(self);
+            return band.convert().map_err(ConvertError::from);
+        }
         let r = self.wait();
         std::mem::forget(self);
         r
+    }
+
+    fn reclaim(&self) -> Option<Band<'static>> {
+        let mut slot = self.0.lock();
+        match std::mem::replace(&mut *slot, Slot::Empty) {
+            Slot::Job(band) => Some(band),
+            other => {
+                *slot = other;
+                None
+            }
+        }
     }
 
     fn wait(&self) -> Result<(), ConvertError> {
@@ -412,7 +432,9 @@ impl Wait<'_> {
 
 impl Drop for Wait<'_> {
     fn drop(&mut self) {
-        let _ = self.wait();
+        if self.reclaim().is_none() {
+            let _ = self.wait();
+        }
     }
 }
 
@@ -581,4 +603,43 @@ pub fn reference_i420(src: &BgraView<'_>) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         }
     }
     (y_plane, u_plane, v_plane)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A helper whose thread never comes: every bottom band it is given stays in its slot.
+    fn absent_helper() -> Helper {
+        Helper {
+            shared: Arc::new(Shared {
+                slot: Mutex::new(Slot::Empty),
+                cv: Condvar::new(),
+            }),
+            thread: None,
+        }
+    }
+
+    #[test]
+    fn a_band_the_helper_never_starts_is_converted_by_the_caller() {
+        ffmpeg::init().unwrap();
+        let size = PixelSize::new(64, 48);
+        let bgra: Vec<u8> = (0..64 * 48 * 4).map(|i| (i * 7 % 251) as u8).collect();
+        let src = BgraView::new(&bgra, size, 64 * 4, Instant::now()).unwrap();
+        let (mut one, mut two) = (
+            YuvFrame::new(YuvLayout::I420, size),
+            YuvFrame::new(YuvLayout::I420, size),
+        );
+        convert(&src, &mut one).unwrap();
+        let helper = absent_helper();
+        convert_with(&src, &mut two, Some(&helper)).unwrap();
+        assert!(
+            matches!(*helper.shared.lock(), Slot::Empty),
+            "the band was taken back"
+        );
+        for i in 0..3 {
+            assert_eq!(one.plane(i), two.plane(i), "plane {i}");
+        }
+    }
 }
