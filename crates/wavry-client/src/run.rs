@@ -239,21 +239,10 @@ fn decode_loop(
                     tracing::warn!("decoder gave NV12 pictures; only I420 is shown for now");
                     continue;
                 }
+                // A reference to the decoder's picture, not a copy: the decoder writes the
+                // next one elsewhere.
                 let mut out = lock(&shared.mailbox).spare.pop().unwrap_or_default();
-                out.pic.width = pic.size().width;
-                out.pic.height = pic.size().height;
-                for i in 0..3 {
-                    let (data, stride) = pic.plane(i);
-                    let rows = if i == 0 {
-                        out.pic.height as usize
-                    } else {
-                        out.pic.height.div_ceil(2) as usize
-                    };
-                    let n = (stride * rows).min(data.len());
-                    out.pic.planes[i].0.clear();
-                    out.pic.planes[i].0.extend_from_slice(&data[..n]);
-                    out.pic.planes[i].1 = stride;
-                }
+                out.pic.share(pic);
                 let now = Instant::now();
                 out.decoded_at = Some(now);
                 shared.decoded.fetch_add(1, Ordering::Relaxed);

@@ -17,6 +17,7 @@ use sdl2::{EventPump, EventSubsystem, GameControllerSubsystem, Sdl};
 use std::collections::HashMap;
 use thiserror::Error;
 use wavry_input::InputEvent;
+use wavry_media::convert::YuvFrame;
 
 #[derive(Debug, Error)]
 pub enum WindowError {
@@ -66,18 +67,21 @@ impl I420<'_> {
     }
 }
 
-/// An I420 picture with buffers of its own, reused from picture to picture (the decode
-/// mailbox's, and the cpu presentation path's copy for redraws).
+/// An I420 picture the holder owns: a decoder's picture shared by reference (the decode
+/// mailbox's), or a copy in buffers of its own, reused from picture to picture (the cpu
+/// presentation path's copy for redraws of a picture it was only lent).
 #[derive(Default)]
 pub(crate) struct OwnedI420 {
-    pub(crate) width: u32,
-    pub(crate) height: u32,
-    /// Y, U, V: bytes and stride.
-    pub(crate) planes: [(Vec<u8>, usize); 3],
+    width: u32,
+    height: u32,
+    /// Y, U, V: bytes and stride, when `shared` is `None`.
+    planes: [(Vec<u8>, usize); 3],
+    shared: Option<YuvFrame>,
 }
 
 impl OwnedI420 {
     pub(crate) fn copy_from(&mut self, pic: &I420<'_>) {
+        self.shared = None;
         self.width = pic.width;
         self.height = pic.height;
         for (dst, src) in self.planes.iter_mut().zip([pic.y, pic.u, pic.v]) {
@@ -87,10 +91,23 @@ impl OwnedI420 {
         }
     }
 
+    /// Hold `pic` (an I420 decoder output) by reference: no copy.
+    pub(crate) fn share(&mut self, pic: &YuvFrame) {
+        self.width = pic.size().width;
+        self.height = pic.size().height;
+        self.shared = Some(pic.share());
+    }
+
     pub(crate) fn view(&self) -> I420<'_> {
-        let p = |i: usize| Plane {
-            data: &self.planes[i].0,
-            stride: self.planes[i].1,
+        let p = |i: usize| match &self.shared {
+            Some(f) => {
+                let (data, stride) = f.plane(i);
+                Plane { data, stride }
+            }
+            None => Plane {
+                data: &self.planes[i].0,
+                stride: self.planes[i].1,
+            },
         };
         I420 {
             width: self.width,

@@ -108,6 +108,22 @@ impl YuvFrame {
         }
     }
 
+    /// Another reference to the same planes, without a copy: FFmpeg's planes are
+    /// reference-counted, and a decoder never writes into a picture it has handed out, so
+    /// this stays valid (and unchanged) after the decoder moves on to the next one.
+    pub fn share(&self) -> YuvFrame {
+        let mut frame = ffmpeg::frame::Video::empty();
+        // SAFETY: `frame` is a fresh, empty AVFrame and `self.frame` a valid one.
+        let r = unsafe { ffmpeg::ffi::av_frame_ref(frame.as_mut_ptr(), self.frame.as_ptr()) };
+        // Fails only when out of memory, like any allocation: treat it the same way.
+        assert!(r >= 0, "av_frame_ref: out of memory ({r})");
+        YuvFrame {
+            frame,
+            layout: self.layout,
+            size: self.size,
+        }
+    }
+
     /// Take layout and size from the FFmpeg frame after a decoder wrote into it; false when
     /// its pixel format is not a 4:2:0 layout we know.
     pub(crate) fn refresh(&mut self) -> bool {
@@ -142,8 +158,9 @@ impl YuvFrame {
         (self.frame.data(i), self.frame.stride(i))
     }
 
-    /// Whether no codec still holds a reference to the planes (only then may they be written).
-    fn writable(&mut self) -> bool {
+    /// Whether nothing else (a codec, a [`YuvFrame::share`]) still holds a reference to the
+    /// planes: only then may they be written.
+    pub(crate) fn writable(&mut self) -> bool {
         // SAFETY: the pointer is a valid AVFrame owned by `self.frame`.
         unsafe { ffmpeg::ffi::av_frame_is_writable(self.frame.as_mut_ptr()) != 0 }
     }

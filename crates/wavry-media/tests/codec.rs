@@ -474,3 +474,57 @@ fn x264_intra_refresh() {
         "a frame of {max} B on a budget of {budget} B"
     );
 }
+
+/// A decoded picture held with `YuvFrame::share` stays as it was while the decoder goes on to
+/// the next pictures (the client keeps one to show while the next decodes).
+fn shared_pictures_survive_the_next_decodes(dec: &mut dyn VideoDecoder) {
+    let mut enc = open_encoder_from(&software(Codec::H264), &["libx264"]).expect("libx264");
+    let pool = FramePool::new(YuvLayout::I420, SIZE, FramePool::DEFAULT_FRAMES);
+    let mut pattern = Pattern::new(SIZE);
+    let mut held = None;
+    for i in 0..4u32 {
+        pattern.draw(i * 7);
+        let mut frame = pool
+            .convert(&pattern.view(), i64::from(i))
+            .unwrap()
+            .unwrap();
+        enc.send(&mut frame).unwrap();
+        let mut pkt = EncodedPacket::default();
+        assert!(enc.receive(&mut pkt).unwrap());
+        dec.send(&pkt.data, pkt.pts).unwrap();
+        let pic = dec.receive().unwrap().expect("a picture");
+        if i == 1 {
+            held = Some((pic.share(), planes(pic)));
+        } else if let Some((shared, copy)) = &held {
+            assert!(
+                planes(pic) != *copy,
+                "frame {i} looks like frame 1: a weak test"
+            );
+            assert!(
+                planes(shared) == *copy,
+                "{}: frame 1 changed under its holder",
+                dec.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn h264_shared_pictures_survive_the_next_decodes() {
+    if !have_encoder("libx264") {
+        return;
+    }
+    let mut dec = open_decoder(&DecoderConfig {
+        hardware: false,
+        ..DecoderConfig::new(Codec::H264)
+    })
+    .unwrap();
+    shared_pictures_survive_the_next_decodes(dec.as_mut());
+}
+
+#[cfg(feature = "openh264")]
+#[test]
+fn openh264_shared_pictures_survive_the_next_decodes() {
+    let mut dec = wavry_media::codec::open_openh264_decoder().expect("openh264 decoder");
+    shared_pictures_survive_the_next_decodes(dec.as_mut());
+}

@@ -147,11 +147,18 @@ impl VideoDecoder for OpenH264Decoder {
         };
         let (w, h) = pic.dimensions();
         let size = PixelSize::new(w as u32, h as u32);
-        // Reallocate only when the stream's size changes.
-        let out = match &mut self.out {
-            Some(f) if f.size() == size => f,
-            slot => slot.insert(YuvFrame::new(YuvLayout::I420, size)),
-        };
+        // Reallocate only when the stream's size changes, or when the last picture is still
+        // shared (`YuvFrame::share`): a picture handed out is never written again.
+        if !self
+            .out
+            .as_mut()
+            .is_some_and(|f| f.size() == size && f.writable())
+        {
+            self.out = None;
+        }
+        let out = self
+            .out
+            .get_or_insert_with(|| YuvFrame::new(YuvLayout::I420, size));
         let (sy, su, sv) = pic.strides();
         let src = [(pic.y(), sy), (pic.u(), su), (pic.v(), sv)];
         for (i, (plane, stride)) in src.into_iter().enumerate() {
