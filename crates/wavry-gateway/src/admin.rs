@@ -135,7 +135,7 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     get,
     path = "/admin/api/overview",
     tag = "admin",
-    responses((status = 200, body = Overview), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 200, body = Overview), crate::error::ClientError),
     security(("admin" = []))
 )]
 async fn overview(State(st): State<AppState>, _: Admin) -> Result<Json<Overview>, ApiError> {
@@ -158,7 +158,7 @@ async fn overview(State(st): State<AppState>, _: Admin) -> Result<Json<Overview>
     get,
     path = "/metrics",
     tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), crate::error::ClientError),
     security(("admin" = []))
 )]
 async fn metrics(State(st): State<AppState>, _: Admin) -> Result<Response, ApiError> {
@@ -189,7 +189,7 @@ struct UsersQuery {
     path = "/admin/api/users",
     tag = "admin",
     params(("q" = Option<String>, Query, description = "part of the email"), ("limit" = Option<i64>, Query, description = "1-1000, default 100")),
-    responses((status = 200, body = UserList), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 200, body = UserList), crate::error::ClientError),
     security(("admin" = []))
 )]
 async fn users(
@@ -209,7 +209,7 @@ async fn users(
     path = "/admin/api/sessions/revoke",
     tag = "admin",
     request_body = RevokeRequest,
-    responses((status = 200, body = RevokeResponse), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 200, body = RevokeResponse), crate::error::ClientError),
     security(("admin" = []))
 )]
 async fn revoke(
@@ -276,7 +276,7 @@ async fn target_user(
     path = "/admin/api/ban",
     tag = "admin",
     request_body = BanRequest,
-    responses((status = 200, body = BanInfo), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 200, body = BanInfo), crate::error::ClientError),
     security(("admin" = []))
 )]
 async fn ban(
@@ -331,7 +331,7 @@ async fn ban(
     path = "/admin/api/unban",
     tag = "admin",
     request_body = UnbanRequest,
-    responses((status = 204, description = "lifted"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 204, description = "lifted"), crate::error::ClientError),
     security(("admin" = []))
 )]
 async fn unban(
@@ -366,7 +366,7 @@ struct AuditQuery {
     path = "/admin/api/audit",
     tag = "admin",
     params(("limit" = Option<i64>, Query), ("before_ms" = Option<i64>, Query), ("action" = Option<String>, Query)),
-    responses((status = 200, body = AuditList), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 200, body = AuditList), crate::error::ClientError),
     security(("admin" = []))
 )]
 async fn audit_log(
@@ -396,7 +396,7 @@ struct AnalyticsQuery {
     path = "/admin/api/analytics",
     tag = "admin",
     params(("days" = Option<i64>, Query, description = "1-366, default 14")),
-    responses((status = 200, body = Analytics), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 200, body = Analytics), crate::error::ClientError),
     security(("admin" = []))
 )]
 async fn analytics(

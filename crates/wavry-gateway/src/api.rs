@@ -360,7 +360,7 @@ pub(crate) fn random_failed(e: getrandom::Error) -> ApiError {
     get,
     path = "/healthz",
     tag = "operations",
-    responses((status = 200, body = Health), (status = 503, description = "database unreachable", body = wavry_proto::account::ErrorBody), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody))
+    responses((status = 200, body = Health), (status = 503, description = "database unreachable", body = wavry_proto::account::ErrorBody), crate::error::ClientError)
 )]
 async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
     match db::ping(&st.db).await {
@@ -383,7 +383,7 @@ async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
     path = "/v1/accounts",
     tag = "accounts",
     request_body = RegisterRequest,
-    responses((status = 201, body = AccountInfo), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody))
+    responses((status = 201, body = AccountInfo), crate::error::ClientError)
 )]
 async fn register(
     State(st): State<AppState>,
@@ -437,7 +437,7 @@ async fn register(
     path = "/v1/auth/login",
     tag = "accounts",
     request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody))
+    responses((status = 200, body = LoginResponse), crate::error::ClientError)
 )]
 async fn login(
     State(st): State<AppState>,
@@ -607,7 +607,7 @@ async fn check_and_consume_totp(
     post,
     path = "/v1/auth/logout",
     tag = "accounts",
-    responses((status = 204, description = "the token stops working"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 204, description = "the token stops working"), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn logout(
@@ -629,7 +629,7 @@ async fn logout(
     get,
     path = "/v1/account",
     tag = "accounts",
-    responses((status = 200, body = AccountInfo), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 200, body = AccountInfo), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn account(State(st): State<AppState>, auth: Auth) -> Result<Json<AccountInfo>, ApiError> {
@@ -649,7 +649,7 @@ async fn account(State(st): State<AppState>, auth: Auth) -> Result<Json<AccountI
     get,
     path = "/v1/sessions",
     tag = "accounts",
-    responses((status = 200, body = SessionList), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 200, body = SessionList), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn list_sessions(
@@ -681,7 +681,7 @@ async fn list_sessions(
     path = "/v1/sessions/{session_id}",
     tag = "accounts",
     params(("session_id" = String, Path, description = "a session of yours")),
-    responses((status = 204, description = "revoked"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 204, description = "revoked"), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn revoke_session(
@@ -712,7 +712,7 @@ async fn revoke_session(
     post,
     path = "/v1/account/totp/enroll",
     tag = "accounts",
-    responses((status = 200, body = TotpEnrollResponse), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 200, body = TotpEnrollResponse), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn totp_enroll(
@@ -755,7 +755,7 @@ fn totp_not_enabled(what: &str) -> ApiError {
     path = "/v1/account/totp/confirm",
     tag = "accounts",
     request_body = TotpCodeRequest,
-    responses((status = 204, description = "TOTP is on"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 204, description = "TOTP is on"), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn totp_confirm(
@@ -794,7 +794,7 @@ async fn totp_confirm(
     path = "/v1/account/totp/disable",
     tag = "accounts",
     request_body = TotpCodeRequest,
-    responses((status = 204, description = "TOTP is off"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 204, description = "TOTP is off"), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn totp_disable(

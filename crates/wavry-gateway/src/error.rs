@@ -37,6 +37,16 @@ pub enum HashError {
     Join(#[from] tokio::task::JoinError),
 }
 
+/// Every operation's client errors in the OpenAPI document: one line in each `responses(...)`.
+/// Never built: the derive reads only its field's type.
+#[allow(dead_code)]
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = "4XX",
+    description = "a client error (docs/GATEWAY.md, Errors)"
+)]
+pub struct ClientError(ErrorBody);
+
 /// One error answer: a status and an `ErrorBody`.
 #[derive(Debug)]
 pub struct ApiError {

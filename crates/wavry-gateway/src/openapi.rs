@@ -59,24 +59,19 @@ struct SecuritySchemes;
 
 impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let c = openapi.components.get_or_insert_with(Default::default);
-        c.add_security_scheme(
-            "session",
+        let bearer = |what: &str| {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("the token from POST /v1/auth/login"))
+                    .description(Some(what))
                     .build(),
-            ),
-        );
+            )
+        };
+        let c = openapi.components.get_or_insert_with(Default::default);
+        c.add_security_scheme("session", bearer("the token from POST /v1/auth/login"));
         c.add_security_scheme(
             "admin",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("ADMIN_PANEL_TOKEN (or the x-admin-token header)"))
-                    .build(),
-            ),
+            bearer("ADMIN_PANEL_TOKEN (or the x-admin-token header)"),
         );
         c.add_security_scheme(
             "admin_header",

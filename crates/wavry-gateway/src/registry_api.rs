@@ -68,7 +68,7 @@ fn device_info(d: DeviceRow) -> Result<DeviceInfo, ApiError> {
     path = "/v1/devices",
     tag = "devices",
     request_body = RegisterDeviceRequest,
-    responses((status = 201, body = DeviceInfo), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 201, body = DeviceInfo), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn register_device(
@@ -131,7 +131,7 @@ async fn register_device(
     get,
     path = "/v1/devices",
     tag = "devices",
-    responses((status = 200, body = DeviceList), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 200, body = DeviceList), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn list_devices(
@@ -156,7 +156,7 @@ fn path_id(p: Result<Path<String>, PathRejection>, what: &str) -> Result<String,
     path = "/v1/devices/{device_id}",
     tag = "devices",
     params(("device_id" = String, Path)),
-    responses((status = 204, description = "removed; its signaling socket is closed"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 204, description = "removed; its signaling socket is closed"), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn delete_device(
@@ -190,7 +190,7 @@ async fn own_host(st: &AppState, auth: &Auth, device_id: &str) -> Result<DeviceR
     path = "/v1/devices/{device_id}/shares",
     tag = "devices",
     params(("device_id" = String, Path, description = "one of your hosts")),
-    responses((status = 200, body = ShareList), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 200, body = ShareList), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn list_shares(
@@ -217,7 +217,7 @@ async fn list_shares(
     tag = "devices",
     request_body = ShareRequest,
     params(("device_id" = String, Path, description = "one of your hosts")),
-    responses((status = 201, body = ShareInfo), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 201, body = ShareInfo), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn add_share(
@@ -262,7 +262,7 @@ async fn add_share(
     path = "/v1/devices/{device_id}/shares/{user_id}",
     tag = "devices",
     params(("device_id" = String, Path), ("user_id" = String, Path)),
-    responses((status = 204, description = "unshared"), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 204, description = "unshared"), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn remove_share(
@@ -288,7 +288,7 @@ async fn remove_share(
     get,
     path = "/v1/hosts",
     tag = "devices",
-    responses((status = 200, body = HostList), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody)),
+    responses((status = 200, body = HostList), crate::error::ClientError),
     security(("session" = []))
 )]
 async fn list_hosts(State(st): State<AppState>, auth: Auth) -> Result<Json<HostList>, ApiError> {
@@ -321,7 +321,7 @@ async fn list_hosts(State(st): State<AppState>, auth: Auth) -> Result<Json<HostL
     get,
     path = "/v1/gateway/signing-key",
     tag = "devices",
-    responses((status = 200, body = SigningKeyInfo), (status = "4XX", description = "a client error (docs/GATEWAY.md, Errors)", body = wavry_proto::account::ErrorBody))
+    responses((status = 200, body = SigningKeyInfo), crate::error::ClientError)
 )]
 async fn signing_key(State(st): State<AppState>) -> Json<SigningKeyInfo> {
     let pk = st.signal.key.verifying_key();
