@@ -95,7 +95,10 @@ impl OwnedI420 {
     pub(crate) fn share(&mut self, pic: &YuvFrame) {
         self.width = pic.size().width;
         self.height = pic.size().height;
-        self.shared = Some(pic.share());
+        match &mut self.shared {
+            Some(f) => f.share_from(pic),
+            None => self.shared = Some(pic.share()),
+        }
     }
 
     pub(crate) fn view(&self) -> I420<'_> {

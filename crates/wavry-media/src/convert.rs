@@ -112,16 +112,28 @@ impl YuvFrame {
     /// reference-counted, and a decoder never writes into a picture it has handed out, so
     /// this stays valid (and unchanged) after the decoder moves on to the next one.
     pub fn share(&self) -> YuvFrame {
-        let mut frame = ffmpeg::frame::Video::empty();
-        // SAFETY: `frame` is a fresh, empty AVFrame and `self.frame` a valid one.
-        let r = unsafe { ffmpeg::ffi::av_frame_ref(frame.as_mut_ptr(), self.frame.as_ptr()) };
-        // Fails only when out of memory, like any allocation: treat it the same way.
-        assert!(r >= 0, "av_frame_ref: out of memory ({r})");
-        YuvFrame {
-            frame,
+        let mut shared = YuvFrame {
+            frame: ffmpeg::frame::Video::empty(),
             layout: self.layout,
             size: self.size,
-        }
+        };
+        shared.share_from(self);
+        shared
+    }
+
+    /// Make this frame another reference to `src`'s planes (dropping its own), reusing this
+    /// frame's FFmpeg structure: what a holder that takes a new picture each frame calls.
+    pub fn share_from(&mut self, src: &YuvFrame) {
+        // SAFETY: both are valid AVFrames; av_frame_ref wants an empty destination, which
+        // av_frame_unref makes.
+        let r = unsafe {
+            ffmpeg::ffi::av_frame_unref(self.frame.as_mut_ptr());
+            ffmpeg::ffi::av_frame_ref(self.frame.as_mut_ptr(), src.frame.as_ptr())
+        };
+        // Fails only when out of memory, like any allocation: treat it the same way.
+        assert!(r >= 0, "av_frame_ref: out of memory ({r})");
+        self.layout = src.layout;
+        self.size = src.size;
     }
 
     /// Take layout and size from the FFmpeg frame after a decoder wrote into it; false when

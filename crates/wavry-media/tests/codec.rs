@@ -482,6 +482,8 @@ fn shared_pictures_survive_the_next_decodes(dec: &mut dyn VideoDecoder) {
     let pool = FramePool::new(YuvLayout::I420, SIZE, FramePool::DEFAULT_FRAMES);
     let mut pattern = Pattern::new(SIZE);
     let mut held = None;
+    // A holder that takes each new picture in turn (`share_from`, reusing its frame).
+    let mut latest: Option<(wavry_media::YuvFrame, [Vec<u8>; 3])> = None;
     for i in 0..4u32 {
         pattern.draw(i * 7);
         let mut frame = pool
@@ -493,6 +495,13 @@ fn shared_pictures_survive_the_next_decodes(dec: &mut dyn VideoDecoder) {
         assert!(enc.receive(&mut pkt).unwrap());
         dec.send(&pkt.data, pkt.pts).unwrap();
         let pic = dec.receive().unwrap().expect("a picture");
+        match &mut latest {
+            Some((f, copy)) => {
+                f.share_from(pic);
+                *copy = planes(pic);
+            }
+            None => latest = Some((pic.share(), planes(pic))),
+        }
         if i == 1 {
             held = Some((pic.share(), planes(pic)));
         } else if let Some((shared, copy)) = &held {
@@ -507,6 +516,12 @@ fn shared_pictures_survive_the_next_decodes(dec: &mut dyn VideoDecoder) {
             );
         }
     }
+    let (f, copy) = latest.expect("pictures");
+    assert!(
+        planes(&f) == copy,
+        "{}: the last picture taken in turn",
+        dec.name()
+    );
 }
 
 #[test]
