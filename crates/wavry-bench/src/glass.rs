@@ -377,13 +377,11 @@ fn run_wavry(
                     width: w,
                     height: h,
                     overlay: false,
-                    report: Some({
-                        Box::new(move |s: &Snapshot| {
-                            if let Ok(mut v) = report_to.lock() {
-                                v.push(s.clone());
-                            }
-                        })
-                    }),
+                    report: Some(Box::new(move |s: &Snapshot| {
+                        if let Ok(mut v) = report_to.lock() {
+                            v.push(s.clone());
+                        }
+                    })),
                     duration: Some(run_for),
                     hardware_decode: false,
                     present,
