@@ -3,6 +3,7 @@
 # toolchain, and nothing that is already there. Safe to run again: quiet when all is present.
 #
 #   scripts/setup.sh           apt packages (and rustfmt/clippy if the toolchain lacks them)
+#   scripts/setup.sh --test    also cargo-nextest, the test runner of scripts/test.sh
 #   scripts/setup.sh --fuzz    also cargo-fuzz, for the fuzz targets under fuzz/
 set -euo pipefail
 
@@ -36,11 +37,13 @@ PACKAGES=(
 )
 
 FUZZ=0
+TEST=0
 for arg in "$@"; do
     case "$arg" in
     --fuzz) FUZZ=1 ;;
+    --test) TEST=1 ;;
     -h | --help)
-        sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -97,6 +100,12 @@ add_component() {
 }
 cargo fmt --version >/dev/null 2>&1 || add_component rustfmt
 cargo clippy --version >/dev/null 2>&1 || add_component clippy
+
+# --- cargo-nextest (only with --test): one process per test, per-test timeouts ---------------
+if [ "$TEST" -eq 1 ] && ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest (cargo install cargo-nextest --locked)"
+    cargo install cargo-nextest --locked
+fi
 
 # --- cargo-fuzz (only with --fuzz) -----------------------------------------------------------
 if [ "$FUZZ" -eq 1 ] && ! cargo fuzz --version >/dev/null 2>&1; then

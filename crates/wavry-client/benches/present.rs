@@ -27,7 +27,7 @@ fn run(w: u32, h: u32, frames: usize, mode: PresentMode) {
     let display = match VirtualDisplay::start(w, h) {
         Ok(d) => d,
         Err(e) => {
-            println!("SKIPPED: {e}");
+            wavry_testenv::skip(&e.to_string());
             return;
         }
     };
@@ -105,7 +105,11 @@ fn main() {
     let frames = std::env::var("WAVRY_BENCH_FRAMES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(if wavry_testenv::bench_is_test() {
+            10
+        } else {
+            300
+        });
     let modes = match std::env::var("WAVRY_PRESENT") {
         Ok(m) => vec![m.parse().expect("WAVRY_PRESENT: auto, gpu or cpu")],
         Err(_) => vec![PresentMode::Gpu, PresentMode::Cpu],

@@ -24,7 +24,7 @@ fn run(w: u32, h: u32, frames: usize) {
     let display = match VirtualDisplay::start(w, h) {
         Ok(d) => d,
         Err(e) => {
-            println!("SKIP: {e}");
+            wavry_testenv::skip(&e.to_string());
             return;
         }
     };
@@ -83,7 +83,11 @@ fn main() {
     let frames: usize = std::env::var("WAVRY_BENCH_FRAMES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(if wavry_testenv::bench_is_test() {
+            10
+        } else {
+            300
+        });
     run(1920, 1080, frames);
     run(1280, 720, frames);
 }

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # use wavry_media::testing::TestDisplay;
-//! let Some(display) = TestDisplay::start(640, 480) else { return }; // prints why it skipped
+//! let Some(display) = TestDisplay::start(640, 480) else { return }; // skipped (fails under CI)
 //! let conn = display.connect();
 //! display.paint(&conn, 0, 0, 100, 100, 0xff0000);
 //! ```
@@ -25,7 +25,8 @@ pub struct TestDisplay {
 
 impl TestDisplay {
     /// Start Xvfb with one `width`×`height` 24-bit screen on a free display number. Returns
-    /// `None`, after printing why, when Xvfb is not installed (the caller then skips).
+    /// `None` when Xvfb is not installed, after reporting the skip through `wavry_testenv`
+    /// (the caller then returns; under CI the test fails there instead).
     ///
     /// The screen can later shrink (and grow back) up to this size with
     /// [`set_resolution`](Self::set_resolution).
@@ -36,7 +37,7 @@ impl TestDisplay {
                 Some(Self { display, name })
             }
             Err(e @ DisplayError::Spawn(_)) => {
-                eprintln!("SKIP: {e}");
+                wavry_testenv::skip(&e.to_string());
                 None
             }
             Err(e) => panic!("{e}"),

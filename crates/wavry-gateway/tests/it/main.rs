@@ -1,0 +1,8 @@
+//! The gateway's integration tests, one binary: the HTTP API, signaling, the admin dashboard (in
+//! headless Chromium), the OpenAPI document, and several instances on one PostgreSQL.
+mod admin;
+mod common;
+mod http_api;
+mod openapi;
+mod scale_out;
+mod signaling;
