@@ -1,86 +1,33 @@
-//! The HTTP API (docs/GATEWAY.md): routes, handlers, and the extractors that turn every bad
-//! request into a JSON 4xx.
+//! Accounts (docs/GATEWAY.md): registration, login and logout, login sessions, and TOTP
+//! (enrol, confirm, disable). Every TOTP code check goes through `check_totp_code`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::Instant;
-
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{
-    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Request, State,
-};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
-use sqlx::AnyPool;
 use wavry_proto::account::{
-    AccountInfo, ErrorCode, Health, LoginRequest, LoginResponse, RegisterRequest, SessionInfo,
-    SessionList, TotpCodeRequest, TotpEnrollResponse, EMAIL_MAX_BYTES, PASSWORD_MAX_BYTES,
-    PASSWORD_MIN_CHARS,
+    AccountInfo, ErrorCode, LoginRequest, LoginResponse, RegisterRequest, SessionInfo, SessionList,
+    TotpCodeRequest, TotpEnrollResponse, PASSWORD_MAX_BYTES,
 };
 
 use crate::admin_db;
 use crate::audit::{self, Actor, Event};
-use crate::clock::Clock;
-use crate::config::Config;
 use crate::db;
-use crate::error::ApiError;
-use crate::metrics::{HttpLabels, RouteLabel};
-use crate::password::Hasher;
-use crate::throttle::{LoginThrottle, RateLimiter, ThrottleKey};
+use crate::error::{random_failed, ApiError};
+use crate::extract::{ApiJson, Auth, ClientIp};
+use crate::signal::bus::BusMessage;
+use crate::state::AppState;
+use crate::throttle::ThrottleKey;
 use crate::token;
 use crate::totp;
+use crate::validate::{check_new_password, normalize_email};
 
-/// A session's `last_used_at` is written at most this often (seconds): every request of a busy
-/// client would otherwise be a database write. The idle expiry is that much less precise.
-const TOUCH_INTERVAL_SECS: i64 = 60;
 /// Longest User-Agent kept with a session.
 const USER_AGENT_MAX: usize = 256;
 
-pub(crate) struct Inner {
-    pub db: AnyPool,
-    pub signal: crate::signal::Signaling,
-    pub metrics: crate::metrics::Metrics,
-    pub hasher: Hasher,
-    pub throttle: LoginThrottle,
-    pub register_limit: RateLimiter,
-    pub clock: Arc<dyn Clock>,
-    pub config: Config,
-}
-
-#[derive(Clone)]
-pub(crate) struct AppState(pub Arc<Inner>);
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl Inner {
-    fn idle_secs(&self) -> i64 {
-        i64::try_from(self.config.session_idle_ttl.as_secs()).unwrap_or(i64::MAX)
-    }
-    fn absolute_secs(&self) -> i64 {
-        i64::try_from(self.config.session_absolute_ttl.as_secs()).unwrap_or(i64::MAX)
-    }
-}
-
-pub(crate) fn router(state: AppState) -> Router {
-    let max_body = state.config.max_body_bytes;
-    let admin = if state.config.admin_token.is_some() {
-        crate::admin::routes()
-    } else {
-        Router::new()
-    };
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/openapi.json", get(openapi_json))
         .route("/v1/accounts", post(register))
         .route("/v1/auth/login", post(login))
         .route("/v1/auth/logout", post(logout))
@@ -90,293 +37,22 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/account/totp/disable", post(totp_disable))
         .route("/v1/sessions", get(list_sessions))
         .route("/v1/sessions/{session_id}", delete(revoke_session))
-        .merge(crate::registry_api::routes())
-        .route("/v1/signal", get(crate::signal::socket::upgrade))
-        .merge(admin)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            log_and_no_store,
-        ))
-        .with_state(state)
 }
 
-/// Log and count each request, and keep answers (tokens, TOTP secrets) out of every cache.
-async fn log_and_no_store(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |m| m.as_str())
-        .to_owned();
-    let start = Instant::now();
-    let mut resp = next.run(req).await;
-    st.metrics
-        .http_requests
-        .get_or_create(&HttpLabels {
-            method: method.to_string(),
-            route: route.clone(),
-            status: resp.status().as_u16(),
-        })
-        .inc();
-    st.metrics
-        .http_seconds
-        .get_or_create(&RouteLabel { route })
-        .observe(start.elapsed().as_secs_f64());
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    tracing::debug!(
-        %method,
-        path,
-        status = resp.status().as_u16(),
-        micros = start.elapsed().as_micros() as u64,
-        "request"
-    );
-    resp
-}
-
-async fn openapi_json() -> Response {
-    let mut resp = axum::response::IntoResponse::into_response(crate::openapi::json());
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("no such endpoint")
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::MethodNotAllowed,
-        "method not allowed on this endpoint",
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// Extractors
-// ---------------------------------------------------------------------------------------------
-
-/// `Json<T>` whose rejections are `ApiError`s: a clear 4xx for every malformed, mistyped,
-/// unknown-field, oversized or too slowly sent body.
-pub struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, st: &AppState) -> Result<Self, ApiError> {
-        // Only the reading is timed, never the handler: a request whose body has arrived runs
-        // to completion.
-        let read = Json::<T>::from_request(req, st);
-        match tokio::time::timeout(st.config.http.body_read_timeout, read).await {
-            Ok(Ok(Json(v))) => Ok(ApiJson(v)),
-            Ok(Err(r)) => Err(json_rejection(r)),
-            Err(_) => Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                ErrorCode::RequestTimeout,
-                "the request body did not arrive in time",
-            )),
-        }
-    }
-}
-
-fn json_rejection(r: JsonRejection) -> ApiError {
-    let text = r.body_text();
-    match r {
-        JsonRejection::JsonSyntaxError(_) => {
-            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::MalformedJson, text)
-        }
-        JsonRejection::JsonDataError(_) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::InvalidBody,
-            text,
-        ),
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::UnsupportedMediaType,
-            "expected Content-Type: application/json",
-        ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::BodyTooLarge,
-            "request body too large",
-        ),
-        other => {
-            // Whatever else (a body that broke off): the client's fault, never a 500.
-            let status = if other.status().is_client_error() {
-                other.status()
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            ApiError::new(status, ErrorCode::InvalidBody, text)
-        }
-    }
-}
-
-/// The client's address: the connection's, or behind a trusted proxy the one it forwarded.
-pub(crate) struct ClientIp(pub IpAddr);
-
-impl FromRequestParts<AppState> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ci| ci.0.ip())
-            // Served without connection info (a router used in-process): one shared bucket.
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let ip = crate::proxy::client_ip(peer, &parts.headers, &st.config.trusted_proxies);
-        Ok(ClientIp(ip))
-    }
-}
-
-/// A request made with a live session's bearer token.
-pub struct Auth {
-    pub user_id: String,
-    pub session_id: String,
-}
-
-impl FromRequestParts<AppState> for Auth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            })
-            .ok_or_else(ApiError::unauthorized)?;
-        authenticate(st, token).await
-    }
-}
-
-/// The live login session of bearer `token`; it counts as used now.
-pub(crate) async fn authenticate(st: &Inner, token: &str) -> Result<Auth, ApiError> {
-    if !token::looks_like_token(token) {
-        return Err(ApiError::unauthorized());
-    }
-    session_for_hash(st, &token::hash_token(token)).await
-}
-
-/// The live login session whose token hashes to `token_hash`; it counts as used now.
-pub(crate) async fn session_for_hash(st: &Inner, token_hash: &str) -> Result<Auth, ApiError> {
-    let now = st.clock.now_secs();
-    let session = db::session_by_token_hash(&st.db, token_hash, now)
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
-    if session.banned {
-        // A ban deletes the sessions; this covers a login that raced it.
-        db::delete_session(&st.db, &session.id).await?;
-        return Err(ApiError::banned());
-    }
-    if now >= session.expires_at || now >= session.last_used_at.saturating_add(st.idle_secs()) {
-        db::delete_session(&st.db, &session.id).await?;
-        return Err(ApiError::unauthorized());
-    }
-    if now - session.last_used_at >= TOUCH_INTERVAL_SECS {
-        db::touch_session(&st.db, &session.id, now).await?;
-    }
-    Ok(Auth {
-        user_id: session.user_id,
-        session_id: session.id,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Validation
-// ---------------------------------------------------------------------------------------------
-
-/// Trim and lower-case an address, and refuse what cannot be one. Lower-casing the local part
-/// is not what RFC 5321 says, but it is what people expect ("Ann@x" and "ann@x" are one
-/// person), and no mail provider in use distinguishes them.
-pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
-    let invalid = |why: &str| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::InvalidEmail,
-            format!("invalid email address: {why}"),
-        )
-    };
-    let email = raw.trim().to_lowercase();
-    if email.len() > EMAIL_MAX_BYTES {
-        return Err(invalid("too long"));
-    }
-    let Some((local, domain)) = email.split_once('@') else {
-        return Err(invalid("no '@'"));
-    };
-    if local.is_empty() || local.len() > 64 || domain.is_empty() {
-        return Err(invalid("empty or too long local part or domain"));
-    }
-    // ':' would break the otpauth:// label; the rest cannot appear unquoted in an address.
-    if email.chars().any(|c| {
-        c.is_whitespace() || c.is_control() || matches!(c, ':' | '<' | '>' | '"' | ',' | ';' | '\\')
-    }) || domain.contains('@')
-        || domain.starts_with('.')
-        || domain.ends_with('.')
-        || domain.contains("..")
-    {
-        return Err(invalid("unexpected character"));
-    }
-    Ok(email)
-}
-
-fn check_new_password(pw: &str) -> Result<(), ApiError> {
-    if pw.len() > PASSWORD_MAX_BYTES {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::PasswordTooLong,
-            format!("password longer than {PASSWORD_MAX_BYTES} bytes"),
-        ));
-    }
-    if pw.chars().count() < PASSWORD_MIN_CHARS {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::PasswordTooShort,
-            format!("password shorter than {PASSWORD_MIN_CHARS} characters"),
-        ));
-    }
-    Ok(())
-}
-
-pub(crate) fn random_failed(e: getrandom::Error) -> ApiError {
-    ApiError::internal(format_args!("random: {e}"))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Handlers
-// ---------------------------------------------------------------------------------------------
-
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "operations",
-    responses((status = 200, body = Health), (status = 503, description = "database unreachable", body = wavry_proto::account::ErrorBody), crate::error::ClientError)
-)]
-async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
-    match db::ping(&st.db).await {
-        Ok(()) => Ok(Json(Health {
-            status: "ok".into(),
-        })),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: database unreachable");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Busy,
-                "database unreachable",
-            ))
-        }
-    }
-}
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    register,
+    login,
+    logout,
+    account,
+    list_sessions,
+    revoke_session,
+    totp_enroll,
+    totp_confirm,
+    totp_disable,
+))]
+pub(crate) struct ApiDoc;
 
 #[utoipa::path(
     post,
@@ -413,7 +89,7 @@ async fn register(
     }
     tracing::info!(user_id = %id, "account registered");
     if let Some(bus) = &st.signal.bus {
-        bus.publish(crate::signal::bus::BusMessage::Registered { ip });
+        bus.publish(BusMessage::Registered { ip });
     }
     st.metrics.registrations.inc();
     audit::record(
@@ -827,43 +503,4 @@ async fn totp_disable(
     tracing::info!(user_id = %auth.user_id, "TOTP disabled");
     audit::record(&st, Event::new(Actor::User(&auth.user_id), "totp.disabled")).await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn emails_are_normalised_and_checked() {
-        assert_eq!(
-            normalize_email("  Ann@Example.COM \n").unwrap(),
-            "ann@example.com"
-        );
-        for bad in [
-            "",
-            "ann",
-            "@x.org",
-            "ann@",
-            "a b@x.org",
-            "a@b@c",
-            "ann@x..org",
-            "ann@.x",
-            "a:b@x.org",
-            "a\u{0}@x.org",
-        ] {
-            assert!(normalize_email(bad).is_err(), "{bad:?}");
-        }
-        let long = format!("{}@x.org", "a".repeat(250));
-        assert!(normalize_email(&long).is_err());
-    }
-
-    #[test]
-    fn password_bounds() {
-        assert!(check_new_password("1234567").is_err());
-        assert!(check_new_password("12345678").is_ok());
-        // Characters, not bytes: 8 two-byte characters are fine.
-        assert!(check_new_password("éééééééé").is_ok());
-        assert!(check_new_password(&"x".repeat(1024)).is_ok());
-        assert!(check_new_password(&"x".repeat(1025)).is_err());
-    }
 }
