@@ -1,5 +1,7 @@
 //! Accounts (docs/GATEWAY.md): registration, login and logout, login sessions, and TOTP
-//! (enrol, confirm, disable). Every TOTP code check goes through `check_totp_code`.
+//! (enrol, confirm, disable). Every TOTP code check goes through `use_totp_code`.
+
+use std::net::IpAddr;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -18,7 +20,7 @@ use crate::error::{random_failed, ApiError};
 use crate::extract::{ApiJson, Auth, ClientIp};
 use crate::signal::bus::BusMessage;
 use crate::state::AppState;
-use crate::throttle::ThrottleKey;
+use crate::throttle::{Attempt, ThrottleKey};
 use crate::token;
 use crate::totp;
 use crate::validate::{check_new_password, normalize_email};
@@ -193,26 +195,20 @@ async fn login(
         ));
     }
 
-    if let Some(secret) = &user.totp_secret {
-        let Some(code) = req.totp_code.as_deref() else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::TotpRequired,
-                "this account needs a TOTP code (totp_code)",
-            ));
-        };
-        if !check_and_consume_totp(&st, &user.id, secret, code).await? {
-            attempt.failed(st.clock.now_ms());
-            tracing::info!(user_id = %user.id, %ip, "login failed: TOTP code");
-            let e = Event::new(Actor::Anonymous, "login.failed")
-                .target(&email)
-                .ip(ip);
-            audit::record(&st, e.detail("wrong TOTP code")).await;
-            st.metrics.login("failed");
-            return Err(ApiError::invalid_totp());
+    match &user.totp_secret {
+        Some(secret) => {
+            let Some(code) = req.totp_code.as_deref() else {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::TotpRequired,
+                    "this account needs a TOTP code (totp_code)",
+                ));
+            };
+            let login = TotpUse::Login { email: &email, ip };
+            use_totp_code(&st, attempt, &account_key, &user.id, secret, code, login).await?;
         }
+        None => attempt.succeeded(&account_key, st.clock.now_ms()),
     }
-    attempt.succeeded(&account_key, st.clock.now_ms());
 
     if st.hasher.needs_rehash(&user.password_hash) {
         // Move the stored hash to the configured cost while we hold the password. Failing
@@ -264,19 +260,71 @@ async fn login(
     }))
 }
 
-/// Whether `code` is a current code of `secret` not used before; if so it is now used.
-async fn check_and_consume_totp(
+/// What a TOTP code is checked for: each use consumes the code its own way.
+#[derive(Clone, Copy)]
+enum TotpUse<'a> {
+    /// Turn the pending secret on (`POST /v1/account/totp/confirm`).
+    Enable,
+    /// Turn TOTP off (`POST /v1/account/totp/disable`).
+    Disable,
+    /// The second factor of a login to `email` from `ip`.
+    Login { email: &'a str, ip: IpAddr },
+}
+
+/// Check one TOTP code of `user_id` against `secret`, in the one order that keeps a million
+/// codes from being guessable or a code from working twice:
+///
+/// 1. throttle: `attempt` is begun before anything else (there is no `Attempt` without
+///    `LoginThrottle::begin`, so the caller cannot skip it);
+/// 2. check: `code` is a code of `secret` in a step around now;
+/// 3. consume: one conditional UPDATE marks its step used (turning TOTP on or off with it),
+///    so a code used before, or raced by a second request, is rejected like a wrong one;
+/// 4. record: the attempt fails (toward a lockout, on every instance) or succeeds, forgetting
+///    `clear`'s failures;
+/// 5. audit: TOTP turned on or off, or the failed login.
+///
+/// An error before step 4 (the database) drops the attempt: counted as neither.
+async fn use_totp_code(
     st: &AppState,
+    attempt: Attempt<'_>,
+    clear: &ThrottleKey,
     user_id: &str,
     secret: &str,
     code: &str,
-) -> Result<bool, ApiError> {
+    purpose: TotpUse<'_>,
+) -> Result<(), ApiError> {
     let step =
         totp::matching_step(secret, code, st.clock.now_secs()).map_err(ApiError::internal)?;
-    match step {
-        Some(step) => Ok(db::consume_totp_step(&st.db, user_id, secret, step).await?),
-        None => Ok(false),
+    let consumed = match step {
+        None => false,
+        Some(step) => match purpose {
+            TotpUse::Enable => db::confirm_totp(&st.db, user_id, secret, step).await?,
+            TotpUse::Disable => db::disable_totp(&st.db, user_id, secret, step).await?,
+            TotpUse::Login { .. } => db::consume_totp_step(&st.db, user_id, secret, step).await?,
+        },
+    };
+    if !consumed {
+        attempt.failed(st.clock.now_ms());
+        if let TotpUse::Login { email, ip } = purpose {
+            tracing::info!(user_id = %user_id, %ip, "login failed: TOTP code");
+            let e = Event::new(Actor::Anonymous, "login.failed")
+                .target(email)
+                .ip(ip);
+            audit::record(st, e.detail("wrong TOTP code")).await;
+            st.metrics.login("failed");
+        }
+        return Err(ApiError::invalid_totp());
     }
+    attempt.succeeded(clear, st.clock.now_ms());
+    let (action, what) = match purpose {
+        TotpUse::Enable => ("totp.enabled", "TOTP enabled"),
+        TotpUse::Disable => ("totp.disabled", "TOTP disabled"),
+        // The login goes on; it is audited once its session exists.
+        TotpUse::Login { .. } => return Ok(()),
+    };
+    tracing::info!(user_id = %user_id, "{what}");
+    audit::record(st, Event::new(Actor::User(user_id), action)).await;
+    Ok(())
 }
 
 #[utoipa::path(
@@ -449,19 +497,17 @@ async fn totp_confirm(
             "no TOTP enrolment pending (POST /v1/account/totp/enroll)",
         ));
     };
-    let step =
-        totp::matching_step(&secret, &req.code, st.clock.now_secs()).map_err(ApiError::internal)?;
-    let confirmed = match step {
-        Some(step) => db::confirm_totp(&st.db, &auth.user_id, &secret, step).await?,
-        None => false,
-    };
-    if !confirmed {
-        attempt.failed(st.clock.now_ms());
-        return Err(ApiError::invalid_totp());
-    }
-    attempt.succeeded(&key, st.clock.now_ms());
-    tracing::info!(user_id = %auth.user_id, "TOTP enabled");
-    audit::record(&st, Event::new(Actor::User(&auth.user_id), "totp.enabled")).await;
+    let enable = TotpUse::Enable;
+    use_totp_code(
+        &st,
+        attempt,
+        &key,
+        &auth.user_id,
+        &secret,
+        &req.code,
+        enable,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -489,18 +535,16 @@ async fn totp_disable(
     let Some(secret) = user.totp_secret else {
         return Err(totp_not_enabled("TOTP is not enabled"));
     };
-    let step =
-        totp::matching_step(&secret, &req.code, st.clock.now_secs()).map_err(ApiError::internal)?;
-    let disabled = match step {
-        Some(step) => db::disable_totp(&st.db, &auth.user_id, &secret, step).await?,
-        None => false,
-    };
-    if !disabled {
-        attempt.failed(st.clock.now_ms());
-        return Err(ApiError::invalid_totp());
-    }
-    attempt.succeeded(&key, st.clock.now_ms());
-    tracing::info!(user_id = %auth.user_id, "TOTP disabled");
-    audit::record(&st, Event::new(Actor::User(&auth.user_id), "totp.disabled")).await;
+    let disable = TotpUse::Disable;
+    use_totp_code(
+        &st,
+        attempt,
+        &key,
+        &auth.user_id,
+        &secret,
+        &req.code,
+        disable,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
