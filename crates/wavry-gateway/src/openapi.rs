@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document of the gateway's HTTP API, generated from the handlers'
 //! annotations and the wavry-proto types; served at `/openapi.json` and kept in
-//! docs/openapi.json (a test fails when the two differ).
+//! docs/openapi.json (a test fails when the two differ). Each feature module describes its own
+//! operations (its `ApiDoc`); this module adds what they share and merges them.
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;

@@ -1,5 +1,9 @@
 //! Signaling (docs/SIGNALING.md): the hub that routes messages between connected devices,
 //! the WebSocket each device speaks it over, and the gateway key host records are signed with.
+//!
+//! `Signaling` is part of the application state, so it and the hub and bus take what they need
+//! (the database, the clock, the throttles) as arguments, never the state itself; only
+//! `socket`, the HTTP endpoint, sits above the state.
 
 pub mod bus;
 pub mod hub;

@@ -1,5 +1,6 @@
 //! One signaling WebSocket: `hello` and authentication, then a loop that sends what the hub
-//! queues for the device and handles what the device sends (docs/SIGNALING.md).
+//! queues for the device and handles what the device sends (docs/SIGNALING.md). Its route
+//! and OpenAPI part are signaling's share of the HTTP API.
 
 use std::time::Duration;
 
