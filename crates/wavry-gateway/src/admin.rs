@@ -1,18 +1,13 @@
 //! The admin dashboard and API (docs/ADMIN.md), served only when an admin token of at least
 //! 32 characters is configured (`ADMIN_PANEL_TOKEN`).
 
-use std::net::IpAddr;
-
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Query, State};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq as _;
 use wavry_proto::account::ErrorCode;
 use wavry_proto::admin::{
     Analytics, AuditList, BanInfo, BanRequest, DayStats, Overview, RevokeRequest, RevokeResponse,
@@ -21,12 +16,13 @@ use wavry_proto::admin::{
 use wavry_proto::signal::SignalCode;
 
 use crate::admin_db;
-use crate::api::{normalize_email, ApiJson, AppState, ClientIp};
 use crate::audit::{self, Actor, Event};
 use crate::db;
 use crate::error::ApiError;
+use crate::extract::{Admin, ApiJson};
 use crate::signal::bus::KickTarget;
-use crate::throttle::ThrottleKey;
+use crate::state::AppState;
+use crate::validate::normalize_email;
 
 /// Fewest characters an admin token may have.
 pub const ADMIN_TOKEN_MIN_CHARS: usize = 32;
@@ -53,6 +49,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(overview, users, revoke, ban, unban, audit_log, analytics, metrics))]
+pub(crate) struct ApiDoc;
+
 async fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut resp = body.into_response();
     let h = resp.headers_mut();
@@ -70,55 +71,6 @@ async fn asset(body: &'static str, content_type: &'static str) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     resp
-}
-
-/// A request carrying the admin token (`Authorization: Bearer` or `x-admin-token`).
-pub struct Admin {
-    ip: IpAddr,
-}
-
-fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    if let Some(t) = headers.get("x-admin-token").and_then(|v| v.to_str().ok()) {
-        return Some(t.trim());
-    }
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        })
-}
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
-        let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, st).await;
-        let Some(expected) = st.config.admin_token.as_ref().map(|t| t.expose()) else {
-            return Err(ApiError::not_found("no such endpoint"));
-        };
-        let key = ThrottleKey::ip(ip);
-        let attempt = st
-            .throttle
-            .begin(&[&key], st.clock.now_ms())
-            .map_err(ApiError::too_many_attempts)?;
-        // Hashing both sides makes the comparison constant-time whatever the lengths.
-        let given = presented_token(&parts.headers).unwrap_or("");
-        let ok: bool = Sha256::digest(given.as_bytes())
-            .ct_eq(&Sha256::digest(expected.as_bytes()))
-            .into();
-        if !ok {
-            attempt.failed(st.clock.now_ms());
-            audit::record(st, Event::new(Actor::Anonymous, "admin.auth_failed").ip(ip)).await;
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthorized,
-                "missing or wrong admin token",
-            ));
-        }
-        Ok(Admin { ip })
-    }
 }
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -480,18 +432,5 @@ mod tests {
         assert_eq!(civil_date(20_833), "2027-01-15");
         assert_eq!(civil_date(11_016), "2000-02-29");
         assert_eq!(civil_date(-1), "1969-12-31");
-    }
-
-    #[test]
-    fn token_from_either_header() {
-        let mut h = HeaderMap::new();
-        assert_eq!(presented_token(&h), None);
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer abc"),
-        );
-        assert_eq!(presented_token(&h), Some("abc"));
-        h.insert("x-admin-token", HeaderValue::from_static("xyz"));
-        assert_eq!(presented_token(&h), Some("xyz"));
     }
 }

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use crate::admin_db::{self, NewAudit};
-use crate::api::Inner;
+use crate::state::Inner;
 
 /// Who did it.
 #[derive(Debug, Clone, Copy)]

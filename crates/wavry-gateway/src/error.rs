@@ -158,3 +158,8 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// The system's random source failed (a new id or token could not be made).
+pub(crate) fn random_failed(e: getrandom::Error) -> ApiError {
+    ApiError::internal(format_args!("random: {e}"))
+}

@@ -16,14 +16,17 @@
 //! Request and response bodies are `wavry_proto::account` and `wavry_proto::registry`;
 //! signaling messages (docs/SIGNALING.md) are `wavry_proto::signal`.
 
+mod accounts;
 mod admin;
 mod admin_db;
-mod api;
+mod app;
 mod audit;
 pub mod clock;
 pub mod config;
 pub mod db;
 mod error;
+mod extract;
+mod health;
 mod metrics;
 pub mod openapi;
 pub mod password;
@@ -32,15 +35,16 @@ mod registry_api;
 pub mod registry_db;
 mod serve;
 pub mod signal;
+mod state;
 pub mod throttle;
 pub mod token;
 pub mod totp;
+mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
 
 pub use admin::ADMIN_TOKEN_MIN_CHARS;
-pub use api::normalize_email;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     parse_duration, AdminToken, Argon2Cost, Backoff, Config, FileConfig, HttpLimits, SignalConfig,
@@ -48,10 +52,11 @@ pub use config::{
 };
 pub use error::{ApiError, GatewayError, HashError};
 pub use proxy::Cidr;
+pub use validate::normalize_email;
 
 /// A gateway with its database open and migrated, ready to serve.
 pub struct Gateway {
-    state: api::AppState,
+    state: state::AppState,
 }
 
 impl Gateway {
@@ -113,7 +118,7 @@ impl Gateway {
             config.throttle.max_entries,
         );
         Ok(Gateway {
-            state: api::AppState(Arc::new(api::Inner {
+            state: state::AppState(Arc::new(state::Inner {
                 db,
                 signal,
                 metrics,
@@ -134,7 +139,7 @@ impl Gateway {
     /// The HTTP routes, for serving in-process (without the client's address, all clients
     /// share one per-address throttle bucket).
     pub fn router(&self) -> axum::Router {
-        api::router(self.state.clone())
+        app::router(self.state.clone())
     }
 
     /// Serve on `listener` until `shutdown` completes, then let the requests in flight finish
@@ -149,12 +154,14 @@ impl Gateway {
             source: e,
         })?;
         tracing::info!(%addr, "gateway listening");
-        let housekeeping = tokio::spawn(signal::housekeeping(self.state.clone()));
+        let st = self.state.clone();
+        let housekeeping =
+            tokio::spawn(async move { st.signal.housekeeping(&st.db, st.clock.as_ref()).await });
         let bus = self
             .state
             .signal
             .take_listener()
-            .map(|l| tokio::spawn(signal::bus::listen(self.state.clone(), l)));
+            .map(|l| tokio::spawn(app::listen_bus(self.state.clone(), l)));
         // Signaling sockets are upgraded connections the HTTP loop no longer tracks: say
         // goodbye on them as the stop begins, so peers reconnect elsewhere at once.
         let state = self.state.clone();

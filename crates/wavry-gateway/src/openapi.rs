@@ -1,10 +1,36 @@
 //! The OpenAPI 3.1 document of the gateway's HTTP API, generated from the handlers'
 //! annotations and the wavry-proto types; served at `/openapi.json` and kept in
-//! docs/openapi.json (a test fails when the two differ).
+//! docs/openapi.json (a test fails when the two differ). Each feature module describes its own
+//! operations (its `ApiDoc`); this module adds what they share and merges them.
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 use wavry_proto::account::{ErrorBody, ErrorCode};
+
+use crate::signal::socket;
+use crate::{accounts, admin, health, registry_api};
+
+/// The whole document: the title, the shared schemas and security schemes, and the tags
+/// here; the operations from each feature module's own `ApiDoc`.
+pub struct ApiDoc;
+
+impl OpenApi for ApiDoc {
+    fn openapi() -> utoipa::openapi::OpenApi {
+        // Paths and schemas are kept sorted by name, so the order of the parts does not
+        // change the document.
+        let mut doc = Common::openapi();
+        for part in [
+            health::ApiDoc::openapi(),
+            accounts::ApiDoc::openapi(),
+            registry_api::ApiDoc::openapi(),
+            socket::ApiDoc::openapi(),
+            admin::ApiDoc::openapi(),
+        ] {
+            doc.merge(part);
+        }
+        doc
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,35 +39,6 @@ use wavry_proto::account::{ErrorBody, ErrorCode};
         description = "Accounts, devices and hosts, and the admin API. Signaling runs over the \
                        WebSocket at /v1/signal (docs/SIGNALING.md). Errors are `ErrorBody` \
                        with an `ErrorCode`."
-    ),
-    paths(
-        crate::api::healthz,
-        crate::api::register,
-        crate::api::login,
-        crate::api::logout,
-        crate::api::account,
-        crate::api::list_sessions,
-        crate::api::revoke_session,
-        crate::api::totp_enroll,
-        crate::api::totp_confirm,
-        crate::api::totp_disable,
-        crate::registry_api::register_device,
-        crate::registry_api::list_devices,
-        crate::registry_api::delete_device,
-        crate::registry_api::list_shares,
-        crate::registry_api::add_share,
-        crate::registry_api::remove_share,
-        crate::registry_api::list_hosts,
-        crate::registry_api::signing_key,
-        crate::signal::socket::upgrade,
-        crate::admin::overview,
-        crate::admin::users,
-        crate::admin::revoke,
-        crate::admin::ban,
-        crate::admin::unban,
-        crate::admin::audit_log,
-        crate::admin::analytics,
-        crate::admin::metrics,
     ),
     components(schemas(ErrorBody, ErrorCode)),
     modifiers(&SecuritySchemes),
@@ -53,7 +50,7 @@ use wavry_proto::account::{ErrorBody, ErrorCode};
         (name = "operations", description = "Health and metrics"),
     )
 )]
-pub struct ApiDoc;
+struct Common;
 
 struct SecuritySchemes;
 

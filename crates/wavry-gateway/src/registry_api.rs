@@ -13,10 +13,12 @@ use wavry_proto::registry::{
     ShareList, ShareRequest, SigningKeyInfo, DEVICE_NAME_MAX_BYTES,
 };
 
-use crate::api::{normalize_email, random_failed, ApiJson, AppState, Auth};
 use crate::audit::{self, Actor, Event};
-use crate::error::ApiError;
+use crate::error::{random_failed, ApiError};
+use crate::extract::{ApiJson, Auth};
 use crate::registry_db::{self, DeviceRow, NewDevice};
+use crate::state::AppState;
+use crate::validate::normalize_email;
 use crate::{db, token};
 
 /// Most devices per account.
@@ -37,6 +39,20 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/hosts", get(list_hosts))
         .route("/v1/gateway/signing-key", get(signing_key))
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    register_device,
+    list_devices,
+    delete_device,
+    list_shares,
+    add_share,
+    remove_share,
+    list_hosts,
+    signing_key,
+))]
+pub(crate) struct ApiDoc;
 
 fn invalid(why: impl Into<String>) -> ApiError {
     ApiError::new(

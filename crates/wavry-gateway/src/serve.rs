@@ -2,7 +2,7 @@
 //! public server needs that `axum::serve` does not set: a deadline for a request's headers (a
 //! client trickling bytes cannot hold a connection forever), a cap on header bytes and on open
 //! connections, and a graceful stop that waits for the requests in flight. (The body deadline
-//! is applied where bodies are read, in `api::ApiJson`.)
+//! is applied where bodies are read, in `extract::ApiJson`.)
 
 use std::future::Future;
 use std::net::SocketAddr;

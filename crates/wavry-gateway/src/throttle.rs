@@ -1,8 +1,17 @@
-//! Failed-attempt backoff and lockout per account and per client address.
+//! Failed-attempt backoff and lockout per account and per client address, and the
+//! per-address rate limit on registrations.
 //!
-//! In memory for now: one gateway process sees every attempt. `LoginThrottle` is the whole
-//! interface (check before, record after), so a database-backed version for several gateway
-//! instances can replace it without touching the handlers.
+//! The counts live in each gateway process's memory. On SQLite one process serves and sees
+//! every attempt. On PostgreSQL several instances share the database, and each counts on the
+//! others too: a failure counted here is published on the signaling bus
+//! (`BusMessage::LoginFailed`, set up in `Gateway::open`) and every other instance records it
+//! (`record_failure`), so a lockout holds whichever instance a guess reaches; registrations
+//! are shared the same way (`BusMessage::Registered`). What stays per instance: attempts in
+//! flight (a parallel burst spread over N instances passes the in-flight check on each), a
+//! success clearing an account's failures (elsewhere they lapse after `forget_after`), and
+//! notices the bus lost (a listener reconnecting, a full queue); a restarted instance starts
+//! with no counts. `LoginThrottle` is the whole interface (begin before, record after), so a
+//! database-backed version could replace it without touching the handlers.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -101,7 +101,7 @@ impl BusSender {
 
 impl Bus {
     /// Connect the publishing and listening connections. The listener is returned to be run
-    /// by [`listen`] once the gateway serves.
+    /// with [`receive`] once the gateway serves.
     pub async fn start(
         url: &str,
         db: AnyPool,
@@ -206,39 +206,39 @@ async fn encode(db: &AnyPool, from: &str, msg: BusMessage, now: i64) -> Result<S
     .map_err(|e| e.to_string())
 }
 
-/// Receive the other instances' notices until the gateway stops, handing each to `handle`.
-pub(crate) async fn listen(st: crate::api::AppState, mut listener: PgListener) {
-    loop {
-        let n = match listener.recv().await {
-            Ok(n) => n,
-            Err(e) => {
-                // PgListener reconnects by itself on the next recv; notices sent meanwhile are
-                // lost (their peers resume or retry).
-                tracing::warn!(error = %e, "signaling bus: listening failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        let notice: Notice = match serde_json::from_str(n.payload()) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, "signaling bus: unreadable notice");
-                continue;
-            }
-        };
-        if notice.from == st.signal.instance_id {
-            continue;
+/// The next notice from another instance: waits for one, and answers None for one to skip
+/// (this instance's own, unreadable, or a lost spill row) or after a failed receive (PgListener
+/// reconnects by itself on the next call; notices sent meanwhile are lost, and their peers
+/// resume or retry). `received` counts the other instances' notices.
+pub(crate) async fn receive(
+    listener: &mut PgListener,
+    db: &AnyPool,
+    instance_id: &str,
+    received: &Counter,
+) -> Option<BusMessage> {
+    let n = match listener.recv().await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "signaling bus: listening failed; retrying");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            return None;
         }
-        st.metrics.bus_received.inc();
-        let msg = match (notice.msg, notice.spill) {
-            (Some(m), _) => m,
-            (None, Some(id)) => match spilled(&st.db, &id).await {
-                Some(m) => m,
-                None => continue,
-            },
-            (None, None) => continue,
-        };
-        st.signal.handle_bus(&st, msg).await;
+    };
+    let notice: Notice = match serde_json::from_str(n.payload()) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "signaling bus: unreadable notice");
+            return None;
+        }
+    };
+    if notice.from == instance_id {
+        return None;
+    }
+    received.inc();
+    match (notice.msg, notice.spill) {
+        (Some(m), _) => Some(m),
+        (None, Some(id)) => spilled(db, &id).await,
+        (None, None) => None,
     }
 }
 

@@ -1,5 +1,9 @@
 //! Signaling (docs/SIGNALING.md): the hub that routes messages between connected devices,
 //! the WebSocket each device speaks it over, and the gateway key host records are signed with.
+//!
+//! `Signaling` is part of the application state, so it and the hub and bus take what they need
+//! (the database, the clock, the throttles) as arguments, never the state itself; only
+//! `socket`, the HTTP endpoint, sits above the state.
 
 pub mod bus;
 pub mod hub;
@@ -14,9 +18,11 @@ use sqlx::postgres::PgListener;
 use sqlx::AnyPool;
 use wavry_proto::signal::{ServerMessage, SignalCode};
 
+use crate::clock::Clock;
 use crate::config::SignalConfig;
 use crate::error::GatewayError;
 use crate::registry_db;
+use crate::throttle::{LoginThrottle, RateLimiter};
 use bus::{Bus, BusMessage, KickTarget};
 use hub::{Effects, Hub, HubConfig};
 
@@ -45,7 +51,7 @@ impl Signaling {
         config: SignalConfig,
         postgres_url: Option<&str>,
         bus_sent: prometheus_client::metrics::counter::Counter,
-        clock: std::sync::Arc<dyn crate::clock::Clock>,
+        clock: std::sync::Arc<dyn Clock>,
     ) -> Result<Self, GatewayError> {
         let now_secs = clock.now_secs();
         let fresh = SigningKey::generate().map_err(|e| GatewayError::Config(e.to_string()))?;
@@ -171,9 +177,16 @@ impl Signaling {
         }
     }
 
-    /// A notice from another instance.
-    pub async fn handle_bus(&self, st: &crate::api::AppState, msg: BusMessage) {
-        let now_ms = st.clock.now_ms();
+    /// A notice from another instance. The account side's notices (a failed attempt, a
+    /// registration) go to its `throttle` and `register_limit`.
+    pub async fn handle_bus(
+        &self,
+        db: &AnyPool,
+        throttle: &LoginThrottle,
+        register_limit: &RateLimiter,
+        msg: BusMessage,
+        now_ms: i64,
+    ) {
         match msg {
             BusMessage::Deliver { to, message } => {
                 if !self.hub.is_present(&to) {
@@ -206,12 +219,12 @@ impl Signaling {
                 message,
             } => {
                 let effects = self.hub.kick(|p| target.matches(p), code, &message, now_ms);
-                self.apply(&st.db, effects, now_ms / 1000).await;
+                self.apply(db, effects, now_ms / 1000).await;
             }
-            BusMessage::LoginFailed { key } => st.throttle.record_failure(&key, now_ms),
+            BusMessage::LoginFailed { key } => throttle.record_failure(&key, now_ms),
             // Counted whether or not it fits here: the other instance already let it in.
             BusMessage::Registered { ip } => {
-                let _ = st.register_limit.take(ip, now_ms);
+                let _ = register_limit.take(ip, now_ms);
             }
             BusMessage::HostStatus {
                 host_id,
@@ -286,32 +299,32 @@ impl Signaling {
         self.kick(db, target, SignalCode::DeviceRemoved, why, now_ms)
             .await;
     }
-}
 
-/// Runs while the gateway serves: ends the sessions of devices gone longer than the grace
-/// period, and keeps this instance's hosts' presence rows fresh.
-pub(crate) async fn housekeeping(st: crate::api::AppState) {
-    let heartbeat = st.signal.config.heartbeat;
-    let mut tick = tokio::time::interval(Duration::from_secs(1).min(heartbeat));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_refresh = 0i64;
-    loop {
-        tick.tick().await;
-        let now_ms = st.clock.now_ms();
-        let effects = st.signal.hub.sweep(now_ms);
-        st.signal.apply(&st.db, effects, now_ms / 1000).await;
-        let hb_ms = i64::try_from(heartbeat.as_millis()).unwrap_or(i64::MAX);
-        if now_ms.saturating_sub(last_refresh) >= hb_ms {
-            last_refresh = now_ms;
-            if let Err(e) =
-                registry_db::refresh_presence(&st.db, &st.signal.instance_id, now_ms / 1000).await
-            {
-                tracing::warn!(error = %e, "refreshing host presence failed");
-            }
-            if st.signal.bus.is_some() {
-                // Every instance has read a spilled notice within a minute.
-                if let Err(e) = bus::clean_spill(&st.db, now_ms / 1000 - 60).await {
-                    tracing::warn!(error = %e, "cleaning spilled notices failed");
+    /// Runs while the gateway serves: ends the sessions of devices gone longer than the grace
+    /// period, and keeps this instance's hosts' presence rows fresh.
+    pub async fn housekeeping(&self, db: &AnyPool, clock: &dyn Clock) {
+        let heartbeat = self.config.heartbeat;
+        let mut tick = tokio::time::interval(Duration::from_secs(1).min(heartbeat));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_refresh = 0i64;
+        loop {
+            tick.tick().await;
+            let now_ms = clock.now_ms();
+            let effects = self.hub.sweep(now_ms);
+            self.apply(db, effects, now_ms / 1000).await;
+            let hb_ms = i64::try_from(heartbeat.as_millis()).unwrap_or(i64::MAX);
+            if now_ms.saturating_sub(last_refresh) >= hb_ms {
+                last_refresh = now_ms;
+                if let Err(e) =
+                    registry_db::refresh_presence(db, &self.instance_id, now_ms / 1000).await
+                {
+                    tracing::warn!(error = %e, "refreshing host presence failed");
+                }
+                if self.bus.is_some() {
+                    // Every instance has read a spilled notice within a minute.
+                    if let Err(e) = bus::clean_spill(db, now_ms / 1000 - 60).await {
+                        tracing::warn!(error = %e, "cleaning spilled notices failed");
+                    }
                 }
             }
         }

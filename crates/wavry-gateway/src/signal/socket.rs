@@ -1,5 +1,6 @@
 //! One signaling WebSocket: `hello` and authentication, then a loop that sends what the hub
-//! queues for the device and handles what the device sends (docs/SIGNALING.md).
+//! queues for the device and handles what the device sends (docs/SIGNALING.md). Its route
+//! and OpenAPI part are signaling's share of the HTTP API.
 
 use std::time::Duration;
 
@@ -7,6 +8,8 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use rift_crypto::identity::PublicKey;
 use tokio::time::Instant;
 use wavry_proto::account::ErrorCode;
@@ -17,10 +20,11 @@ use wavry_proto::signal::{
 };
 
 use super::hub::{encode, Outbound, PeerInfo};
-use crate::api::{authenticate, session_for_hash, AppState};
 use crate::error::ApiError;
+use crate::extract::{authenticate, session_for_hash};
 use crate::metrics::TypeLabel;
 use crate::registry_db::{self, DeviceRow, NewConnection};
+use crate::state::AppState;
 use crate::token;
 
 /// Bytes read from a socket at a time.
@@ -38,6 +42,15 @@ const CLOSE_AWAY: u16 = 1001;
 /// How long a closing socket waits for the peer's close frame.
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/v1/signal", get(upgrade))
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(upgrade))]
+pub(crate) struct ApiDoc;
+
 /// `GET /v1/signal`.
 #[utoipa::path(
     get,
@@ -45,7 +58,7 @@ const CLOSE_DRAIN: Duration = Duration::from_secs(2);
     tag = "signaling",
     responses((status = 101, description = "WebSocket: the signaling protocol of docs/SIGNALING.md"), (status = 426, description = "not a WebSocket upgrade", body = wavry_proto::account::ErrorBody))
 )]
-pub(crate) async fn upgrade(
+async fn upgrade(
     State(st): State<AppState>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
