@@ -15,7 +15,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wavry_control::{ControlMessage, MonitorInfo, StageStat};
-use wavry_input::inject::x11::Area;
+use wavry_inject::x11::Area;
 use wavry_media::capture::x11::{X11Capturer, X11Config};
 use wavry_media::capture::{CaptureTarget, Capturer, MonitorId, PacerConfig};
 use wavry_media::codec::{EncoderConfig, EncoderPool, VideoEncoder};
