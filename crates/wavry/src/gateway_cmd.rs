@@ -110,7 +110,7 @@ pub struct GatewayArgs {
 }
 
 fn default_database() -> Result<String> {
-    let dir = rift_crypto::identity::config_dir().context(
+    let dir = wavry_config::config_dir().context(
         "no configuration directory for the default database; pass --database or set \
          WAVRY_CONFIG_DIR",
     )?;
