@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wavry_proto::{ControlMessage, CursorAssembler, MAX_CURSOR_SIDE};
+use wavry_control::{ControlMessage, CursorAssembler, MAX_CURSOR_SIDE};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = ControlMessage::decode(data) {

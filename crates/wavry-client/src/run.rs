@@ -18,10 +18,10 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
+use wavry_control::{Codec, ControlMessage, Cursor, CursorAssembler, PROTOCOL_VERSION};
 use wavry_input::{monotonic_us, Timed, MAX_EVENT_LEN};
 use wavry_media::codec::{open_decoder, DecoderConfig, VideoDecoder};
 use wavry_media::convert::YuvLayout;
-use wavry_proto::{Codec, ControlMessage, Cursor, CursorAssembler, PROTOCOL_VERSION};
 use wavry_transport::session::CloseReason;
 use wavry_transport::thread::{SessionEvent, SessionSender, SessionThread, StatsHandle};
 
@@ -101,7 +101,7 @@ struct Interval {
     present: Vec<Duration>,
     shown: u64,
     bytes: u64,
-    host: Option<(wavry_proto::StageStat, u32)>,
+    host: Option<(wavry_control::StageStat, u32)>,
     stream: Option<(Codec, u32, u32)>,
 }
 

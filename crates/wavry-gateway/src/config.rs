@@ -271,28 +271,14 @@ impl Config {
     }
 }
 
-/// "30d", "12h", "90m", "45s" or plain seconds; more than zero.
+/// A duration with its unit ("30d", "12h", "90m", "45s"; `wavry_config::parse_duration`, so a
+/// bare number is refused); more than zero.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("expected a number with a unit (30d, 12h, 90m, 45s), got {s:?}"))?;
-    let mult = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => return Err(format!("unknown unit {other:?}: use s, m, h or d")),
-    };
-    let secs = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too long"))?;
-    if secs == 0 {
+    let d = wavry_config::parse_duration(s)?;
+    if d.is_zero() {
         return Err("must be longer than zero".into());
     }
-    Ok(Duration::from_secs(secs))
+    Ok(d)
 }
 
 fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -369,9 +355,11 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
         assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
-        for bad in ["", "d", "0s", "5w", "-1h", "99999999999999999999d"] {
+        // A bare number is refused (it once meant seconds here), with a hint to add a unit.
+        assert!(parse_duration("45").unwrap_err().contains("no unit"));
+        for bad in ["", "d", "0s", "5x", "-1h", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
@@ -394,7 +382,8 @@ mod tests {
         assert_eq!(FileConfig::parse("").unwrap(), FileConfig::default());
         for bad in [
             "lisen = \"0.0.0.0:1\"",
-            "session_ttl = \"5w\"",
+            "session_ttl = \"5x\"",
+            "session_ttl = \"14\"",
             "max_body_bytes = \"big\"",
             "listen = ",
         ] {

@@ -6,8 +6,8 @@
 //! message, sent right after the capture that saw it, ahead of that frame's encoding.
 
 use std::time::{Duration, Instant};
+use wavry_control::{ControlMessage, Cursor};
 use wavry_media::capture::{CursorPosition, CursorShape};
-use wavry_proto::{ControlMessage, Cursor};
 
 /// Positions go out at most this often (250 per second): a pointer moving every millisecond
 /// is coalesced, and the client never waits more than this for the latest one.

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
-use wavry_input::inject::x11::X11Injector;
-use wavry_input::inject::Injector;
+use wavry_inject::x11::X11Injector;
+use wavry_inject::Injector;
 use wavry_input::{monotonic_us, InputEvent, Timed};
 
 /// (client timestamp, injection time) per event, both in monotonic µs: on one machine the
@@ -30,7 +30,7 @@ pub fn run(
         }
     };
     #[cfg(target_os = "linux")]
-    let mut pads: [Option<wavry_input::gamepad::UinputGamepad>; 4] = Default::default();
+    let mut pads: [Option<wavry_inject::UinputGamepad>; 4] = Default::default();
     let mut pad_warned = false;
     while !shared.stop.load(Ordering::Relaxed) {
         let raw = match input.recv_timeout(Duration::from_millis(100)) {
@@ -59,7 +59,7 @@ pub fn run(
                         continue;
                     }
                     if slot.is_none() {
-                        match wavry_input::gamepad::UinputGamepad::create(pad) {
+                        match wavry_inject::UinputGamepad::create(pad) {
                             Ok(p) => *slot = Some(p),
                             Err(e) if !pad_warned => {
                                 tracing::warn!(error = %e, "gamepads disabled");

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use video::{Shared, VideoCommand};
-use wavry_proto::{ControlMessage, PROTOCOL_VERSION};
+use wavry_control::{ControlMessage, PROTOCOL_VERSION};
 use wavry_transport::session::CloseReason;
 use wavry_transport::thread::{SessionEvent, SessionThread};
 

@@ -14,13 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wavry_input::inject::x11::Area;
+use wavry_control::{ControlMessage, MonitorInfo, StageStat};
+use wavry_inject::x11::Area;
 use wavry_media::capture::x11::{X11Capturer, X11Config};
 use wavry_media::capture::{CaptureTarget, Capturer, MonitorId, PacerConfig};
 use wavry_media::codec::{EncoderConfig, EncoderPool, VideoEncoder};
 use wavry_media::convert::{FramePool, YuvLayout};
 use wavry_media::{BgraView, EncodedPacket, PixelSize};
-use wavry_proto::{ControlMessage, MonitorInfo, StageStat};
 use wavry_transport::thread::{SessionSender, Stats};
 
 /// What the session loop tells the video thread.
@@ -140,11 +140,11 @@ impl Stream {
     }
 }
 
-fn to_wire(c: wavry_media::Codec) -> wavry_proto::Codec {
+fn to_wire(c: wavry_media::Codec) -> wavry_control::Codec {
     match c {
-        wavry_media::Codec::H264 => wavry_proto::Codec::H264,
-        wavry_media::Codec::Hevc => wavry_proto::Codec::Hevc,
-        wavry_media::Codec::Av1 => wavry_proto::Codec::Av1,
+        wavry_media::Codec::H264 => wavry_control::Codec::H264,
+        wavry_media::Codec::Hevc => wavry_control::Codec::Hevc,
+        wavry_media::Codec::Av1 => wavry_control::Codec::Av1,
     }
 }
 

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rift_crypto::handshake::{pinned, Verifier};
-use rift_crypto::identity::{KnownHosts, PublicKey};
+use rift_crypto::identity::PublicKey;
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use std::time::Duration;
 use wavry_client::run::{run, Reporter, RunOptions, RunSummary};
 use wavry_client::stats::Snapshot;
 use wavry_client::window::PresentMode;
+use wavry_config::KnownHosts;
 use wavry_transport::session::CloseReason;
 use wavry_transport::thread::{SessionEvent, SessionThread};
 

@@ -38,8 +38,8 @@ pub struct GatewayArgs {
     #[arg(long, env = "WAVRY_GATEWAY_DB_MAX_CONNECTIONS", value_name = "N")]
     pub db_max_connections: Option<u32>,
 
-    /// A session ends this long after login, however it is used, e.g. 30d, 12h, 90m, 3600s
-    /// [default: 30d].
+    /// A session ends this long after login, however it is used, e.g. 30d, 12h, 90m, 3600s; a
+    /// duration needs its unit [default: 30d].
     #[arg(long, env = "WAVRY_GATEWAY_SESSION_TTL", value_name = "DURATION", value_parser = parse_duration)]
     pub session_ttl: Option<Duration>,
 
@@ -110,7 +110,7 @@ pub struct GatewayArgs {
 }
 
 fn default_database() -> Result<String> {
-    let dir = rift_crypto::identity::config_dir().context(
+    let dir = wavry_config::config_dir().context(
         "no configuration directory for the default database; pass --database or set \
          WAVRY_CONFIG_DIR",
     )?;

@@ -72,9 +72,9 @@ pub struct HostArgs {
 pub fn load_identity(path: Option<PathBuf>) -> Result<Identity> {
     let path = match path {
         Some(p) => p,
-        None => Identity::default_path().context("locating the device identity")?,
+        None => wavry_config::identity::default_path().context("locating the device identity")?,
     };
-    let (id, created) = Identity::load_or_create(&path)
+    let (id, created) = wavry_config::identity::load_or_create(&path)
         .with_context(|| format!("loading the device identity {}", path.display()))?;
     if created {
         eprintln!(

@@ -1,11 +1,12 @@
 //! `wavry keygen` and `wavry id`: create and show this device's identity (its static X25519 key,
-//! see `rift_crypto::identity`).
+//! see `rift_crypto::identity`), stored by `wavry_config::identity`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use rift_crypto::identity::{Identity, IdentityError};
+use rift_crypto::identity::Identity;
+use wavry_config::{identity, ConfigError};
 
 #[derive(Args, Debug)]
 pub struct KeygenArgs {
@@ -31,7 +32,7 @@ pub struct IdArgs {
 fn resolve(path: Option<PathBuf>) -> Result<PathBuf> {
     match path {
         Some(p) => Ok(p),
-        None => Identity::default_path().context("locating the device identity"),
+        None => identity::default_path().context("locating the device identity"),
     }
 }
 
@@ -40,8 +41,8 @@ pub fn run_keygen(args: KeygenArgs) -> Result<()> {
     let id = Identity::generate().context("generating a device identity")?;
     if args.force {
         // Best effort: show what is being replaced, even if the old file is unreadable.
-        let old = Identity::load(&path).ok().map(|old| old.fingerprint());
-        id.save(&path)
+        let old = identity::load(&path).ok().map(|old| old.fingerprint());
+        identity::save(&id, &path)
             .with_context(|| format!("writing the device identity to {}", path.display()))?;
         match old {
             Some(fp) => println!(
@@ -51,9 +52,9 @@ pub fn run_keygen(args: KeygenArgs) -> Result<()> {
             None => println!("created identity {}", path.display()),
         }
     } else {
-        match id.save_new(&path) {
+        match identity::save_new(&id, &path) {
             Ok(()) => println!("created identity {}", path.display()),
-            Err(IdentityError::Io { source, .. })
+            Err(ConfigError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::AlreadyExists =>
             {
                 bail!(
@@ -84,7 +85,7 @@ pub fn run_id(args: IdArgs) -> Result<()> {
 }
 
 fn load(path: &Path) -> Result<Identity> {
-    match Identity::load(path) {
+    match identity::load(path) {
         Ok(id) => Ok(id),
         Err(e) if e.is_not_found() => bail!(
             "no device identity at {}; run `wavry keygen` to create one",

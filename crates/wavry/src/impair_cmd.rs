@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use wavry_config::parse_duration;
 use wavry_impair::netns::Impairer;
 use wavry_impair::{ForwarderConfig, GilbertElliott, LinkConfig, Summary, Topology};
 
@@ -28,7 +29,7 @@ then delay, jitter and reordering. See docs/IMPAIR.md.
 Examples:
   wavry impair --topology wvx --delay 10ms --loss 1           # 20 ms RTT, 1 % loss each way
   wavry impair --topology wvx --burst-loss 2 --burst-len 4    # 2 % loss in bursts of 4
-  wavry impair --topology wvx --rate 5mbit/0 --queue-ms 50    # 5 Mbit/s A->B, 50 ms queue
+  wavry impair --topology wvx --rate 5mbit/0 --queue-ms 50ms  # 5 Mbit/s A->B, 50 ms queue
   ip netns exec wvxa ping 10.214.0.66                         # from A to B, through M")]
 pub struct ImpairArgs {
     /// Create network namespaces NAMEa, NAMEm and NAMEb linked A — M — B, forward in M and
@@ -70,12 +71,12 @@ pub struct ImpairArgs {
 
     /// One-way propagation delay.
     #[arg(long, value_name = "DURATION", value_parser = per_dir(parse_duration),
-          default_value = "0", help_heading = "Impairments")]
+          default_value = "0ms", help_heading = "Impairments")]
     delay: PerDir<Duration>,
     /// Jitter: each packet's delay is --delay plus a uniform sample in [-J, +J] (never
     /// below 0). Without --jitter-reorders a packet never overtakes the one before it.
     #[arg(long, value_name = "DURATION", value_parser = per_dir(parse_duration),
-          default_value = "0", help_heading = "Impairments")]
+          default_value = "0ms", help_heading = "Impairments")]
     jitter: PerDir<Duration>,
     /// Let jitter reorder packets (like netem's jitter).
     #[arg(long, help_heading = "Impairments")]
@@ -320,23 +321,6 @@ fn parse_number(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-/// `10ms`, `250us`, `1.5s`; a bare number is milliseconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("us").or(t.strip_suffix("µs")) {
-        (n, 1e-6)
-    } else if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        (t, 1e-3)
-    };
-    let v =
-        parse_number(num).map_err(|_| format!("{s:?} is not a duration (10ms, 250us, 1.5s)"))?;
-    Duration::try_from_secs_f64(v * scale).map_err(|e| format!("{s:?}: {e}"))
-}
-
 /// Percent (`1`, `0.5%`) as a probability.
 fn parse_percent(s: &str) -> Result<f64, String> {
     let v = parse_number(s.trim().trim_end_matches('%'))?;
@@ -447,7 +431,8 @@ mod tests {
         assert_eq!(parse_duration("10ms"), Ok(Duration::from_millis(10)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_millis(7)));
+        // A bare number is refused (it once meant milliseconds here).
+        assert!(parse_duration("7").unwrap_err().contains("no unit"));
         assert!(parse_duration("fast").is_err());
         assert_eq!(parse_percent("1"), Ok(0.01));
         assert_eq!(parse_percent("0.5%"), Ok(0.005));
@@ -465,7 +450,7 @@ mod tests {
     fn flags_make_each_direction() {
         let a = parse(
             "--topology wvx --delay 10ms/30ms --loss 1 --burst-loss 2/0 --burst-len 4 \
-             --rate 5mbit/0 --queue-ms 50 --duplicate 0.5 --reorder 3 --jitter 2ms",
+             --rate 5mbit/0 --queue-ms 50ms --duplicate 0.5 --reorder 3 --jitter 2ms",
         )
         .unwrap();
         let (ab, ba) = a.links().unwrap();
@@ -482,6 +467,13 @@ mod tests {
         assert_eq!(ab.reorder_delay, Duration::from_millis(5));
         assert_eq!(ab.jitter, Duration::from_millis(2));
         assert!(!ab.jitter_reorders);
+        assert_eq!(ba.jitter, Duration::from_millis(2));
+        let e = parse("--topology wvx --delay 10")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("no unit"), "{e}");
+        assert!(parse("--topology wvx --delay 10ms/30").is_err());
     }
 
     #[test]

@@ -3,12 +3,12 @@
 
 mod bench_cmd;
 mod connect_cmd;
-mod demo;
 mod desktop_demo;
 mod gateway_cmd;
 mod host_cmd;
 mod identity_cmd;
 mod impair_cmd;
+mod sim_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -59,7 +59,7 @@ enum Command {
     /// congestion-control scenarios (RFC 8867 style) with DELTA against baselines.
     Sim {
         #[command(subcommand)]
-        scenario: demo::SimCommand,
+        scenario: sim_cmd::SimCommand,
     },
     /// Measure Wavry end to end (glass-to-glass latency beside other pipelines).
     Bench {
@@ -106,7 +106,7 @@ fn main() -> Result<()> {
         Command::Demo(args) => desktop_demo::run_desktop_demo(args, stop),
         Command::Host(args) => host_cmd::run_host(args, stop),
         Command::Connect(args) => connect_cmd::run_connect(args, stop),
-        Command::Sim { scenario } => demo::run_sim(&scenario),
+        Command::Sim { scenario } => sim_cmd::run_sim(&scenario),
         Command::Bench { what } => bench_cmd::run_bench(what),
         Command::Keygen(args) => identity_cmd::run_keygen(args),
         Command::Id(args) => identity_cmd::run_id(args),

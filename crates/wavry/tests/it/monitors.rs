@@ -10,8 +10,8 @@ use rift_crypto::identity::Identity;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wavry_control::{ControlMessage, PROTOCOL_VERSION};
 use wavry_media::testing::TestDisplay;
-use wavry_proto::{ControlMessage, PROTOCOL_VERSION};
 use wavry_transport::thread::{SessionEvent, SessionThread};
 use wavry_transport::udp::UdpDriver;
 
@@ -57,7 +57,7 @@ fn the_client_switches_monitors_live() {
     let hello = ControlMessage::Hello {
         version: PROTOCOL_VERSION,
         client: "test".into(),
-        decoders: vec![wavry_proto::Codec::H264],
+        decoders: vec![wavry_control::Codec::H264],
     };
     tx.send_control(hello.encode().unwrap()).unwrap();
 

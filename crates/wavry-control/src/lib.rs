@@ -1,8 +1,12 @@
-//! Control messages between a host and a client, carried one per RIFT control message
-//! (reliable, ordered, at most `MAX_CONTROL_MESSAGE` bytes), encoded with postcard.
+//! wavry-control: the messages on a session's RIFT control channel between a host and a client
+//! (docs/CONTROL.md), carried one per RIFT control message (reliable, ordered, at most
+//! `MAX_CONTROL_MESSAGE` bytes), encoded with postcard.
 //!
 //! The client speaks first with `Hello`; the host answers with `Monitors` and `StreamInfo`
 //! and sends `StreamInfo` again whenever the stream restarts (new monitor, new size).
+//!
+//! The gateway's HTTP and WebSocket bodies are not here but in wavry-proto: the gateway does not
+//! build the RIFT stack, and host and client do not build the gateway API.
 
 use rift_core::wire::MAX_CONTROL_MESSAGE;
 use serde::{Deserialize, Serialize};

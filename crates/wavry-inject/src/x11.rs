@@ -11,9 +11,9 @@
 //!
 //! Each event is flushed to the server at once.
 
-use super::{InjectError, Injector};
-use crate::event::{Button, InputEvent};
-use crate::keys::{usage_to_x11, Modifiers};
+use crate::{InjectError, Injector};
+use wavry_input::keys::{usage_to_x11, Modifiers};
+use wavry_input::{Button, InputEvent};
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::xproto::{
     Window, BUTTON_PRESS_EVENT, BUTTON_RELEASE_EVENT, KEY_PRESS_EVENT, KEY_RELEASE_EVENT,

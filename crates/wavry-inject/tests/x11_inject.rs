@@ -2,8 +2,8 @@
 //! sends (keys with the right keysyms, modifiers repaired, pointer moves, buttons, scroll).
 
 use std::time::{Duration, Instant};
-use wavry_input::inject::x11::{Area, X11Injector};
-use wavry_input::inject::Injector;
+use wavry_inject::x11::{Area, X11Injector};
+use wavry_inject::Injector;
 use wavry_input::{Button, InputEvent, Modifiers};
 use wavry_media::testing::TestDisplay;
 use x11rb::connection::Connection;

@@ -1,10 +1,22 @@
-//! Host-side injectors: turn received input events into input on the host's desktop.
+//! wavry-inject: the host-side injectors, which turn the input events a client sends
+//! (wavry-input's event model) into input on the host's desktop.
+//!
+//! - `x11`: keys, pointer and scroll through X11's XTEST extension.
+//! - `uinput`: virtual gamepads through Linux uinput, with rumble.
+//!
+//! They are apart from wavry-input so that the client and the fuzz targets, which only need
+//! the event model and its codec, do not build the X11 and evdev back-ends.
 
+#[cfg(target_os = "linux")]
+pub mod uinput;
 #[cfg(target_os = "linux")]
 pub mod x11;
 
-use crate::event::InputEvent;
+#[cfg(target_os = "linux")]
+pub use uinput::UinputGamepad;
+
 use thiserror::Error;
+use wavry_input::InputEvent;
 
 #[derive(Debug, Error)]
 pub enum InjectError {

@@ -1,4 +1,4 @@
-//! `wavry demo` and `wavry sim`: RIFT streaming through the deterministic network simulator.
+//! `wavry sim`: RIFT streaming through the deterministic network simulator.
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
