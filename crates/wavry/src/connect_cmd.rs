@@ -35,9 +35,9 @@ pub struct ConnectArgs {
     /// Write the stats as one JSON object per line, every second, to FILE ("-": stdout).
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
-    /// Disconnect after this many seconds.
-    #[arg(long)]
-    pub duration: Option<f64>,
+    /// Disconnect after this long (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = wavry_config::parse_duration)]
+    pub duration: Option<Duration>,
     /// Do not try hardware decoders.
     #[arg(long)]
     pub no_hardware: bool,
@@ -182,7 +182,7 @@ pub fn run_connect(a: ConnectArgs, stop: Arc<AtomicBool>) -> Result<()> {
             height: a.height,
             overlay: a.overlay,
             report,
-            duration: a.duration.map(Duration::from_secs_f64),
+            duration: a.duration,
             hardware_decode: !a.no_hardware,
             present: a.present,
             client_name: hostname(),

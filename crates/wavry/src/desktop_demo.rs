@@ -17,9 +17,10 @@ use wavry_transport::udp::UdpDriver;
 
 #[derive(Args, Debug)]
 pub struct DesktopDemoArgs {
-    /// Seconds to stream (default: until Ctrl-C with a display of your own, 15 s without).
-    #[arg(long)]
-    pub duration: Option<f64>,
+    /// How long to stream, e.g. 30s or 2m (default: until Ctrl-C with a display of your own,
+    /// 15s without).
+    #[arg(long, value_name = "DURATION", value_parser = wavry_config::parse_duration)]
+    pub duration: Option<Duration>,
     /// The host's virtual screen, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720")]
     pub size: String,
@@ -66,7 +67,6 @@ pub fn run_desktop_demo(a: DesktopDemoArgs, stop: Arc<AtomicBool>) -> Result<()>
     let own_display = std::env::var_os("DISPLAY").is_some() && !a.headless;
     let duration = a
         .duration
-        .map(Duration::from_secs_f64)
         .or((!own_display).then_some(Duration::from_secs(15)));
 
     let host_display =

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Simulated seconds to stream.
-    #[arg(long, default_value_t = 20.0)]
-    duration: f64,
+    /// Simulated time to stream, e.g. 20s or 2m.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = wavry_config::parse_duration)]
+    duration: Duration,
     /// Bottleneck capacity, Mbit/s.
     #[arg(long, default_value_t = 10.0)]
     capacity: f64,
@@ -94,7 +94,10 @@ fn positive(name: &str, v: f64) -> Result<f64> {
 
 pub fn run_demo(a: &DemoArgs) -> Result<()> {
     let capacity = (positive("capacity", a.capacity)? * 1e6) as u64;
-    let duration = Duration::from_secs_f64(positive("duration", a.duration)?);
+    let duration = a.duration;
+    if duration.is_zero() {
+        bail!("--duration must be longer than zero");
+    }
     if !(0.0..=10_000.0).contains(&a.delay_ms) || !(0.0..=10_000.0).contains(&a.jitter_ms) {
         bail!("--delay-ms and --jitter-ms must be between 0 and 10000");
     }

@@ -14,7 +14,7 @@ fn demo_streams_and_exits_cleanly() {
             "demo",
             "--headless",
             "--duration",
-            "10",
+            "10s",
             "--size",
             "640x360",
             "--json",
