@@ -399,8 +399,8 @@ impl Connection {
                 let r = self
                     .receivers
                     .iter_mut()
-                    .find(|r| r.rx_stream() == header.stream)
-                    .ok_or(ConnectionError::UnknownStream(header.stream))?;
+                    .find(|r| r.rx_stream() == header.stream())
+                    .ok_or(ConnectionError::UnknownStream(header.stream()))?;
                 r.rx.on_packet(now, &header, payload, parity)?;
             }
             Body::Feedback(fb) => {

@@ -135,8 +135,8 @@ impl Path {
                 Body::MediaParity { header, payload } => (header, payload, true),
                 _ => unreachable!(),
             };
-            let (n, fec) = (header.frag_count as usize, header.fec_count as usize);
-            if !parity && lost(self.plan.scheme, seq, n, fec, header.index as usize) {
+            let (n, fec) = (header.frag_count() as usize, header.fec_count() as usize);
+            if !parity && lost(self.plan.scheme, seq, n, fec, header.index() as usize) {
                 continue;
             }
             self.packets += 1;
