@@ -4,6 +4,7 @@
 mod common;
 
 use common::{established, pair};
+use rift_core::connection::Event;
 use rift_core::wire::STREAM_VIDEO;
 use rift_sim::encoder::{frame_payload, verify_payload, EncoderConfig, SyntheticEncoder};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,7 +89,7 @@ fn video_input_and_control_flow_together_then_close() {
             }
         }
         while let Ok(e) = p.host.events.try_recv() {
-            if let SessionEvent::Control(m) = e {
+            if let SessionEvent::Connection(Event::Control(m)) = e {
                 got_controls.push(u32::from_be_bytes(m.try_into().unwrap()));
             }
         }
@@ -100,7 +101,8 @@ fn video_input_and_control_flow_together_then_close() {
     // Drain what is still in flight.
     let deadline = Instant::now() + Duration::from_millis(500);
     while Instant::now() < deadline && got_controls.len() < controls as usize {
-        if let Ok(SessionEvent::Control(m)) = p.host.events.recv_timeout(Duration::from_millis(10))
+        if let Ok(SessionEvent::Connection(Event::Control(m))) =
+            p.host.events.recv_timeout(Duration::from_millis(10))
         {
             got_controls.push(u32::from_be_bytes(m.try_into().unwrap()));
         }

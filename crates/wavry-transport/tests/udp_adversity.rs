@@ -6,6 +6,7 @@
 mod common;
 
 use common::{established, pair, Dir, Proxy};
+use rift_core::connection::Event;
 use rift_core::wire::{Header, PacketType};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -112,7 +113,8 @@ fn hostile_datagrams_are_refused_and_counted_and_the_session_goes_on() {
     let mut controls = vec![];
     let deadline = Instant::now() + Duration::from_secs(2);
     while controls.len() < 2 && Instant::now() < deadline {
-        if let Ok(SessionEvent::Control(m)) = p.host.events.recv_timeout(Duration::from_millis(50))
+        if let Ok(SessionEvent::Connection(Event::Control(m))) =
+            p.host.events.recv_timeout(Duration::from_millis(50))
         {
             controls.push(m);
         }
@@ -141,7 +143,7 @@ fn hostile_datagrams_are_refused_and_counted_and_the_session_goes_on() {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         match p.client.events.recv_timeout(Duration::from_millis(50)) {
-            Ok(SessionEvent::Control(m)) => {
+            Ok(SessionEvent::Connection(Event::Control(m))) => {
                 assert_eq!(m, b"still here");
                 break;
             }
