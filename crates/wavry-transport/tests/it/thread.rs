@@ -1,9 +1,6 @@
 //! Session threads on loopback: 20 Mbit/s of verified video from the host while the client
 //! sends input events and numbered control messages; then a graceful close from the client.
 
-mod common;
-
-use common::{established, pair};
 use rift_core::connection::Event;
 use rift_core::wire::STREAM_VIDEO;
 use rift_sim::encoder::{frame_payload, verify_payload, EncoderConfig, SyntheticEncoder};
@@ -11,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wavry_transport::session::CloseReason;
+use wavry_transport::testing::{established, Threads};
 use wavry_transport::thread::SessionEvent;
 
 const VIDEO_BPS: u64 = 20_000_000;
@@ -18,7 +16,7 @@ const SECONDS: u64 = 3;
 
 #[test]
 fn video_input_and_control_flow_together_then_close() {
-    let mut p = pair(VIDEO_BPS * 13 / 10, |h| h);
+    let mut p = Threads::spawn(VIDEO_BPS * 13 / 10, |h| h);
     established(&p.client, Duration::from_secs(2)).unwrap();
     established(&p.host, Duration::from_secs(2)).unwrap();
 
