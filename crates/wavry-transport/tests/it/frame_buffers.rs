@@ -21,6 +21,7 @@ const CHANNEL_BLOCK: usize = 31;
 
 #[test]
 fn frame_buffers_are_recycled() {
+    let _serial = crate::common::real_time();
     let p = Threads::spawn(40_000_000, |h| h);
     established(&p.client, Duration::from_secs(2)).unwrap();
     established(&p.host, Duration::from_secs(2)).unwrap();

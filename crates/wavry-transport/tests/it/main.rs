@@ -6,6 +6,8 @@
 //! installed here once for the whole binary. Its measurement uses `Scope::ThisThread`, which
 //! counts only the measuring thread, and `alloc_counter::measure` serialises measurements, so
 //! the other tests running on their own threads under plain `cargo test` do not disturb it.
+//! Its other assertion (buffers come back) is about timing, as are the other real-socket tests:
+//! those hold `common::real_time()` and so run one after another, as separate binaries did.
 
 #[global_allocator]
 static GLOBAL: alloc_counter::Counting = alloc_counter::Counting;

@@ -83,6 +83,7 @@ fn backlog_bytes(ns: &str, dev: &str) -> Option<u64> {
 
 #[test]
 fn delta_follows_a_tbf_bottleneck_20_5_20() {
+    let _serial = crate::common::real_time();
     if let Some(why) = unavailable() {
         println!("SKIPPED: {why}");
         return;

@@ -22,6 +22,7 @@ fn factory(sender: bool) -> ConnectionFactory {
 
 #[test]
 fn timer_rekeys_over_loopback_while_video_flows() {
+    let _serial = crate::common::real_time();
     let (host_end, mut client_end) = testing::ends();
     client_end.config.rekey_after = Duration::from_secs(1);
     let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();

@@ -32,6 +32,7 @@ fn step(hd: &mut UdpDriver, host: &mut Session, cd: &mut UdpDriver, client: &mut
 
 #[test]
 fn session_survives_a_client_address_change() {
+    let _serial = crate::common::real_time();
     let (mut hd, mut host, mut cd, mut client) = connect();
 
     client
@@ -156,6 +157,7 @@ fn stream(
 
 #[test]
 fn video_follows_the_client_to_its_new_address() {
+    let _serial = crate::common::real_time();
     let (mut hd, mut host, mut cd, mut client) = connect();
     let (mut sent, mut got) = (vec![], Received::default());
     stream(

@@ -16,6 +16,7 @@ const SECONDS: u64 = 3;
 
 #[test]
 fn video_input_and_control_flow_together_then_close() {
+    let _serial = crate::common::real_time();
     let mut p = Threads::spawn(VIDEO_BPS * 13 / 10, |h| h);
     established(&p.client, Duration::from_secs(2)).unwrap();
     established(&p.host, Duration::from_secs(2)).unwrap();

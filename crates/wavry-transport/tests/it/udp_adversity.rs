@@ -18,6 +18,7 @@ fn packet_type(d: &[u8]) -> Option<PacketType> {
 
 #[test]
 fn losing_any_one_handshake_packet_still_connects_within_a_second() {
+    let _serial = crate::common::real_time();
     for (lost, dir) in [
         (PacketType::HandshakeInit, Dir::ToHost),
         (PacketType::HandshakeResponse, Dir::ToClient),
@@ -56,6 +57,7 @@ fn losing_any_one_handshake_packet_still_connects_within_a_second() {
 
 #[test]
 fn hostile_datagrams_are_refused_and_counted_and_the_session_goes_on() {
+    let _serial = crate::common::real_time();
     let mut proxy = None;
     let p = Threads::spawn(2_000_000, |host| {
         let px = Proxy::start(host, |_, _| true);

@@ -12,6 +12,7 @@ const VIDEO_BPS: u64 = 20_000_000;
 
 #[test]
 fn encrypted_video_over_loopback_arrives_intact() {
+    let _serial = crate::common::real_time();
     let secs: u64 = std::env::var("WAVRY_LOOPBACK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -4,9 +4,20 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// Held by every test on real sockets and real time while it runs, so they run one after
+/// another as they did when each file was its own binary: on a small machine, a test that
+/// saturates loopback or spins (netns_tbf's impairer) would otherwise starve the timing of
+/// the others (frame_buffers counts on the session thread keeping up with 60 fps). The
+/// simulated-time tests (`session`) do not take it. Under cargo-nextest (one process per
+/// test) it is uncontended.
+pub fn real_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Which way a datagram crosses the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
