@@ -14,8 +14,8 @@ use rift_core::media::{
     FecPlan, MediaReceiver, MediaReceiverConfig, MediaSender, MediaSenderConfig, OutgoingFrame,
 };
 use rift_core::wire::{
-    Body, FecScheme, Header, MediaHeader, Packet, PacketType, DEFAULT_MEDIA_PAYLOAD, HEADER_LEN,
-    MAX_DATAGRAM, STREAM_VIDEO,
+    Body, FecScheme, Header, MediaFields, MediaHeader, Packet, PacketType, DEFAULT_MEDIA_PAYLOAD,
+    HEADER_LEN, MAX_DATAGRAM, STREAM_VIDEO,
 };
 use std::hint::black_box;
 use std::time::Instant;
@@ -201,7 +201,7 @@ fn bench_packet_decode(c: &mut Criterion) {
             packet_number: 1_000_000,
         },
         body: Body::MediaData {
-            header: MediaHeader {
+            header: MediaHeader::new(MediaFields {
                 stream: STREAM_VIDEO,
                 keyframe: false,
                 recovery_point: false,
@@ -212,7 +212,8 @@ fn bench_packet_decode(c: &mut Criterion) {
                 frag_count: 84,
                 fec_count: 17,
                 index: 83,
-            },
+            })
+            .expect("a valid layout"),
             // Fragment 83 of a 100_000-byte frame in 84 fragments is 1190 bytes.
             payload: &payload[..MediaHeader::fragment_len(FRAME_LEN as u32, 84, 83)],
         },

@@ -14,6 +14,7 @@ use crate::media::{
     OutgoingFrame, ReceivedFrame,
 };
 use crate::pacer::Pacer;
+use crate::rtt::RttEstimator;
 use crate::wire::{
     self, Body, DecodeError, EncodeError, Header, Packet, PacketType, Priority, RecoveryKind,
     HEADER_LEN, MAX_INPUT_EVENT_LEN,
@@ -192,6 +193,9 @@ pub struct Connection {
     input_rx: InputReceiver,
     recorder: FeedbackRecorder,
     analyzer: FeedbackAnalyzer,
+    /// The one RTT estimate: fed by feedback reports and control acks, read by the control
+    /// channel's retransmission timer, NACK repair, keyframe-request retries and DELTA.
+    rtt: RttEstimator,
     cc: Box<dyn CongestionController>,
     pacer: Pacer,
     small: VecDeque<Small>,
@@ -229,6 +233,7 @@ impl Connection {
             input_rx: InputReceiver::default(),
             recorder: FeedbackRecorder::new(epoch, cfg.feedback_interval),
             analyzer: FeedbackAnalyzer::new(epoch),
+            rtt: RttEstimator::default(),
             pacer: Pacer::new(decision.pacer_bps),
             cc,
             small: VecDeque::new(),
@@ -251,8 +256,14 @@ impl Connection {
         d
     }
 
+    /// The smoothed RTT.
     pub fn rtt(&self) -> Duration {
-        self.analyzer.rtt().srtt()
+        self.rtt.srtt()
+    }
+
+    /// The connection's RTT estimator, which every timer and DELTA read.
+    pub fn rtt_estimator(&self) -> &RttEstimator {
+        &self.rtt
     }
 
     pub fn last_report(&self) -> Option<&FeedbackReport> {
@@ -370,7 +381,10 @@ impl Connection {
             Body::ControlAck {
                 next_expected,
                 sack,
-            } => self.control.on_ack(now, next_expected, sack),
+            } => {
+                self.control.on_ack(now, next_expected, sack, &mut self.rtt);
+                self.rtt_updated();
+            }
             Body::Input { first_seq, events } => {
                 let out = &mut self.events;
                 self.input_rx.on_input(first_seq, &events, |seq, data| {
@@ -385,22 +399,15 @@ impl Connection {
                 let r = self
                     .receivers
                     .iter_mut()
-                    .find(|r| r.rx_stream() == header.stream)
-                    .ok_or(ConnectionError::UnknownStream(header.stream))?;
+                    .find(|r| r.rx_stream() == header.stream())
+                    .ok_or(ConnectionError::UnknownStream(header.stream()))?;
                 r.rx.on_packet(now, &header, payload, parity)?;
             }
             Body::Feedback(fb) => {
-                if let Some(report) = self.analyzer.on_feedback(now, &fb) {
+                if let Some(report) = self.analyzer.on_feedback(now, &fb, &mut self.rtt) {
                     self.cc.on_feedback(&report);
                     self.pacer.set_rate(self.cc.decision().pacer_bps);
-                    // The control channel smooths samples itself; feed it raw ones.
-                    if let Some(sample) = report.rtt_sample {
-                        self.control.on_rtt_sample(sample);
-                    }
-                    let rtt = self.analyzer.rtt().srtt();
-                    for r in &mut self.receivers {
-                        r.rx.set_rtt(rtt);
-                    }
+                    self.rtt_updated();
                 }
             }
             Body::Nack {
@@ -408,7 +415,7 @@ impl Connection {
                 frame_id,
                 indices,
             } => {
-                let rtt = self.analyzer.rtt().srtt();
+                let rtt = self.rtt.srtt();
                 if let Some(s) = self.senders.iter_mut().find(|s| s.stream() == stream) {
                     s.on_nack(now, frame_id, wire::nack_indices(indices), rtt);
                 }
@@ -441,6 +448,14 @@ impl Connection {
         }
         self.collect_media_events(now);
         Ok(())
+    }
+
+    /// The RTT estimate moved: the receivers time their repairs by it.
+    fn rtt_updated(&mut self) {
+        let rtt = self.rtt.srtt();
+        for r in &mut self.receivers {
+            r.rx.set_rtt(rtt);
+        }
     }
 
     fn collect_media_events(&mut self, now: Instant) {
@@ -524,7 +539,7 @@ impl Connection {
             r.rx.handle_timeout(now);
         }
         self.collect_media_events(now);
-        let retry = self.cfg.keyframe_retry.max(self.analyzer.rtt().srtt() * 2);
+        let retry = self.cfg.keyframe_retry.max(self.rtt.srtt() * 2);
         for r in &mut self.receivers {
             if let Some((frame_id, at)) = r.pending_request {
                 if r.rx.gated() && now.saturating_duration_since(at) >= retry {
@@ -544,7 +559,7 @@ impl Connection {
     /// Earliest instant at which `handle_timeout` or `poll_transmit` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let media_pending = self.senders.iter().any(|s| s.has_pending());
-        let retry = self.cfg.keyframe_retry.max(self.analyzer.rtt().srtt() * 2);
+        let retry = self.cfg.keyframe_retry.max(self.rtt.srtt() * 2);
         let urgent =
             (!self.small.is_empty() || self.control.wants_transmit()).then_some(self.last_now);
         [
@@ -627,7 +642,7 @@ impl Connection {
             .encode(out)?;
             return Ok(Some((PacketType::ControlAck, n, 0)));
         }
-        if let Some((seq, message)) = self.control.poll_transmit(now) {
+        if let Some((seq, message)) = self.control.poll_transmit(now, &self.rtt) {
             let n = Body::Control { seq, message }.encode(out)?;
             return Ok(Some((PacketType::Control, n, 0)));
         }
@@ -724,5 +739,110 @@ fn keyframe_request(stream: u8, frame_id: u32, last_good: Option<u32>) -> Small 
 impl RecvStream {
     fn rx_stream(&self) -> u8 {
         self.rx.stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delta::{Delta, DeltaConfig};
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn pair(t0: Instant) -> (Connection, Connection) {
+        let end = |local, remote, sender| {
+            Connection::new(
+                ConnectionConfig::new(local, remote, sender),
+                Box::new(Delta::new(DeltaConfig::default())),
+                t0,
+            )
+        };
+        (end(1, 2, true), end(2, 1, false))
+    }
+
+    /// Deliver everything `from` sends at `sent` to `to`, arriving at `arrive`, but packets of
+    /// the types in `drop`.
+    fn deliver_but(
+        from: &mut Connection,
+        to: &mut Connection,
+        sent: Instant,
+        arrive: Instant,
+        drop: &[PacketType],
+    ) {
+        let mut buf = vec![0u8; wire::MAX_DATAGRAM];
+        while let Some(tx) = from.poll_transmit(sent, &mut buf).unwrap() {
+            let t = Packet::decode(&buf[..tx.len]).unwrap().header.packet_type;
+            if !drop.contains(&t) {
+                to.handle_packet(arrive, &buf[..tx.len]).unwrap();
+            }
+        }
+    }
+
+    fn deliver(from: &mut Connection, to: &mut Connection, sent: Instant, arrive: Instant) {
+        deliver_but(from, to, sent, arrive, &[]);
+    }
+
+    fn control_rto(c: &Connection) -> Duration {
+        c.control.rto(&c.rtt)
+    }
+
+    #[test]
+    fn a_control_ack_moves_the_shared_rtt_and_the_rto() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(t0);
+        assert_eq!(control_rto(&a), a.cfg.control.initial_rto);
+        a.send_control(b"hello").unwrap();
+        deliver(&mut a, &mut b, t0, t0 + 20 * MS);
+        // B acks at once; the ack takes 20 ms back: a 40 ms sample. (B's feedback is lost.)
+        deliver_but(
+            &mut b,
+            &mut a,
+            t0 + 20 * MS,
+            t0 + 40 * MS,
+            &[PacketType::Feedback],
+        );
+        assert!(a.last_report().is_none(), "no feedback yet: the ack alone");
+        assert_eq!(a.rtt(), 40 * MS);
+        assert_eq!(a.rtt_estimator().min_rtt(), 40 * MS);
+        // srtt 40 + 4 * rttvar 20.
+        assert_eq!(control_rto(&a), 120 * MS);
+        // What DELTA reads comes from the same estimator: the next report's srtt includes it.
+        a.send_ping(1);
+        deliver(&mut a, &mut b, t0 + 40 * MS, t0 + 60 * MS);
+        deliver(&mut b, &mut a, t0 + 100 * MS, t0 + 120 * MS);
+        let report = *a.last_report().expect("a feedback report");
+        let sample = report.rtt_sample.expect("an RTT sample");
+        assert_eq!(report.srtt, (7 * 40 * MS + sample) / 8);
+        assert_eq!(report.min_rtt, sample.min(40 * MS));
+        assert_eq!(a.rtt(), report.srtt);
+    }
+
+    #[test]
+    fn a_feedback_sample_moves_the_shared_rtt_and_the_rto() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(t0);
+        a.send_ping(1);
+        deliver(&mut a, &mut b, t0, t0 + 30 * MS);
+        // B reports the ping at once; the report takes 30 ms back: a 60 ms sample.
+        deliver(&mut b, &mut a, t0 + 30 * MS, t0 + 60 * MS);
+        let report = *a.last_report().expect("a feedback report");
+        assert_eq!(report.rtt_sample, Some(60 * MS));
+        assert_eq!(a.rtt(), 60 * MS);
+        assert_eq!(report.srtt, 60 * MS);
+        // The control channel's timer runs on the same estimate: 60 + 4 * 30.
+        assert_eq!(control_rto(&a), 180 * MS);
+        // And a later control ack moves it on (B's feedback is lost this time).
+        a.send_control(b"x").unwrap();
+        deliver(&mut a, &mut b, t0 + 100 * MS, t0 + 110 * MS);
+        deliver_but(
+            &mut b,
+            &mut a,
+            t0 + 110 * MS,
+            t0 + 120 * MS,
+            &[PacketType::Feedback],
+        );
+        assert_eq!(a.rtt(), (7 * 60 * MS + 20 * MS) / 8);
+        assert_eq!(a.rtt_estimator().min_rtt(), 20 * MS);
+        assert_eq!(control_rto(&a), a.rtt() + 4 * a.rtt_estimator().rttvar());
     }
 }

@@ -8,6 +8,7 @@
 //!
 //! Sequence numbers start at 0 and compare with wrapping (serial number) arithmetic.
 
+use crate::rtt::RttEstimator;
 use crate::wire::MAX_CONTROL_MESSAGE;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -16,9 +17,6 @@ use thiserror::Error;
 /// Width of the receive window and of the SACK bitmap: the receiver accepts
 /// `next_expected ..= next_expected + WINDOW`; SACK bit `i` stands for `next_expected + 1 + i`.
 pub const WINDOW: usize = 64;
-
-/// RTT samples above this are treated as this, so the estimator arithmetic cannot overflow.
-const MAX_RTT_SAMPLE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlConfig {
@@ -82,30 +80,6 @@ fn seq_before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
 
-/// RFC 6298 smoothed RTT and variance.
-#[derive(Debug, Clone, Copy, Default)]
-struct RttEstimator {
-    srtt: Option<Duration>,
-    rttvar: Duration,
-}
-
-impl RttEstimator {
-    fn update(&mut self, sample: Duration) {
-        let r = sample.min(MAX_RTT_SAMPLE);
-        match self.srtt {
-            None => {
-                self.srtt = Some(r);
-                self.rttvar = r / 2;
-            }
-            Some(s) => {
-                let diff = s.abs_diff(r);
-                self.rttvar = self.rttvar * 3 / 4 + diff / 4;
-                self.srtt = Some(s * 7 / 8 + r / 8);
-            }
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Transmission {
     /// Latest (re)transmission.
@@ -133,7 +107,6 @@ pub struct ControlChannel {
     /// Messages from `send_base` on; the first `sent_count` have been transmitted, in order.
     outgoing: VecDeque<Outgoing>,
     sent_count: usize,
-    rtt: RttEstimator,
     failed: bool,
     // Receiver.
     next_expected: u32,
@@ -154,7 +127,6 @@ impl ControlChannel {
             send_base: 0,
             outgoing: VecDeque::new(),
             sent_count: 0,
-            rtt: RttEstimator::default(),
             failed: false,
             next_expected: 0,
             reorder: std::array::from_fn(|_| None),
@@ -185,34 +157,26 @@ impl ControlChannel {
         Ok(seq)
     }
 
-    /// Feed an RTT estimate measured by the connection (feedback, pings); it drives the
-    /// retransmission timeout together with the channel's own Karn-filtered samples.
-    pub fn on_rtt_sample(&mut self, rtt: Duration) {
-        self.rtt.update(rtt);
-    }
-
-    /// Current base retransmission timeout: `srtt + 4 * rttvar` (or `initial_rto` before any
-    /// sample) clamped to `[min_rto, max_rto]`.
-    pub fn rto(&self) -> Duration {
-        let base = match self.rtt.srtt {
-            Some(s) => s + self.rtt.rttvar * 4,
-            None => self.cfg.initial_rto,
-        };
+    /// Current base retransmission timeout from the connection's RTT estimate: `srtt + 4 *
+    /// rttvar` (or `initial_rto` before any sample) clamped to `[min_rto, max_rto]`.
+    pub fn rto(&self, rtt: &RttEstimator) -> Duration {
+        let base = rtt.rto_base().unwrap_or(self.cfg.initial_rto);
         base.max(self.cfg.min_rto).min(self.cfg.max_rto)
     }
 
     /// Timeout for a message retransmitted `retransmits` times: the RTO doubled per
     /// retransmission (so a congested or dead path is not hammered), capped at `max_rto`.
-    fn backoff(&self, retransmits: u32) -> Duration {
-        self.rto()
+    fn backoff(&self, rtt: &RttEstimator, retransmits: u32) -> Duration {
+        self.rto(rtt)
             .saturating_mul(2u32.saturating_pow(retransmits))
             .min(self.cfg.max_rto)
     }
 
     /// The next Control body to transmit at `now`: a retransmission whose timer expired (oldest
     /// deadline first, since it blocks in-order delivery), else a new message if the window
-    /// allows. The caller encodes `Body::Control { seq, message }`.
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<(u32, &[u8])> {
+    /// allows. The caller encodes `Body::Control { seq, message }`. Timers run on `rtt`, the
+    /// connection's RTT estimate.
+    pub fn poll_transmit(&mut self, now: Instant, rtt: &RttEstimator) -> Option<(u32, &[u8])> {
         if self.failed {
             return None;
         }
@@ -231,7 +195,7 @@ impl ControlChannel {
                 self.failed = true;
                 return None;
             }
-            let timeout = self.backoff(retransmits + 1);
+            let timeout = self.backoff(rtt, retransmits + 1);
             self.outgoing[i].tx = Some(Transmission {
                 at: now,
                 deadline: now + timeout,
@@ -242,7 +206,7 @@ impl ControlChannel {
         } else if self.sent_count < self.outgoing.len() && self.sent_count < self.cfg.max_in_flight
         {
             let i = self.sent_count;
-            let timeout = self.backoff(0);
+            let timeout = self.backoff(rtt, 0);
             self.outgoing[i].tx = Some(Transmission {
                 at: now,
                 deadline: now + timeout,
@@ -328,8 +292,9 @@ impl ControlChannel {
     }
 
     /// Handle a received ControlAck. Stale (reordered) acks still contribute their SACK bits;
-    /// acks claiming messages we never sent are ignored.
-    pub fn on_ack(&mut self, now: Instant, next_expected: u32, sack: u64) {
+    /// acks claiming messages we never sent are ignored. The ack's RTT sample, if it gives one,
+    /// goes into `rtt`, the connection's estimate.
+    pub fn on_ack(&mut self, now: Instant, next_expected: u32, sack: u64, rtt: &mut RttEstimator) {
         let ahead = next_expected.wrapping_sub(self.send_base);
         if !seq_before(next_expected, self.send_base) && ahead as usize > self.sent_count {
             return;
@@ -356,7 +321,7 @@ impl ControlChannel {
             }
         }
         if let Some(at) = sample_from {
-            self.rtt.update(now.saturating_duration_since(at));
+            rtt.on_sample(now.saturating_duration_since(at));
         }
         while self.outgoing.front().is_some_and(|o| o.acked) {
             self.outgoing.pop_front();
@@ -511,12 +476,17 @@ mod tests {
     }
 
     /// Pump everything both ends want to send at `now` onto the paths.
-    fn pump(now: Instant, ends: &mut [ControlChannel; 2], paths: &mut [Path; 2]) {
-        for (end, path) in ends.iter_mut().zip(paths.iter_mut()) {
+    fn pump(
+        now: Instant,
+        ends: &mut [ControlChannel; 2],
+        rtts: &[RttEstimator; 2],
+        paths: &mut [Path; 2],
+    ) {
+        for ((end, rtt), path) in ends.iter_mut().zip(rtts).zip(paths.iter_mut()) {
             if let Some((ne, sack)) = end.poll_ack() {
                 path.send(now, Pkt::Ack(ne, sack));
             }
-            while let Some((seq, m)) = end.poll_transmit(now) {
+            while let Some((seq, m)) = end.poll_transmit(now, rtt) {
                 path.send(now, Pkt::Control(seq, m.to_vec()));
             }
             assert!(end.in_flight() <= WINDOW);
@@ -535,6 +505,7 @@ mod tests {
         };
         let mut ends =
             [0, 1].map(|_| ControlChannel::new(cfg.clone()).with_initial_seq(initial_seq));
+        let mut rtts = [RttEstimator::default(); 2];
         // paths[k] carries what end k sends to the other end.
         let mut paths = [0, 1].map(|k| Path {
             rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ (k + 1)),
@@ -560,7 +531,7 @@ mod tests {
                     let rx = &mut ends[1 - k];
                     match p {
                         Pkt::Control(seq, m) => rx.on_control(now, seq, &m).expect("valid"),
-                        Pkt::Ack(ne, sack) => rx.on_ack(now, ne, sack),
+                        Pkt::Ack(ne, sack) => rx.on_ack(now, ne, sack, &mut rtts[1 - k]),
                     }
                 }
             }
@@ -569,7 +540,7 @@ mod tests {
                     got.push(m);
                 }
             }
-            pump(now, &mut ends, &mut paths);
+            pump(now, &mut ends, &rtts, &mut paths);
             let done = (0..2).all(|k| received[1 - k].len() == counts[k] && ends[k].queued() == 0);
             if done {
                 break;
@@ -622,17 +593,18 @@ mod tests {
 
     #[test]
     fn rto_backoff_doubles_per_retransmission_up_to_max() {
+        let rtt = RttEstimator::default();
         let mut c = ControlChannel::new(cfg());
         let t0 = Instant::now();
         c.send(b"hello").unwrap();
-        assert_eq!(c.poll_transmit(t0), Some((0, &b"hello"[..])));
+        assert_eq!(c.poll_transmit(t0, &rtt), Some((0, &b"hello"[..])));
         let mut t = t0;
         for timeout_ms in [200, 400, 800, 1600, 2000, 2000] {
             let deadline = t + MS * timeout_ms;
             assert_eq!(c.next_timeout(), Some(deadline));
-            assert_eq!(c.poll_transmit(deadline - MS), None);
-            assert_eq!(c.poll_transmit(deadline), Some((0, &b"hello"[..])));
-            assert_eq!(c.poll_transmit(deadline), None);
+            assert_eq!(c.poll_transmit(deadline - MS, &rtt), None);
+            assert_eq!(c.poll_transmit(deadline, &rtt), Some((0, &b"hello"[..])));
+            assert_eq!(c.poll_transmit(deadline, &rtt), None);
             t = deadline;
         }
         assert_eq!(c.stats().retransmitted, 6);
@@ -641,17 +613,18 @@ mod tests {
 
     #[test]
     fn rto_follows_rtt_estimate() {
-        let mut c = ControlChannel::new(cfg());
-        assert_eq!(c.rto(), MS * 200);
-        c.on_rtt_sample(MS * 40);
+        let mut rtt = RttEstimator::default();
+        let c = ControlChannel::new(cfg());
+        assert_eq!(c.rto(&rtt), MS * 200);
+        rtt.on_sample(MS * 40);
         // srtt 40, rttvar 20: 40 + 80.
-        assert_eq!(c.rto(), MS * 120);
-        let mut c = ControlChannel::new(cfg());
-        c.on_rtt_sample(Duration::from_micros(100));
-        assert_eq!(c.rto(), MS * 20, "clamped to min_rto");
-        c.on_rtt_sample(Duration::MAX);
+        assert_eq!(c.rto(&rtt), MS * 120);
+        let mut rtt = RttEstimator::default();
+        rtt.on_sample(Duration::from_micros(100));
+        assert_eq!(c.rto(&rtt), MS * 20, "clamped to min_rto");
+        rtt.on_sample(Duration::MAX);
         assert_eq!(
-            c.rto(),
+            c.rto(&rtt),
             Duration::from_secs(2),
             "clamped to max_rto, no overflow"
         );
@@ -659,32 +632,38 @@ mod tests {
 
     #[test]
     fn karn_samples_only_unretransmitted_messages() {
+        let mut rtt = RttEstimator::default();
         let mut c = ControlChannel::new(cfg());
         let t0 = Instant::now();
         c.send(b"a").unwrap();
         c.send(b"b").unwrap();
-        c.poll_transmit(t0).unwrap();
+        c.poll_transmit(t0, &rtt).unwrap();
         // Message 0 times out and is retransmitted; its ack must not produce a sample.
-        c.poll_transmit(t0 + MS * 200).unwrap();
-        c.on_ack(t0 + MS * 210, 1, 0);
-        assert_eq!(c.rto(), MS * 200, "no sample from a retransmitted message");
-        c.poll_transmit(t0 + MS * 300).unwrap();
-        c.on_ack(t0 + MS * 340, 2, 0);
-        assert_eq!(c.rto(), MS * 120, "sample of 40 ms");
+        c.poll_transmit(t0 + MS * 200, &rtt).unwrap();
+        c.on_ack(t0 + MS * 210, 1, 0, &mut rtt);
+        assert_eq!(
+            c.rto(&rtt),
+            MS * 200,
+            "no sample from a retransmitted message"
+        );
+        c.poll_transmit(t0 + MS * 300, &rtt).unwrap();
+        c.on_ack(t0 + MS * 340, 2, 0, &mut rtt);
+        assert_eq!(c.rto(&rtt), MS * 120, "sample of 40 ms");
     }
 
     #[test]
     fn fails_after_max_retransmits() {
+        let rtt = RttEstimator::default();
         let mut c = ControlChannel::new(ControlConfig {
             max_retransmits: 3,
             ..cfg()
         });
         let t0 = Instant::now();
         c.send(b"x").unwrap();
-        c.poll_transmit(t0).unwrap();
+        c.poll_transmit(t0, &rtt).unwrap();
         let mut retransmissions = 0;
         while let Some(t) = c.next_timeout() {
-            if c.poll_transmit(t).is_some() {
+            if c.poll_transmit(t, &rtt).is_some() {
                 retransmissions += 1;
             }
             assert!(retransmissions <= 3);
@@ -692,50 +671,53 @@ mod tests {
         assert_eq!(retransmissions, 3);
         assert!(c.failed());
         assert_eq!(c.next_timeout(), None);
-        assert_eq!(c.poll_transmit(t0 + Duration::from_secs(100)), None);
+        assert_eq!(c.poll_transmit(t0 + Duration::from_secs(100), &rtt), None);
         assert_eq!(c.send(b"y"), Err(ControlError::Failed(3)));
     }
 
     #[test]
     fn handle_timeout_detects_failure_without_transmitting() {
+        let rtt = RttEstimator::default();
         let mut c = ControlChannel::new(ControlConfig {
             max_retransmits: 1,
             ..cfg()
         });
         let t0 = Instant::now();
         c.send(b"x").unwrap();
-        c.poll_transmit(t0).unwrap();
+        c.poll_transmit(t0, &rtt).unwrap();
         c.handle_timeout(t0 + MS * 200);
         assert!(!c.failed(), "one retransmission is still allowed");
-        c.poll_transmit(t0 + MS * 200).unwrap();
+        c.poll_transmit(t0 + MS * 200, &rtt).unwrap();
         let last = c.next_timeout().unwrap();
         assert_eq!(last, t0 + MS * 600);
         c.handle_timeout(last - MS);
         assert!(!c.failed());
         c.handle_timeout(last);
         assert!(c.failed());
-        assert_eq!(c.poll_transmit(last), None);
+        assert_eq!(c.poll_transmit(last, &rtt), None);
     }
 
     #[test]
     fn ack_before_failure_keeps_channel_alive() {
+        let mut rtt = RttEstimator::default();
         let mut c = ControlChannel::new(ControlConfig {
             max_retransmits: 1,
             ..cfg()
         });
         let t0 = Instant::now();
         c.send(b"x").unwrap();
-        c.poll_transmit(t0).unwrap();
-        c.poll_transmit(t0 + MS * 200).unwrap();
-        c.on_ack(t0 + MS * 250, 1, 0);
+        c.poll_transmit(t0, &rtt).unwrap();
+        c.poll_transmit(t0 + MS * 200, &rtt).unwrap();
+        c.on_ack(t0 + MS * 250, 1, 0, &mut rtt);
         assert_eq!(c.next_timeout(), None);
-        assert_eq!(c.poll_transmit(t0 + Duration::from_secs(10)), None);
+        assert_eq!(c.poll_transmit(t0 + Duration::from_secs(10), &rtt), None);
         assert!(!c.failed());
         assert_eq!(c.stats().acked, 1);
     }
 
     #[test]
     fn window_limits_messages_in_flight() {
+        let mut rtt = RttEstimator::default();
         for max_in_flight in [8, 64, 1000] {
             let mut c = ControlChannel::new(ControlConfig {
                 max_in_flight,
@@ -747,53 +729,55 @@ mod tests {
                 assert_eq!(c.send(&i.to_be_bytes()), Ok(i));
             }
             let mut seqs = vec![];
-            while let Some((seq, m)) = c.poll_transmit(t0) {
+            while let Some((seq, m)) = c.poll_transmit(t0, &rtt) {
                 assert_eq!(m, seq.to_be_bytes());
                 seqs.push(seq);
             }
             assert_eq!(seqs, (0..limit as u32).collect::<Vec<_>>());
             assert!(!c.wants_transmit());
             // Acking the first 5 opens exactly 5 slots.
-            c.on_ack(t0 + MS, 5, 0);
+            c.on_ack(t0 + MS, 5, 0, &mut rtt);
             let more: Vec<u32> =
-                std::iter::from_fn(|| c.poll_transmit(t0 + MS).map(|(s, _)| s)).collect();
+                std::iter::from_fn(|| c.poll_transmit(t0 + MS, &rtt).map(|(s, _)| s)).collect();
             assert_eq!(more, (limit as u32..limit as u32 + 5).collect::<Vec<_>>());
             // A selective ack does not open the window: seq 5 is still outstanding.
-            c.on_ack(t0 + MS, 5, 0b1110);
-            assert_eq!(c.poll_transmit(t0 + MS), None);
+            c.on_ack(t0 + MS, 5, 0b1110, &mut rtt);
+            assert_eq!(c.poll_transmit(t0 + MS, &rtt), None);
             assert_eq!(c.in_flight(), limit - 3);
         }
     }
 
     #[test]
     fn sacked_messages_are_not_retransmitted() {
+        let mut rtt = RttEstimator::default();
         let mut c = ControlChannel::new(cfg());
         let t0 = Instant::now();
         for _ in 0..4 {
             c.send(b"m").unwrap();
         }
-        while c.poll_transmit(t0).is_some() {}
+        while c.poll_transmit(t0, &rtt).is_some() {}
         // 1 and 3 arrived (bits 0 and 2 above next_expected 0).
-        c.on_ack(t0 + MS * 10, 0, 0b101);
+        c.on_ack(t0 + MS * 10, 0, 0b101, &mut rtt);
         let resent: Vec<u32> =
-            std::iter::from_fn(|| c.poll_transmit(t0 + MS * 200).map(|(s, _)| s)).collect();
+            std::iter::from_fn(|| c.poll_transmit(t0 + MS * 200, &rtt).map(|(s, _)| s)).collect();
         assert_eq!(resent, vec![0, 2]);
     }
 
     #[test]
     fn bogus_ack_for_unsent_messages_is_ignored() {
+        let mut rtt = RttEstimator::default();
         let mut c = ControlChannel::new(cfg());
         let t0 = Instant::now();
         c.send(b"a").unwrap();
         c.send(b"b").unwrap();
-        c.poll_transmit(t0).unwrap();
-        c.on_ack(t0, 2, 0);
+        c.poll_transmit(t0, &rtt).unwrap();
+        c.on_ack(t0, 2, 0, &mut rtt);
         assert_eq!(c.in_flight(), 1);
         assert_eq!(c.queued(), 2);
         // Sack bits for unsent messages are ignored too.
-        c.on_ack(t0, 0, u64::MAX);
+        c.on_ack(t0, 0, u64::MAX, &mut rtt);
         assert_eq!(c.stats().acked, 0);
-        assert_eq!(c.poll_transmit(t0), Some((1, &b"b"[..])));
+        assert_eq!(c.poll_transmit(t0, &rtt), Some((1, &b"b"[..])));
     }
 
     #[test]
@@ -814,6 +798,7 @@ mod tests {
 
     #[test]
     fn queue_full_rejected() {
+        let mut rtt = RttEstimator::default();
         let mut c = ControlChannel::new(ControlConfig {
             max_queued: 3,
             ..cfg()
@@ -823,8 +808,8 @@ mod tests {
         }
         assert_eq!(c.send(b""), Err(ControlError::QueueFull(3)));
         let t0 = Instant::now();
-        c.poll_transmit(t0).unwrap();
-        c.on_ack(t0, 1, 0);
+        c.poll_transmit(t0, &rtt).unwrap();
+        c.on_ack(t0, 1, 0, &mut rtt);
         assert_eq!(c.send(b""), Ok(3));
     }
 

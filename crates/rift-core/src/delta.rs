@@ -210,7 +210,7 @@ impl Delta {
             avg_frame: None,
             burst_until: None,
             burst_delay: Duration::ZERO,
-            srtt: crate::feedback::INITIAL_RTT,
+            srtt: crate::rtt::INITIAL_RTT,
             recover_to: None,
             path_pace: None,
             cfg,

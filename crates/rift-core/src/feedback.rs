@@ -7,6 +7,7 @@
 //! on read times, so a receiver that falls behind its socket shows as delay; train dispersion
 //! on socket times, so the receiver's wake-ups do not pass for a slow path.
 
+use crate::rtt::RttEstimator;
 use crate::wire::{
     zigzag, ArrivalTimes, Body, EncodeError, Feedback, Writer, MAX_BODY, MAX_FEEDBACK_PACKETS,
 };
@@ -222,7 +223,6 @@ pub struct FeedbackAnalyzer {
     first_pn: u64,
     sent: VecDeque<Sent>,
     cap: usize,
-    rtt: RttEstimator,
     /// Minimum of (arrival − send) per one-second bucket, for the base one-way delay.
     owd_buckets: VecDeque<(u64, i64)>,
     owd_window_s: u64,
@@ -289,7 +289,6 @@ impl FeedbackAnalyzer {
             first_pn: 0,
             sent: VecDeque::new(),
             cap: 1 << 15,
-            rtt: RttEstimator::default(),
             owd_buckets: VecDeque::new(),
             owd_window_s: 10,
             trend: VecDeque::new(),
@@ -305,14 +304,6 @@ impl FeedbackAnalyzer {
             last_report: None,
             samples: Vec::new(),
         }
-    }
-
-    pub fn rtt(&self) -> &RttEstimator {
-        &self.rtt
-    }
-
-    pub fn rtt_mut(&mut self) -> &mut RttEstimator {
-        &mut self.rtt
     }
 
     pub fn last_report(&self) -> Option<&FeedbackReport> {
@@ -345,8 +336,14 @@ impl FeedbackAnalyzer {
         t.saturating_duration_since(self.epoch).as_micros() as i64
     }
 
-    /// Digest a feedback packet received at `now`.
-    pub fn on_feedback(&mut self, now: Instant, fb: &Feedback<'_>) -> Option<FeedbackReport> {
+    /// Digest a feedback packet received at `now`. Its RTT sample goes into `rtt`, the
+    /// connection's estimator, which the report's `srtt` and `min_rtt` then read.
+    pub fn on_feedback(
+        &mut self,
+        now: Instant,
+        fb: &Feedback<'_>,
+        rtt: &mut RttEstimator,
+    ) -> Option<FeedbackReport> {
         let (mut packets, mut lost, mut run, mut runs, mut run_total) =
             (0u32, 0u32, 0u32, 0u32, 0u32);
         let (mut q_min, mut q_sum, mut q_n) = (i64::MAX, 0i64, 0i64);
@@ -395,7 +392,7 @@ impl FeedbackAnalyzer {
                 .saturating_sub(Duration::from_micros(fb.ack_delay_us as u64))
         });
         if let Some(r) = rtt_sample {
-            self.rtt.on_sample(r);
+            rtt.on_sample(r);
         }
         for &(s, at) in &samples {
             let a = at.read_us;
@@ -485,8 +482,8 @@ impl FeedbackAnalyzer {
         let report = FeedbackReport {
             at: now,
             rtt_sample,
-            srtt: self.rtt.srtt(),
-            min_rtt: self.rtt.min_rtt(),
+            srtt: rtt.srtt(),
+            min_rtt: rtt.min_rtt(),
             packets,
             lost,
             loss_rate: if tot > 0 {
@@ -585,67 +582,6 @@ fn slope(points: &VecDeque<(f64, f64)>) -> f64 {
     }
 }
 
-/// Smoothed RTT (RFC 6298) and the minimum RTT seen.
-#[derive(Debug, Clone, Copy)]
-pub struct RttEstimator {
-    srtt: Option<Duration>,
-    rttvar: Duration,
-    min: Option<Duration>,
-    latest: Option<Duration>,
-}
-
-impl Default for RttEstimator {
-    fn default() -> Self {
-        RttEstimator {
-            srtt: None,
-            rttvar: Duration::ZERO,
-            min: None,
-            latest: None,
-        }
-    }
-}
-
-/// RTT assumed before the first sample.
-pub const INITIAL_RTT: Duration = Duration::from_millis(100);
-
-impl RttEstimator {
-    pub fn on_sample(&mut self, r: Duration) {
-        self.latest = Some(r);
-        self.min = Some(self.min.map_or(r, |m| m.min(r)));
-        match self.srtt {
-            None => {
-                self.srtt = Some(r);
-                self.rttvar = r / 2;
-            }
-            Some(s) => {
-                let diff = s.abs_diff(r);
-                self.rttvar = (self.rttvar * 3 + diff) / 4;
-                self.srtt = Some((s * 7 + r) / 8);
-            }
-        }
-    }
-
-    pub fn has_sample(&self) -> bool {
-        self.srtt.is_some()
-    }
-
-    pub fn srtt(&self) -> Duration {
-        self.srtt.unwrap_or(INITIAL_RTT)
-    }
-
-    pub fn rttvar(&self) -> Duration {
-        self.rttvar
-    }
-
-    pub fn min_rtt(&self) -> Duration {
-        self.min.unwrap_or(INITIAL_RTT)
-    }
-
-    pub fn latest(&self) -> Duration {
-        self.latest.unwrap_or(INITIAL_RTT)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -665,7 +601,8 @@ mod tests {
         let Ok(Body::Feedback(fb)) = Body::decode(PacketType::Feedback, &buf[..n]) else {
             panic!("not a feedback body");
         };
-        an.on_feedback(now, &fb).expect("a report with packets")
+        an.on_feedback(now, &fb, &mut RttEstimator::default())
+            .expect("a report with packets")
     }
 
     /// A frame's train of 10 packets of 1250 bytes sent 100 µs apart from `at`, which reached

@@ -12,4 +12,5 @@ pub mod feedback;
 pub mod input;
 pub mod media;
 pub mod pacer;
+pub mod rtt;
 pub mod wire;

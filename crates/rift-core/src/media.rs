@@ -7,7 +7,7 @@
 
 use crate::bitset::BitSet;
 use crate::fec::{self, FecDecoder, FecEncoder, FrameShards};
-use crate::wire::{Body, EncodeError, FecScheme, MediaHeader, DEFAULT_MEDIA_PAYLOAD};
+use crate::wire::{Body, EncodeError, FecScheme, MediaFields, MediaHeader, DEFAULT_MEDIA_PAYLOAD};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -197,6 +197,19 @@ impl MediaSender {
         } else {
             plan.scheme
         };
+        // Validated before any state changes: a layout the wire cannot carry is refused here.
+        let header = MediaHeader::new(MediaFields {
+            stream: self.cfg.stream,
+            keyframe: frame.keyframe,
+            recovery_point: frame.recovery_point,
+            fec: scheme,
+            frame_id: self.next_frame_id,
+            frame_len: len as u32,
+            capture_us: frame.capture_us,
+            frag_count,
+            fec_count,
+            index: 0,
+        })?;
         if frame.keyframe {
             for &slot in &self.order {
                 let f = &mut self.frames[slot];
@@ -230,18 +243,6 @@ impl MediaSender {
         if frame.keyframe {
             self.last_keyframe = Some(frame_id);
         }
-        let header = MediaHeader {
-            stream: self.cfg.stream,
-            keyframe: frame.keyframe,
-            recovery_point: frame.recovery_point,
-            fec: scheme,
-            frame_id,
-            frame_len: len as u32,
-            capture_us: frame.capture_us,
-            frag_count,
-            fec_count,
-            index: 0,
-        };
         let f = &mut self.frames[slot];
         f.header = Some(header);
         f.data.clear();
@@ -266,7 +267,7 @@ impl MediaSender {
     pub fn last_frame_wire_bytes(&self) -> Option<usize> {
         let f = &self.frames[*self.order.back()?];
         let h = f.header?;
-        let packets = h.frag_count as usize + h.fec_count as usize;
+        let packets = h.frag_count() as usize + h.fec_count() as usize;
         let per_packet = crate::wire::HEADER_LEN
             + crate::wire::MEDIA_HEADER_LEN
             + crate::wire::TAG_LEN
@@ -277,7 +278,7 @@ impl MediaSender {
     fn unsent_packets(f: &SentFrame) -> usize {
         match f.header {
             Some(h) if f.next != u32::MAX => {
-                (h.frag_count as usize + h.fec_count as usize).saturating_sub(f.next as usize)
+                (h.frag_count() as usize + h.fec_count() as usize).saturating_sub(f.next as usize)
             }
             _ => 0,
         }
@@ -288,9 +289,10 @@ impl MediaSender {
         if f.next == u32::MAX {
             return 0;
         }
-        let n = h.frag_count as u32;
+        let n = h.frag_count() as u32;
         let data_left = if f.next < n {
-            f.data.len() - MediaHeader::fragment_offset(h.frame_len, h.frag_count, f.next as u16)
+            f.data.len()
+                - MediaHeader::fragment_offset(h.frame_len(), h.frag_count(), f.next as u16)
         } else {
             0
         };
@@ -303,7 +305,7 @@ impl MediaSender {
         self.order
             .iter()
             .copied()
-            .find(|&s| self.frames[s].header.map(|h| h.frame_id) == Some(frame_id))
+            .find(|&s| self.frames[s].header.map(|h| h.frame_id()) == Some(frame_id))
     }
 
     /// Queue retransmissions of NACKed fragments; a fragment already retransmitted within the
@@ -322,7 +324,7 @@ impl MediaSender {
         let f = &mut self.frames[slot];
         let Some(h) = f.header else { return };
         for i in indices {
-            if i >= h.frag_count || (f.next != u32::MAX && (i as u32) >= f.next) {
+            if i >= h.frag_count() || (f.next != u32::MAX && (i as u32) >= f.next) {
                 continue; // not sent yet, or bogus
             }
             let at = &mut f.retx_at[i as usize];
@@ -342,11 +344,11 @@ impl MediaSender {
                 continue;
             };
             let f = &self.frames[slot];
-            let Some(mut h) = f.header else { continue };
-            h.index = index;
-            let off = MediaHeader::fragment_offset(h.frame_len, h.frag_count, index);
+            let Some(h) = f.header else { continue };
+            let h = h.with_index(index)?;
+            let off = MediaHeader::fragment_offset(h.frame_len(), h.frag_count(), index);
             let payload =
-                &f.data[off..off + MediaHeader::fragment_len(h.frame_len, h.frag_count, index)];
+                &f.data[off..off + MediaHeader::fragment_len(h.frame_len(), h.frag_count(), index)];
             let len = Body::MediaData { header: h, payload }.encode(out)?;
             self.stats.retransmissions += 1;
             return Ok(Some(MediaTransmit {
@@ -358,16 +360,16 @@ impl MediaSender {
         }
         for &slot in &self.order {
             let f = &mut self.frames[slot];
-            let Some(mut h) = f.header else { continue };
-            let n = h.frag_count as u32;
-            let total = n + h.fec_count as u32;
+            let Some(h) = f.header else { continue };
+            let n = h.frag_count() as u32;
+            let total = n + h.fec_count() as u32;
             if f.next >= total {
                 continue;
             }
             let (body, parity, sent) = if f.next < n {
-                h.index = f.next as u16;
-                let off = MediaHeader::fragment_offset(h.frame_len, h.frag_count, h.index);
-                let l = MediaHeader::fragment_len(h.frame_len, h.frag_count, h.index);
+                let h = h.with_index(f.next as u16)?;
+                let off = MediaHeader::fragment_offset(h.frame_len(), h.frag_count(), h.index());
+                let l = MediaHeader::fragment_len(h.frame_len(), h.frag_count(), h.index());
                 (
                     Body::MediaData {
                         header: h,
@@ -377,9 +379,9 @@ impl MediaSender {
                     l,
                 )
             } else {
-                h.index = (f.next - n) as u16;
+                let h = h.with_index((f.next - n) as u16)?;
                 let shard = h.parity_len();
-                let off = h.index as usize * shard;
+                let off = h.index() as usize * shard;
                 (
                     Body::MediaParity {
                         header: h,
@@ -399,7 +401,7 @@ impl MediaSender {
             }
             return Ok(Some(MediaTransmit {
                 len,
-                frame_id: h.frame_id,
+                frame_id: h.frame_id(),
                 retransmission: false,
                 parity,
             }));
@@ -458,10 +460,10 @@ struct Slot {
 impl Slot {
     fn shards(&mut self, h: &MediaHeader) -> FrameShards<'_> {
         FrameShards {
-            scheme: h.fec,
-            frame_len: h.frame_len,
-            frag_count: h.frag_count,
-            fec_count: h.fec_count,
+            scheme: h.fec(),
+            frame_len: h.frame_len(),
+            frag_count: h.frag_count(),
+            fec_count: h.fec_count(),
             frame: &mut self.buf,
             have: &mut self.have,
             parity: &self.parity,
@@ -568,7 +570,7 @@ impl MediaReceiver {
     fn find(&self, frame_id: u32) -> Option<usize> {
         self.slots
             .iter()
-            .position(|s| s.active && s.header.is_some_and(|h| h.frame_id == frame_id))
+            .position(|s| s.active && s.header.is_some_and(|h| h.frame_id() == frame_id))
     }
 
     /// Handle a media data or parity packet.
@@ -580,41 +582,58 @@ impl MediaReceiver {
         parity: bool,
     ) -> Result<(), MediaError> {
         self.release_lent();
-        if header.stream != self.cfg.stream {
+        if header.stream() != self.cfg.stream {
             self.stats.rejected_packets += 1;
             return Err(MediaError::WrongStream {
-                got: header.stream,
+                got: header.stream(),
                 want: self.cfg.stream,
             });
         }
-        if header.frame_len as usize > self.cfg.max_frame_len {
+        // The header's layout is valid by construction; whether this payload and index fit it
+        // as data or parity is the packet's, checked by decode but not carried by the types.
+        if !header.fits(payload, parity) {
+            self.stats.rejected_packets += 1;
+            return Err(MediaError::Inconsistent(header.frame_id()));
+        }
+        if header.frame_len() as usize > self.cfg.max_frame_len {
             self.stats.rejected_packets += 1;
             return Err(MediaError::FrameTooLarge {
-                len: header.frame_len as usize,
+                len: header.frame_len() as usize,
                 max: self.cfg.max_frame_len,
             });
         }
         if self
             .next_deliver
-            .is_some_and(|d| frame_after(d, header.frame_id))
+            .is_some_and(|d| frame_after(d, header.frame_id()))
         {
             self.stats.late_packets += 1;
             return Ok(());
         }
         self.stats.packets += 1;
-        let i = match self.find(header.frame_id) {
+        let i = match self.find(header.frame_id()) {
             Some(i) => i,
             None => self.open_slot(now, header),
         };
         let slot = &mut self.slots[i];
         let Some(h) = slot.header else { return Ok(()) };
         let same_layout = |a: &MediaHeader, b: &MediaHeader| {
-            (a.frame_len, a.frag_count, a.fec, a.fec_count, a.keyframe)
-                == (b.frame_len, b.frag_count, b.fec, b.fec_count, b.keyframe)
+            (
+                a.frame_len(),
+                a.frag_count(),
+                a.fec(),
+                a.fec_count(),
+                a.keyframe(),
+            ) == (
+                b.frame_len(),
+                b.frag_count(),
+                b.fec(),
+                b.fec_count(),
+                b.keyframe(),
+            )
         };
         if !same_layout(&h, header) {
             self.stats.rejected_packets += 1;
-            return Err(MediaError::Inconsistent(header.frame_id));
+            return Err(MediaError::Inconsistent(header.frame_id()));
         }
         if slot.complete {
             self.stats.duplicate_packets += 1;
@@ -622,16 +641,17 @@ impl MediaReceiver {
         }
         let fresh = if parity {
             let shard = payload.len();
-            let fresh = slot.parity_have.set(header.index as usize);
+            let fresh = slot.parity_have.set(header.index() as usize);
             if fresh {
-                let off = header.index as usize * shard;
+                let off = header.index() as usize * shard;
                 slot.parity[off..off + shard].copy_from_slice(payload);
             }
             fresh
         } else {
-            let fresh = slot.have.set(header.index as usize);
+            let fresh = slot.have.set(header.index() as usize);
             if fresh {
-                let off = MediaHeader::fragment_offset(h.frame_len, h.frag_count, header.index);
+                let off =
+                    MediaHeader::fragment_offset(h.frame_len(), h.frag_count(), header.index());
                 slot.buf[off..off + payload.len()].copy_from_slice(payload);
             }
             fresh
@@ -640,10 +660,10 @@ impl MediaReceiver {
             self.stats.duplicate_packets += 1;
             return Ok(());
         }
-        let last = if h.fec_count == 0 {
-            !parity && header.index + 1 == h.frag_count
+        let last = if h.fec_count() == 0 {
+            !parity && header.index() + 1 == h.frag_count()
         } else {
-            parity && header.index + 1 == h.fec_count
+            parity && header.index() + 1 == h.fec_count()
         };
         if last {
             slot.tail_at.get_or_insert(now);
@@ -663,8 +683,8 @@ impl MediaReceiver {
                     .filter(|(_, s)| s.header.is_some())
                     .min_by(|(_, a), (_, b)| {
                         let (a, b) = (
-                            a.header.map_or(0, |h| h.frame_id),
-                            b.header.map_or(0, |h| h.frame_id),
+                            a.header.map_or(0, |h| h.frame_id()),
+                            b.header.map_or(0, |h| h.frame_id()),
                         );
                         if frame_after(a, b) {
                             std::cmp::Ordering::Greater
@@ -672,7 +692,7 @@ impl MediaReceiver {
                             std::cmp::Ordering::Less
                         }
                     })
-                    .map(|(i, s)| (i, s.header.map(|h| h.frame_id)))
+                    .map(|(i, s)| (i, s.header.map(|h| h.frame_id())))
                     .unwrap_or((0, None));
                 if let Some(id) = old {
                     if self.next_deliver.is_none_or(|d| !frame_after(d, id)) {
@@ -687,12 +707,12 @@ impl MediaReceiver {
         s.complete = false;
         s.header = Some(*header);
         s.buf.clear();
-        s.buf.resize(header.frame_len as usize, 0);
-        s.have.reset(header.frag_count as usize);
+        s.buf.resize(header.frame_len() as usize, 0);
+        s.have.reset(header.frag_count() as usize);
         s.parity.clear();
         s.parity
-            .resize(header.fec_count as usize * header.parity_len(), 0);
-        s.parity_have.reset(header.fec_count as usize);
+            .resize(header.fec_count() as usize * header.parity_len(), 0);
+        s.parity_have.reset(header.fec_count() as usize);
         s.first_at = Some(now);
         s.tail_at = None;
         s.completed_at = None;
@@ -705,7 +725,7 @@ impl MediaReceiver {
     fn try_complete(&mut self, now: Instant, i: usize) -> Result<(), MediaError> {
         let slot = &mut self.slots[i];
         let Some(h) = slot.header else { return Ok(()) };
-        let n = h.frag_count as usize;
+        let n = h.frag_count() as usize;
         if slot.have.count() < n && slot.have.count() + slot.parity_have.count() >= n {
             let mut shards = slot.shards(&h);
             if shards.recoverable() {
@@ -753,7 +773,7 @@ impl MediaReceiver {
                         .slots
                         .iter()
                         .filter(|s| s.active)
-                        .filter_map(|s| s.header.map(|h| h.frame_id))
+                        .filter_map(|s| s.header.map(|h| h.frame_id()))
                         .filter(|&id| frame_after(id, d))
                         .reduce(|a, b| if frame_after(a, b) { b } else { a });
                     self.declare_lost(d);
@@ -802,7 +822,7 @@ impl MediaReceiver {
             .iter()
             .filter(|s| s.active)
             .filter_map(|s| {
-                let id = s.header?.frame_id;
+                let id = s.header?.frame_id();
                 if frame_after(id, d) {
                     s.first_at
                 } else if id == d {
@@ -818,7 +838,7 @@ impl MediaReceiver {
         self.slots
             .iter()
             .filter(|s| s.active)
-            .filter_map(|s| s.header.map(|h| h.frame_id))
+            .filter_map(|s| s.header.map(|h| h.frame_id()))
             .reduce(|a, b| if frame_after(a, b) { b } else { a })
     }
 
@@ -848,13 +868,13 @@ impl MediaReceiver {
         let newest_key = self
             .slots
             .iter()
-            .filter(|s| s.active && s.complete && s.header.is_some_and(|h| h.keyframe))
-            .filter_map(|s| s.header.map(|h| h.frame_id))
+            .filter(|s| s.active && s.complete && s.header.is_some_and(|h| h.keyframe()))
+            .filter_map(|s| s.header.map(|h| h.frame_id()))
             .reduce(|a, b| if frame_after(a, b) { a } else { b });
         if let Some(k) = newest_key {
             if self.next_deliver.is_none_or(|d| frame_after(k, d)) {
                 for s in self.slots.iter_mut().filter(|s| s.active) {
-                    if s.header.is_some_and(|h| frame_after(k, h.frame_id)) {
+                    if s.header.is_some_and(|h| frame_after(k, h.frame_id())) {
                         s.active = false;
                         self.stats.frames_superseded += 1;
                     }
@@ -881,7 +901,7 @@ impl MediaReceiver {
                 return None;
             }
             self.next_deliver = Some(d.wrapping_add(1));
-            if self.gated && !(h.keyframe || h.recovery_point) {
+            if self.gated && !(h.keyframe() || h.recovery_point()) {
                 slot.active = false;
                 self.stats.frames_gated += 1;
                 if self.last_good.is_none() {
@@ -897,11 +917,11 @@ impl MediaReceiver {
             let slot = &self.slots[i];
             let first = slot.first_at?;
             return Some(ReceivedFrame {
-                stream: h.stream,
+                stream: h.stream(),
                 frame_id: d,
-                keyframe: h.keyframe,
-                recovery_point: h.recovery_point,
-                capture_us: h.capture_us,
+                keyframe: h.keyframe(),
+                recovery_point: h.recovery_point(),
+                capture_us: h.capture_us(),
                 data: &slot.buf,
                 first_packet_at: first,
                 completed_at: slot.completed_at.unwrap_or(first),

@@ -1,5 +1,5 @@
-//! Media pacer: releases packets at a set rate so a frame's burst does not hit the bottleneck
-//! queue all at once. Microsecond arithmetic; the caller's timer decides how precise it is.
+//! Packet pacer: releases media packets at a set rate so a frame's burst does not hit the
+//! bottleneck queue all at once. (Capture pacing is wavry-media's `CapturePacer`.) Microsecond arithmetic; the caller's timer decides how precise it is.
 
 use std::time::{Duration, Instant};
 

@@ -307,9 +307,10 @@ pub const MEDIA_FLAG_RECOVERY_POINT: u8 = 0x02;
 const MEDIA_FEC_SHIFT: u8 = 4;
 const MEDIA_FEC_MASK: u8 = 0x30;
 
-/// Header fields shared by media data and parity packets.
+/// The fields of a media header as a sender fills them in, unchecked. [`MediaHeader::new`]
+/// turns them into a [`MediaHeader`] if they describe a valid frame layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MediaHeader {
+pub struct MediaFields {
     pub stream: u8,
     pub keyframe: bool,
     pub recovery_point: bool,
@@ -327,7 +328,82 @@ pub struct MediaHeader {
     pub index: u16,
 }
 
+/// Header fields shared by media data and parity packets, validated: a `MediaHeader` comes only
+/// out of decoding a packet or out of [`MediaHeader::new`], which enforce the same frame layout
+/// rules (at least one fragment, no fragment empty, parity count agreeing with the FEC scheme
+/// and at most one per fragment, Reed-Solomon counts it supports, index within the fragments),
+/// so a receiver may size and index its frame buffers by it. Whether `index` and the payload
+/// fit a data or a parity packet depends on the packet: see [`MediaHeader::fits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MediaHeader(MediaFields);
+
 impl MediaHeader {
+    /// A header for sending, if `fields` describe a valid frame layout (the rules decoding
+    /// enforces).
+    pub fn new(fields: MediaFields) -> Result<Self, EncodeError> {
+        let h = MediaHeader(fields);
+        h.check().map_err(|reason| EncodeError::Invalid {
+            field: "media",
+            reason,
+        })?;
+        Ok(h)
+    }
+
+    /// The same header for fragment or parity packet `index`.
+    pub fn with_index(self, index: u16) -> Result<Self, EncodeError> {
+        MediaHeader::new(MediaFields { index, ..self.0 })
+    }
+
+    /// The fields, to inspect or to build a changed header from (through [`MediaHeader::new`]).
+    pub fn fields(&self) -> MediaFields {
+        self.0
+    }
+
+    pub fn stream(&self) -> u8 {
+        self.0.stream
+    }
+
+    pub fn keyframe(&self) -> bool {
+        self.0.keyframe
+    }
+
+    pub fn recovery_point(&self) -> bool {
+        self.0.recovery_point
+    }
+
+    pub fn fec(&self) -> FecScheme {
+        self.0.fec
+    }
+
+    pub fn frame_id(&self) -> u32 {
+        self.0.frame_id
+    }
+
+    /// Total length of the frame in bytes; at least `frag_count`.
+    pub fn frame_len(&self) -> u32 {
+        self.0.frame_len
+    }
+
+    /// Capture time of the frame on the sender's monotonic clock, microseconds.
+    pub fn capture_us(&self) -> u64 {
+        self.0.capture_us
+    }
+
+    /// Number of data fragments of the frame; at least 1.
+    pub fn frag_count(&self) -> u16 {
+        self.0.frag_count
+    }
+
+    /// Number of parity packets of the frame; at most `frag_count`, 0 exactly without FEC.
+    pub fn fec_count(&self) -> u16 {
+        self.0.fec_count
+    }
+
+    /// Data: fragment index (< frag_count). Parity: parity index (< fec_count).
+    pub fn index(&self) -> u16 {
+        self.0.index
+    }
+
     /// Length of data fragment `index`: fragments are as equal as possible, the first
     /// `frame_len % frag_count` of them one byte longer.
     pub fn fragment_len(frame_len: u32, frag_count: u16, index: u16) -> usize {
@@ -345,60 +421,75 @@ impl MediaHeader {
         i * base + i.min(rem)
     }
 
+    /// Whether `payload` is the one a data packet (`parity` false) or a parity packet of this
+    /// header's frame carries at this header's index. Decoding and encoding require it; a
+    /// receiver handed a header and a payload separately checks it before indexing.
+    pub fn fits(&self, payload: &[u8], parity: bool) -> bool {
+        let h = &self.0;
+        if parity {
+            h.fec != FecScheme::None && h.index < h.fec_count && payload.len() == self.parity_len()
+        } else {
+            h.index < h.frag_count
+                && payload.len() == MediaHeader::fragment_len(h.frame_len, h.frag_count, h.index)
+        }
+    }
+
     /// Length of each parity payload for this frame.
     pub fn parity_len(&self) -> usize {
-        crate::fec::shard_len(self.fec, self.frame_len, self.frag_count)
+        crate::fec::shard_len(self.fec(), self.frame_len(), self.frag_count())
     }
 
     fn flags(&self) -> u8 {
-        (self.keyframe as u8 * MEDIA_FLAG_KEYFRAME)
-            | (self.recovery_point as u8 * MEDIA_FLAG_RECOVERY_POINT)
-            | ((self.fec as u8) << MEDIA_FEC_SHIFT)
+        (self.keyframe() as u8 * MEDIA_FLAG_KEYFRAME)
+            | (self.recovery_point() as u8 * MEDIA_FLAG_RECOVERY_POINT)
+            | ((self.fec() as u8) << MEDIA_FEC_SHIFT)
     }
 
     /// The layout rules both encoder and decoder enforce.
     fn check(&self) -> Result<(), &'static str> {
-        if self.frag_count == 0 {
+        let h = &self.0;
+        if h.frag_count == 0 {
             return Err("frag_count is 0");
         }
-        if self.frame_len < self.frag_count as u32 {
+        if h.frame_len < h.frag_count as u32 {
             return Err("frame shorter than its fragment count");
         }
-        if (self.fec == FecScheme::None) != (self.fec_count == 0) {
+        if (h.fec == FecScheme::None) != (h.fec_count == 0) {
             return Err("fec_count disagrees with the FEC scheme");
         }
         // At most one parity packet per fragment: bounds a receiver's parity memory by the
         // frame's own size.
-        if self.fec_count > self.frag_count {
+        if h.fec_count > h.frag_count {
             return Err("more parity packets than fragments");
         }
-        if self.fec == FecScheme::ReedSolomon
-            && !crate::fec::rs_supported(self.frag_count as usize, self.fec_count as usize)
+        if h.fec == FecScheme::ReedSolomon
+            && !crate::fec::rs_supported(h.frag_count as usize, h.fec_count as usize)
         {
             return Err("Reed-Solomon shard counts out of range");
+        }
+        // Data indices are below frag_count, parity indices below fec_count <= frag_count.
+        if h.index >= h.frag_count {
+            return Err("index beyond the frame's fragments");
         }
         Ok(())
     }
 
+    /// Valid by construction: `new` and `read` checked the layout.
     fn write(&self, w: &mut Writer) -> Result<(), EncodeError> {
-        self.check().map_err(|reason| EncodeError::Invalid {
-            field: "media",
-            reason,
-        })?;
-        w.u8(self.stream)?;
+        w.u8(self.0.stream)?;
         w.u8(self.flags())?;
-        w.u32(self.frame_id)?;
-        w.u32(self.frame_len)?;
-        w.u64(self.capture_us)?;
-        w.u16(self.frag_count)?;
-        w.u16(self.fec_count)?;
-        w.u16(self.index)
+        w.u32(self.0.frame_id)?;
+        w.u32(self.0.frame_len)?;
+        w.u64(self.0.capture_us)?;
+        w.u16(self.0.frag_count)?;
+        w.u16(self.0.fec_count)?;
+        w.u16(self.0.index)
     }
 
     fn read(r: &mut Reader) -> Result<Self, DecodeError> {
         let stream = r.u8()?;
         let flags = r.u8()?;
-        let h = MediaHeader {
+        let h = MediaHeader(MediaFields {
             stream,
             keyframe: flags & MEDIA_FLAG_KEYFRAME != 0,
             recovery_point: flags & MEDIA_FLAG_RECOVERY_POINT != 0,
@@ -409,7 +500,7 @@ impl MediaHeader {
             frag_count: r.u16()?,
             fec_count: r.u16()?,
             index: r.u16()?,
-        };
+        });
         h.check().map_err(|reason| DecodeError::Invalid {
             field: "media",
             reason,
@@ -871,14 +962,7 @@ impl<'a> Body<'a> {
                 w.bytes(events.raw)?;
             }
             Body::MediaData { header, payload } => {
-                if header.index >= header.frag_count
-                    || payload.len()
-                        != MediaHeader::fragment_len(
-                            header.frame_len,
-                            header.frag_count,
-                            header.index,
-                        )
-                {
+                if !header.fits(payload, false) {
                     return Err(EncodeError::Invalid {
                         field: "media.data",
                         reason: "index or payload length disagrees with the frame layout",
@@ -888,10 +972,7 @@ impl<'a> Body<'a> {
                 w.bytes(payload)?;
             }
             Body::MediaParity { header, payload } => {
-                if header.fec == FecScheme::None
-                    || header.index >= header.fec_count
-                    || payload.len() != header.parity_len()
-                {
+                if !header.fits(payload, true) {
                     return Err(EncodeError::Invalid {
                         field: "media.parity",
                         reason: "index or payload length disagrees with the frame layout",
@@ -1025,14 +1106,7 @@ impl<'a> Body<'a> {
             PacketType::MediaData => {
                 let header = MediaHeader::read(&mut r)?;
                 let payload = r.rest();
-                if header.index >= header.frag_count
-                    || payload.len()
-                        != MediaHeader::fragment_len(
-                            header.frame_len,
-                            header.frag_count,
-                            header.index,
-                        )
-                {
+                if !header.fits(payload, false) {
                     return Err(DecodeError::Invalid {
                         field: "media.data",
                         reason: "index or payload length disagrees with the frame layout",
@@ -1043,10 +1117,7 @@ impl<'a> Body<'a> {
             PacketType::MediaParity => {
                 let header = MediaHeader::read(&mut r)?;
                 let payload = r.rest();
-                if header.fec == FecScheme::None
-                    || header.index >= header.fec_count
-                    || payload.len() != header.parity_len()
-                {
+                if !header.fits(payload, true) {
                     return Err(DecodeError::Invalid {
                         field: "media.parity",
                         reason: "index or payload length disagrees with the frame layout",
@@ -1280,4 +1351,72 @@ pub(crate) fn zigzag(v: i64) -> u64 {
 
 pub(crate) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> MediaFields {
+        MediaFields {
+            stream: STREAM_VIDEO,
+            keyframe: true,
+            recovery_point: false,
+            fec: FecScheme::Xor,
+            frame_id: 7,
+            frame_len: 10_000,
+            capture_us: 1,
+            frag_count: 9,
+            fec_count: 2,
+            index: 0,
+        }
+    }
+
+    #[test]
+    fn a_media_header_is_built_only_from_a_valid_layout() {
+        let h = MediaHeader::new(fields()).unwrap();
+        assert_eq!(h.fields(), fields());
+        for bad in [
+            MediaFields {
+                frag_count: 0,
+                ..fields()
+            },
+            MediaFields {
+                frame_len: 8,
+                ..fields()
+            },
+            MediaFields {
+                fec_count: 0,
+                ..fields()
+            },
+            MediaFields {
+                fec: FecScheme::None,
+                ..fields()
+            },
+            MediaFields {
+                fec_count: 10,
+                ..fields()
+            },
+            MediaFields {
+                index: 9,
+                ..fields()
+            },
+        ] {
+            assert!(MediaHeader::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(h.with_index(8).is_ok());
+        assert!(h.with_index(9).is_err());
+    }
+
+    #[test]
+    fn fits_tells_data_from_parity() {
+        let h = MediaHeader::new(fields()).unwrap();
+        let data = vec![0u8; MediaHeader::fragment_len(10_000, 9, 0)];
+        let parity = vec![0u8; h.parity_len()];
+        assert!(h.fits(&data, false));
+        assert!(!h.fits(&data[1..], false));
+        assert!(h.fits(&parity, true));
+        let h = h.with_index(2).unwrap();
+        assert!(!h.fits(&parity, true), "parity index beyond fec_count");
+    }
 }

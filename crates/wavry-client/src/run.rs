@@ -13,6 +13,7 @@
 
 use crate::stats::{Snapshot, Stage};
 use crate::window::{CursorImage, OwnedI420, PictureReady, VideoWindow, WindowError};
+use rift_core::connection::Event;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -166,7 +167,8 @@ fn decode_loop(
     };
     for ev in events.iter() {
         match ev {
-            SessionEvent::Control(bytes) => match ControlMessage::decode(&bytes) {
+            SessionEvent::Connection(Event::Control(bytes)) => match ControlMessage::decode(&bytes)
+            {
                 Ok(ControlMessage::StreamInfo {
                     codec,
                     encoder,
@@ -261,7 +263,7 @@ fn decode_loop(
                 drop(mb);
                 wake();
             }
-            SessionEvent::FrameLost { .. } => {
+            SessionEvent::Connection(Event::FrameLost { .. }) => {
                 shared.lost.fetch_add(1, Ordering::Relaxed);
             }
             SessionEvent::Closed(r) => {

@@ -11,6 +11,7 @@ pub mod cursor;
 pub mod input;
 pub mod video;
 
+use rift_core::connection::Event;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -158,10 +159,10 @@ pub fn serve(
             SessionEvent::Closed(r) => break r,
             // Frames encoded while the handshake was finishing were dropped: start with a
             // keyframe once established (the client also asks, should this one be lost).
-            SessionEvent::KeyframeRequested { .. } | SessionEvent::Established { .. } => {
-                shared.keyframe.store(true, Ordering::Relaxed)
-            }
-            SessionEvent::Control(bytes) => match ControlMessage::decode(&bytes) {
+            SessionEvent::Connection(Event::KeyframeRequested { .. })
+            | SessionEvent::Established { .. } => shared.keyframe.store(true, Ordering::Relaxed),
+            SessionEvent::Connection(Event::Control(bytes)) => match ControlMessage::decode(&bytes)
+            {
                 Ok(ControlMessage::Hello {
                     version, client, ..
                 }) => {

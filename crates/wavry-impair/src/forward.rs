@@ -14,7 +14,7 @@
 //! a few microseconds rather than a timer tick.
 
 use crate::model::{ConfigError, Link, LinkConfig, LinkStats};
-use crate::qlog::QueueLog;
+use crate::queue_log::QueueLog;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::process::Command;
@@ -237,7 +237,7 @@ impl Forwarder {
         })
     }
 
-    /// Log both queues to `out` every `interval` (see [`crate::qlog`]), from now on.
+    /// Log both queues to `out` every `interval` (see [`crate::queue_log`]), from now on.
     pub fn log_queues(
         &mut self,
         out: Box<dyn Write + Send>,

@@ -2,7 +2,7 @@
 //!
 //! - [`model`]: the sans-IO model of one direction (delay, jitter, loss, burst loss, reordering,
 //!   duplication, a rate-limited drop-tail queue), driven with `Instant`s.
-//! - [`qlog`]: the queue-occupancy log (CSV).
+//! - [`queue_log`]: the queue-occupancy log (CSV), `--queue-log`.
 //! - [`forward`]: the forwarder: two TUN devices in a middle network namespace, policy routing
 //!   steering each side's packets through one of them, a precise timing loop.
 //! - [`netns`]: the A — M — B namespace topology for tests and users, removed on drop.
@@ -12,7 +12,7 @@
 pub mod forward;
 pub mod model;
 pub mod netns;
-pub mod qlog;
+pub mod queue_log;
 
 pub use forward::{ForwardError, Forwarder, ForwarderConfig, Lateness, Summary};
 pub use model::{ConfigError, GilbertElliott, Link, LinkConfig, LinkStats, Packet};

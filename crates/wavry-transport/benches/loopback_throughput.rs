@@ -10,14 +10,11 @@
 //! 20 Gbit/s; the library's default is 200 Mbit/s). `WAVRY_BENCH_DIAG=1` prints the host's latest feedback report
 //! every 100 ms and the receiver's counters at the end (stderr).
 
-use rift_core::connection::{Connection, ConnectionConfig};
-use rift_core::delta::{CongestionController, Delta, DeltaConfig, FixedRate};
+use rift_core::delta::{Delta, DeltaConfig};
 use rift_core::media::OutgoingFrame;
 use rift_core::wire::STREAM_VIDEO;
-use rift_crypto::handshake::{allow_list, pinned};
-use rift_crypto::identity::Identity;
 use std::time::{Duration, Instant};
-use wavry_transport::session::{Session, SessionConfig};
+use wavry_transport::testing;
 use wavry_transport::udp::UdpDriver;
 
 /// Pin the calling thread to `cpu`.
@@ -55,37 +52,24 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let (host_id, client_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
-    let (host_pub, client_pub) = (host_id.public(), client_id.public());
+    let (host_end, client_end) = testing::ends();
     let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
     let host_addr = hd.local_addr().unwrap();
     let host = std::thread::spawn(move || {
         if let Some(cpu) = cpu {
             pin(cpu);
         }
-        let mut s = hd
-            .accept(
-                &SessionConfig::default(),
-                &host_id,
-                || allow_list(vec![client_pub]),
-                || {
-                    Box::new(move |l, r, now| {
-                        // DELTA finds what loopback and the two threads sustain.
-                        let cc: Box<dyn CongestionController> = match fixed {
-                            Some(bps) => Box::new(FixedRate::new(bps, 60.0)),
-                            None => Box::new(Delta::new(DeltaConfig {
-                                initial_bps: 100_000_000,
-                                max_bps,
-                                ..DeltaConfig::default()
-                            })),
-                        };
-                        Connection::new(ConnectionConfig::new(l, r, true), cc, now)
-                    })
-                },
-                Instant::now() + Duration::from_secs(5),
-            )
-            .unwrap()
-            .expect("client");
+        let mut s = host_end.accept(&mut hd, || match fixed {
+            Some(bps) => testing::fixed_rate(true, bps),
+            // DELTA finds what loopback and the two threads sustain.
+            None => testing::with_controller(true, move || {
+                Box::new(Delta::new(DeltaConfig {
+                    initial_bps: 100_000_000,
+                    max_bps,
+                    ..DeltaConfig::default()
+                }))
+            }),
+        });
         let frame = vec![0x5Au8; 100_000];
         let end = Instant::now() + Duration::from_secs(secs) + Duration::from_millis(300);
         let mut frames = 0u64;
@@ -129,21 +113,7 @@ fn main() {
         (frames, hd.socket_stats())
     });
     let mut cd = UdpDriver::bind("127.0.0.1:0").unwrap();
-    let mut s = Session::connect(
-        SessionConfig::default(),
-        &client_id,
-        pinned(host_pub),
-        host_addr,
-        Box::new(|l, r, now| {
-            Connection::new(
-                ConnectionConfig::new(l, r, false),
-                Box::new(FixedRate::new(1_000_000, 60.0)),
-                now,
-            )
-        }),
-        Instant::now(),
-    )
-    .unwrap();
+    let mut s = client_end.connect(&mut cd, host_addr, testing::fixed_rate(false, 1_000_000));
     // Warm up for 300 ms, then measure.
     let warm = Instant::now() + Duration::from_millis(300);
     let end = warm + Duration::from_secs(secs);

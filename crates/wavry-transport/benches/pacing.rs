@@ -13,11 +13,7 @@
 use nix::sys::socket::{
     recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
 };
-use rift_core::connection::{Connection, ConnectionConfig};
-use rift_core::delta::FixedRate;
 use rift_core::wire::{Header, PacketType, STREAM_VIDEO};
-use rift_crypto::handshake::{allow_list, pinned};
-use rift_crypto::identity::Identity;
 use rift_sim::encoder::{frame_payload, EncoderConfig, SyntheticEncoder};
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
@@ -25,8 +21,8 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wavry_transport::session::{Session, SessionConfig};
 use wavry_transport::socket::{precise_timers, RiftSocket};
+use wavry_transport::testing;
 use wavry_transport::thread::SessionThread;
 use wavry_transport::udp::UdpDriver;
 
@@ -124,50 +120,17 @@ fn relay(host: SocketAddr, stop: Arc<AtomicBool>) -> (SocketAddr, std::thread::J
 }
 
 fn wire_gaps(secs: u64) {
-    let (host_id, client_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
-    let (host_pub, client_pub) = (host_id.public(), client_id.public());
+    let (host_end, client_end) = testing::ends();
     let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
     let host_addr = hd.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (relay_addr, relay_join) = relay(host_addr, stop.clone());
     let host = std::thread::spawn(move || {
-        let s = hd
-            .accept(
-                &SessionConfig::default(),
-                &host_id,
-                || allow_list(vec![client_pub]),
-                || {
-                    Box::new(|l, r, now| {
-                        Connection::new(
-                            ConnectionConfig::new(l, r, true),
-                            Box::new(FixedRate::new(VIDEO_BPS, 60.0)),
-                            now,
-                        )
-                    })
-                },
-                Instant::now() + Duration::from_secs(5),
-            )
-            .unwrap()
-            .expect("client");
+        let s = host_end.accept(&mut hd, || testing::fixed_rate(true, VIDEO_BPS));
         SessionThread::spawn(hd, s).unwrap()
     });
     let mut cd = UdpDriver::bind("127.0.0.1:0").unwrap();
-    let mut c = Session::connect(
-        SessionConfig::default(),
-        &client_id,
-        pinned(host_pub),
-        relay_addr,
-        Box::new(|l, r, now| {
-            Connection::new(
-                ConnectionConfig::new(l, r, false),
-                Box::new(FixedRate::new(1_000_000, 60.0)),
-                now,
-            )
-        }),
-        Instant::now(),
-    )
-    .unwrap();
-    cd.flush(&mut c, Instant::now()).unwrap();
+    let c = client_end.connect(&mut cd, relay_addr, testing::fixed_rate(false, 1_000_000));
     let client = SessionThread::spawn(cd, c).unwrap();
     let host = host.join().unwrap();
     let tx = host.sender();

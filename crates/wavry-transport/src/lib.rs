@@ -6,9 +6,12 @@
 //! - `udp`: a driver running a session on the calling thread.
 //! - `thread`: a session on a dedicated I/O thread, fed and drained through channels.
 //! - `priority`: a higher scheduling priority for the threads on the latency path.
+//! - `testing` (feature `test-support`): the session set-up tests and benchmarks share.
 
 pub mod priority;
 pub mod session;
 pub mod socket;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod thread;
 pub mod udp;

@@ -18,7 +18,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use rift_core::connection::{ConnectionStats, Event, InputEvent};
 use rift_core::delta::RateDecision;
 use rift_core::media::{MediaReceiverStats, OutgoingFrame};
-use rift_core::wire::{RecoveryKind, STREAM_AUDIO, STREAM_VIDEO};
+use rift_core::wire::{STREAM_AUDIO, STREAM_VIDEO};
 use rift_crypto::identity::PublicKey;
 use std::io;
 use std::os::fd::AsFd;
@@ -55,7 +55,8 @@ pub struct Frame {
     pub recovered: usize,
 }
 
-/// What the session thread reports (input events have their own channel).
+/// What the session thread reports: the connection's own events, wrapped, and what the thread
+/// adds around them (establishment, reassembled frames, the end).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionEvent {
     /// The handshake finished and the peer was heard under the new keys (for a client: the
@@ -63,23 +64,12 @@ pub enum SessionEvent {
     Established {
         remote_key: Option<PublicKey>,
     },
+    /// An event of the connection: a control message (in order, exactly once), a keyframe
+    /// request, a lost frame, the control channel's failure. Never `Event::Input` (input
+    /// events have their own channel) nor `Event::Closed` (a peer's Close ends the session
+    /// and arrives as [`SessionEvent::Closed`]).
+    Connection(Event),
     Frame(Frame),
-    /// A control message, in order, exactly once.
-    Control(Vec<u8>),
-    /// The peer lost a frame: send a keyframe, or a frame referencing only `last_good_frame`.
-    KeyframeRequested {
-        stream: u8,
-        kind: RecoveryKind,
-        first_lost_frame: u32,
-        last_good_frame: u32,
-    },
-    /// A frame from the peer could not be rebuilt; recovery was requested.
-    FrameLost {
-        stream: u8,
-        frame_id: u32,
-    },
-    /// The control channel gave up retransmitting: the path is gone.
-    ControlFailed,
     /// The session ended; the thread has stopped. Always the last event.
     Closed(CloseReason),
 }
@@ -477,31 +467,16 @@ impl Worker {
             return;
         };
         while let Some(ev) = c.poll_event() {
-            let out = match ev {
+            match ev {
                 Event::Input(i) => {
                     let _ = self.input_events.send(i);
-                    continue;
                 }
-                Event::Control(m) => SessionEvent::Control(m),
-                Event::KeyframeRequested {
-                    stream,
-                    kind,
-                    first_lost_frame,
-                    last_good_frame,
-                } => SessionEvent::KeyframeRequested {
-                    stream,
-                    kind,
-                    first_lost_frame,
-                    last_good_frame,
-                },
-                Event::FrameLost { stream, frame_id } => {
-                    SessionEvent::FrameLost { stream, frame_id }
-                }
-                Event::ControlFailed => SessionEvent::ControlFailed,
                 // The session turns a peer's Close into its close reason, reported last.
-                Event::Closed { .. } => continue,
-            };
-            let _ = self.events.send(out);
+                Event::Closed { .. } => {}
+                ev => {
+                    let _ = self.events.send(SessionEvent::Connection(ev));
+                }
+            }
         }
         for stream in [STREAM_VIDEO, STREAM_AUDIO] {
             while let Some(f) = c.poll_frame(stream) {

@@ -186,7 +186,7 @@ fn limits_the_rate_with_a_drop_tail_queue() {
         queue_time: Some(50 * MS),
         ..LinkConfig::default()
     };
-    let log_path = std::env::temp_dir().join(format!("wvi-qlog-{}.csv", std::process::id()));
+    let log_path = std::env::temp_dir().join(format!("wvi-queue-log-{}.csv", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
     let mut cfg = ForwarderConfig::new(&topo.m_iface_a, &topo.m_iface_b);
     cfg.tun_a2b = topo.tun_a2b.clone();

@@ -5,6 +5,7 @@
 
 use crate::common;
 
+use rift_core::connection::Event;
 use rift_crypto::handshake::pinned;
 use rift_crypto::identity::Identity;
 use std::sync::atomic::AtomicBool;
@@ -22,12 +23,14 @@ fn next_control(t: &SessionThread, timeout: Duration) -> ControlMessage {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match t.events.recv_timeout(left) {
-            Ok(SessionEvent::Control(b)) => match ControlMessage::decode(&b).unwrap() {
-                ControlMessage::HostStats { .. }
-                | ControlMessage::CursorShape(_)
-                | ControlMessage::CursorPosition { .. } => {}
-                m => return m,
-            },
+            Ok(SessionEvent::Connection(Event::Control(b))) => {
+                match ControlMessage::decode(&b).unwrap() {
+                    ControlMessage::HostStats { .. }
+                    | ControlMessage::CursorShape(_)
+                    | ControlMessage::CursorPosition { .. } => {}
+                    m => return m,
+                }
+            }
             Ok(SessionEvent::Closed(r)) => panic!("closed: {r:?}"),
             Ok(_) => {}
             Err(_) => panic!("no control message within {timeout:?}"),

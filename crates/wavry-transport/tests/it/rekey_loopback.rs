@@ -3,58 +3,33 @@
 //! shortened to 1 s (`SessionConfig::rekey_after`) so a short test sees several; the 120 s
 //! default is covered in simulated time by `session.rs`.
 
-use rift_core::connection::{Connection, ConnectionConfig, Event};
-use rift_core::delta::FixedRate;
+use rift_core::connection::Event;
 use rift_core::media::OutgoingFrame;
 use rift_core::wire::STREAM_VIDEO;
-use rift_crypto::handshake::{allow_list, pinned};
-use rift_crypto::identity::Identity;
 use rift_sim::encoder::{frame_payload, verify_payload, EncoderConfig, SyntheticEncoder};
 use std::time::{Duration, Instant};
-use wavry_transport::session::{ConnectionFactory, Session, SessionConfig};
+use wavry_transport::session::ConnectionFactory;
+use wavry_transport::testing;
 use wavry_transport::udp::UdpDriver;
 
 const VIDEO_BPS: u64 = 10_000_000;
 const STREAM_FOR: Duration = Duration::from_secs(5);
 
 fn factory(sender: bool) -> ConnectionFactory {
-    Box::new(move |l, r, now| {
-        Connection::new(
-            ConnectionConfig::new(l, r, sender),
-            // Room above the video for FEC and headers.
-            Box::new(FixedRate::new(VIDEO_BPS * 13 / 10, 60.0)),
-            now,
-        )
-    })
+    // Room above the video for FEC and headers.
+    testing::fixed_rate(sender, VIDEO_BPS * 13 / 10)
 }
 
 #[test]
 fn timer_rekeys_over_loopback_while_video_flows() {
-    let (host_id, client_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
-    let (host_pub, client_pub) = (host_id.public(), client_id.public());
+    let _serial = crate::common::real_time();
+    let (host_end, mut client_end) = testing::ends();
+    client_end.config.rekey_after = Duration::from_secs(1);
     let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
     let host_addr = hd.local_addr().unwrap();
-    let client_cfg = SessionConfig {
-        rekey_after: Duration::from_secs(1),
-        ..SessionConfig::default()
-    };
     let host = std::thread::spawn(move || {
-        let mut s = hd
-            .accept(
-                &SessionConfig::default(),
-                &host_id,
-                || allow_list(vec![client_pub]),
-                || factory(true),
-                Instant::now() + Duration::from_secs(5),
-            )
-            .unwrap()
-            .expect("a client connects");
-        let start = Instant::now();
-        while !s.is_established() && start.elapsed() < Duration::from_secs(2) {
-            hd.drive(&mut s, Instant::now() + Duration::from_millis(5))
-                .unwrap();
-        }
-        assert!(s.is_established(), "host: {:?}", s.close_reason());
+        let mut s = host_end.accept(&mut hd, || factory(true));
+        testing::drive_until_established(&mut hd, &mut s, Duration::from_secs(2));
         let started = Instant::now();
         let mut enc = SyntheticEncoder::new(EncoderConfig::default(), VIDEO_BPS, started);
         let (mut buf, mut sent) = (Vec::new(), 0u32);
@@ -86,15 +61,7 @@ fn timer_rekeys_over_loopback_while_video_flows() {
     });
 
     let mut cd = UdpDriver::bind("127.0.0.1:0").unwrap();
-    let mut s = Session::connect(
-        client_cfg,
-        &client_id,
-        pinned(host_pub),
-        host_addr,
-        factory(false),
-        Instant::now(),
-    )
-    .unwrap();
+    let mut s = client_end.connect(&mut cd, host_addr, factory(false));
     let (mut delivered, mut corrupt, mut lost) = (0u32, vec![], vec![]);
     let end = Instant::now() + STREAM_FOR + Duration::from_secs(2);
     // Until the host is done, and 200 ms more for what is still on the way.

@@ -2,60 +2,24 @@
 //! network change) keeps its session, and the host's video follows it. (Per-class DSCP marks
 //! are checked on the wire in `socket.rs`'s tests.)
 
-use rift_core::connection::{Connection, ConnectionConfig, Event};
-use rift_core::delta::FixedRate;
+use rift_core::connection::Event;
 use rift_core::media::OutgoingFrame;
 use rift_core::wire::STREAM_VIDEO;
-use rift_crypto::handshake::{allow_list, pinned};
-use rift_crypto::identity::Identity;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use wavry_transport::session::{Session, SessionConfig};
+use wavry_transport::session::Session;
+use wavry_transport::testing::{self, InTurn};
 use wavry_transport::udp::UdpDriver;
 
 fn factory(sender: bool) -> wavry_transport::session::ConnectionFactory {
-    Box::new(move |l, r, now| {
-        Connection::new(
-            ConnectionConfig::new(l, r, sender),
-            Box::new(FixedRate::new(2_000_000, 60.0)),
-            now,
-        )
-    })
+    testing::fixed_rate(sender, 2_000_000)
 }
 
 /// A host and a client on loopback sockets, driven in turn on this thread, established.
 fn connect() -> (UdpDriver, Session, UdpDriver, Session) {
-    let (host_id, client_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
-    let (host_pub, client_pub) = (host_id.public(), client_id.public());
-    let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
-    let host_addr = hd.local_addr().unwrap();
-    let mut cd = UdpDriver::bind("127.0.0.1:0").unwrap();
-    let mut client = Session::connect(
-        SessionConfig::default(),
-        &client_id,
-        pinned(host_pub),
-        host_addr,
-        factory(false),
-        Instant::now(),
-    )
-    .unwrap();
-    cd.flush(&mut client, Instant::now()).unwrap();
-    let mut host = hd
-        .accept(
-            &SessionConfig::default(),
-            &host_id,
-            || allow_list(vec![client_pub]),
-            || factory(true),
-            Instant::now() + Duration::from_secs(2),
-        )
-        .unwrap()
-        .expect("handshake initiation");
-    for _ in 0..40 {
-        step(&mut hd, &mut host, &mut cd, &mut client);
-    }
-    assert!(client.is_established() && host.is_established());
-    (hd, host, cd, client)
+    let p = InTurn::established(factory(true), factory(false));
+    (p.host_driver, p.host, p.client_driver, p.client)
 }
 
 /// One turn of both ends, 5 ms each.
@@ -68,6 +32,7 @@ fn step(hd: &mut UdpDriver, host: &mut Session, cd: &mut UdpDriver, client: &mut
 
 #[test]
 fn session_survives_a_client_address_change() {
+    let _serial = crate::common::real_time();
     let (mut hd, mut host, mut cd, mut client) = connect();
 
     client
@@ -192,6 +157,7 @@ fn stream(
 
 #[test]
 fn video_follows_the_client_to_its_new_address() {
+    let _serial = crate::common::real_time();
     let (mut hd, mut host, mut cd, mut client) = connect();
     let (mut sent, mut got) = (vec![], Received::default());
     stream(

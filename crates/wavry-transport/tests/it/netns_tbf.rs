@@ -7,12 +7,10 @@
 //!
 //! Needs root (network namespaces, TUN devices, tc); skips with a message otherwise.
 
-use rift_core::connection::{Connection, ConnectionConfig, Event};
-use rift_core::delta::{Delta, DeltaConfig, FixedRate};
+use rift_core::connection::Event;
+use rift_core::delta::{Delta, DeltaConfig};
 use rift_core::media::OutgoingFrame;
 use rift_core::wire::STREAM_VIDEO;
-use rift_crypto::handshake::{allow_list, pinned};
-use rift_crypto::identity::Identity;
 use rift_sim::encoder::{frame_payload, EncoderConfig, SyntheticEncoder};
 use std::net::SocketAddr;
 use std::process::Command;
@@ -21,7 +19,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use wavry_impair::netns::{enter, unavailable};
 use wavry_impair::{ForwarderConfig, Impairer, LinkConfig, Topology};
-use wavry_transport::session::{Session, SessionConfig};
+use wavry_transport::testing;
 use wavry_transport::udp::UdpDriver;
 
 /// Propagation delay each way, added by the impairment tool.
@@ -85,6 +83,7 @@ fn backlog_bytes(ns: &str, dev: &str) -> Option<u64> {
 
 #[test]
 fn delta_follows_a_tbf_bottleneck_20_5_20() {
+    let _serial = crate::common::real_time();
     if let Some(why) = unavailable() {
         println!("SKIPPED: {why}");
         return;
@@ -111,8 +110,7 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
     // cores to the endpoints; the tool's timing error is printed below.
     cfg.spin = Duration::from_micros(100);
     let impairer = Impairer::spawn(Some(&ns_m), cfg, None).expect("start the impairer");
-    let (host_id, client_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
-    let (host_pub, client_pub) = (host_id.public(), client_id.public());
+    let (host_end, client_end) = testing::ends();
     let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
     let sent = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -125,24 +123,14 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
         enter(&ns_a).expect("enter the host namespace");
         let mut hd = UdpDriver::bind((addr_a, 0)).unwrap();
         addr_tx.send(hd.local_addr().unwrap()).unwrap();
-        let mut s = hd
-            .accept(
-                &SessionConfig::default(),
-                &host_id,
-                || allow_list(vec![client_pub]),
-                || {
-                    Box::new(|l, r, now| {
-                        let cc = Delta::new(DeltaConfig {
-                            initial_bps: 5_000_000,
-                            ..DeltaConfig::default()
-                        });
-                        Connection::new(ConnectionConfig::new(l, r, true), Box::new(cc), now)
-                    })
-                },
-                Instant::now() + Duration::from_secs(5),
-            )
-            .unwrap()
-            .expect("client connects");
+        let mut s = host_end.accept(&mut hd, || {
+            testing::with_controller(true, || {
+                Box::new(Delta::new(DeltaConfig {
+                    initial_bps: 5_000_000,
+                    ..DeltaConfig::default()
+                }))
+            })
+        });
         let mut enc = SyntheticEncoder::new(
             EncoderConfig {
                 keyframe_factor: 3.0,
@@ -186,21 +174,7 @@ fn delta_follows_a_tbf_bottleneck_20_5_20() {
     let client = std::thread::spawn(move || {
         enter(&ns_b).expect("enter the client namespace");
         let mut cd = UdpDriver::bind((addr_b, 0)).unwrap();
-        let mut s = Session::connect(
-            SessionConfig::default(),
-            &client_id,
-            pinned(host_pub),
-            host_addr,
-            Box::new(|l, r, now| {
-                Connection::new(
-                    ConnectionConfig::new(l, r, false),
-                    Box::new(FixedRate::new(1_000_000, 60.0)),
-                    now,
-                )
-            }),
-            Instant::now(),
-        )
-        .unwrap();
+        let mut s = client_end.connect(&mut cd, host_addr, testing::fixed_rate(false, 1_000_000));
         // Per frame: when it was handed to the sender, and the one-way delay of its first and
         // of its last packet.
         let mut frames = vec![];

@@ -1,15 +1,14 @@
 //! Session threads on loopback: 20 Mbit/s of verified video from the host while the client
 //! sends input events and numbered control messages; then a graceful close from the client.
 
-mod common;
-
-use common::{established, pair};
+use rift_core::connection::Event;
 use rift_core::wire::STREAM_VIDEO;
 use rift_sim::encoder::{frame_payload, verify_payload, EncoderConfig, SyntheticEncoder};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wavry_transport::session::CloseReason;
+use wavry_transport::testing::{established, Threads};
 use wavry_transport::thread::SessionEvent;
 
 const VIDEO_BPS: u64 = 20_000_000;
@@ -17,7 +16,8 @@ const SECONDS: u64 = 3;
 
 #[test]
 fn video_input_and_control_flow_together_then_close() {
-    let mut p = pair(VIDEO_BPS * 13 / 10, |h| h);
+    let _serial = crate::common::real_time();
+    let mut p = Threads::spawn(VIDEO_BPS * 13 / 10, |h| h);
     established(&p.client, Duration::from_secs(2)).unwrap();
     established(&p.host, Duration::from_secs(2)).unwrap();
 
@@ -88,7 +88,7 @@ fn video_input_and_control_flow_together_then_close() {
             }
         }
         while let Ok(e) = p.host.events.try_recv() {
-            if let SessionEvent::Control(m) = e {
+            if let SessionEvent::Connection(Event::Control(m)) = e {
                 got_controls.push(u32::from_be_bytes(m.try_into().unwrap()));
             }
         }
@@ -100,7 +100,8 @@ fn video_input_and_control_flow_together_then_close() {
     // Drain what is still in flight.
     let deadline = Instant::now() + Duration::from_millis(500);
     while Instant::now() < deadline && got_controls.len() < controls as usize {
-        if let Ok(SessionEvent::Control(m)) = p.host.events.recv_timeout(Duration::from_millis(10))
+        if let Ok(SessionEvent::Connection(Event::Control(m))) =
+            p.host.events.recv_timeout(Duration::from_millis(10))
         {
             got_controls.push(u32::from_be_bytes(m.try_into().unwrap()));
         }

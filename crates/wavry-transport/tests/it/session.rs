@@ -15,25 +15,14 @@ use std::time::{Duration, Instant};
 use wavry_transport::session::{
     CloseReason, ConnectionFactory, Session, SessionConfig, SessionError,
 };
+use wavry_transport::testing;
 
 fn host_factory() -> ConnectionFactory {
-    Box::new(|local, remote, now| {
-        Connection::new(
-            ConnectionConfig::new(local, remote, true),
-            Box::new(Delta::new(DeltaConfig::default())),
-            now,
-        )
-    })
+    testing::with_controller(true, || Box::new(Delta::new(DeltaConfig::default())))
 }
 
 fn client_factory() -> ConnectionFactory {
-    Box::new(|local, remote, now| {
-        Connection::new(
-            ConnectionConfig::new(local, remote, false),
-            Box::new(FixedRate::new(1_000_000, 60.0)),
-            now,
-        )
-    })
+    testing::fixed_rate(false, 1_000_000)
 }
 
 /// Connections that send one feedback report and then none for an hour: without the reports
@@ -102,17 +91,15 @@ impl Net {
         host_factory: fn() -> ConnectionFactory,
     ) -> Self {
         let t0 = Instant::now();
-        let host_identity = Identity::generate().unwrap();
-        let client_identity = Identity::generate().unwrap();
-        let other = Identity::generate().unwrap();
+        let (host_end, client_end) = testing::ends();
         let pin = if pin_host {
-            host_identity.public()
+            client_end.host
         } else {
-            other.public()
+            Identity::generate().unwrap().public()
         };
         let client = Session::connect(
             client_cfg,
-            &client_identity,
+            &client_end.identity,
             pinned(pin),
             addr(HOST),
             client_factory,
@@ -126,8 +113,8 @@ impl Net {
             host: None,
             host_cfg,
             host_factory,
-            host_identity,
-            allowed: vec![client_identity.public()],
+            host_identity: host_end.identity,
+            allowed: vec![host_end.client],
             client_addr: addr("198.51.100.7:50000"),
             wire: vec![],
             sent: 0,

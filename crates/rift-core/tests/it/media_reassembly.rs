@@ -306,9 +306,13 @@ fn rejects_inconsistent_and_oversized_packets() {
     // Same frame id, different layout.
     let mut rx = MediaReceiver::new(MediaReceiverConfig::default());
     rx.on_packet(t0, &h, p, parity).unwrap();
-    let mut h2 = h;
-    h2.frame_len += 1;
-    let p2 = vec![0u8; rift_core::wire::MediaHeader::fragment_len(h2.frame_len, h2.frag_count, 0)];
+    let h2 = rift_core::wire::MediaHeader::new(rift_core::wire::MediaFields {
+        frame_len: h.frame_len() + 1,
+        ..h.fields()
+    })
+    .unwrap();
+    let p2 =
+        vec![0u8; rift_core::wire::MediaHeader::fragment_len(h2.frame_len(), h2.frag_count(), 0)];
     assert!(matches!(
         rx.on_packet(t0, &h2, &p2, false),
         Err(MediaError::Inconsistent(0))

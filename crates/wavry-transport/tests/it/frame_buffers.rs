@@ -5,18 +5,13 @@
 //! The counting allocator measures the producer's thread over 200 frames: no reallocation
 //! (no buffer regrows) and no allocation but the standard channel's: `std::sync::mpsc`
 //! allocates one block per 31 messages queued to the session thread.
-//! `NO_ALLOC_BACKTRACE=1 cargo test -p wavry-transport --test frame_buffers -- --nocapture`
+//! `NO_ALLOC_BACKTRACE=1 cargo test -p wavry-transport --test it frame_buffers -- --nocapture`
 //! shows where each one comes from.
 
-mod common;
-
 use alloc_counter::{measure, Scope};
-use common::{established, pair};
 use rift_core::wire::STREAM_VIDEO;
 use std::time::Duration;
-
-#[global_allocator]
-static GLOBAL: alloc_counter::Counting = alloc_counter::Counting;
+use wavry_transport::testing::{established, Threads};
 
 const FRAME: usize = 20_000;
 const WARMUP: usize = 20;
@@ -26,7 +21,8 @@ const CHANNEL_BLOCK: usize = 31;
 
 #[test]
 fn frame_buffers_are_recycled() {
-    let p = pair(40_000_000, |h| h);
+    let _serial = crate::common::real_time();
+    let p = Threads::spawn(40_000_000, |h| h);
     established(&p.client, Duration::from_secs(2)).unwrap();
     established(&p.host, Duration::from_secs(2)).unwrap();
     let tx = p.host.sender();

@@ -1,64 +1,32 @@
 //! Real UDP sockets on loopback: handshake, then synthetic 20 Mbit/s video for
 //! `WAVRY_LOOPBACK_SECONDS` (default 60) with every delivered frame verified byte for byte.
 
-use rift_core::connection::{Connection, ConnectionConfig};
-use rift_core::delta::FixedRate;
 use rift_core::media::OutgoingFrame;
 use rift_core::wire::STREAM_VIDEO;
-use rift_crypto::handshake::{allow_list, pinned};
-use rift_crypto::identity::Identity;
 use rift_sim::encoder::{frame_payload, verify_payload, EncoderConfig, SyntheticEncoder};
 use std::time::{Duration, Instant};
-use wavry_transport::session::{Session, SessionConfig};
+use wavry_transport::testing;
 use wavry_transport::udp::UdpDriver;
 
 const VIDEO_BPS: u64 = 20_000_000;
 
 #[test]
 fn encrypted_video_over_loopback_arrives_intact() {
+    let _serial = crate::common::real_time();
     let secs: u64 = std::env::var("WAVRY_LOOPBACK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let host_id = Identity::generate().unwrap();
-    let client_id = Identity::generate().unwrap();
-    let host_pub = host_id.public();
-    let client_pub = client_id.public();
+    let (host_end, client_end) = testing::ends();
     let mut host_driver = UdpDriver::bind("127.0.0.1:0").unwrap();
     let host_addr = host_driver.local_addr().unwrap();
 
     let host = std::thread::spawn(move || {
-        let cfg = SessionConfig::default();
-        let mut session = host_driver
-            .accept(
-                &cfg,
-                &host_id,
-                || allow_list(vec![client_pub]),
-                || {
-                    Box::new(|l, r, now| {
-                        // Room above the video rate for FEC and headers.
-                        Connection::new(
-                            ConnectionConfig::new(l, r, true),
-                            Box::new(FixedRate::new(VIDEO_BPS * 13 / 10, 60.0)),
-                            now,
-                        )
-                    })
-                },
-                Instant::now() + Duration::from_secs(5),
-            )
-            .unwrap()
-            .expect("a client connects");
-        let start = Instant::now();
-        while !session.is_established() && start.elapsed() < Duration::from_secs(2) {
-            host_driver
-                .drive(&mut session, Instant::now() + Duration::from_millis(5))
-                .unwrap();
-        }
-        assert!(
-            session.is_established(),
-            "host: {:?}",
-            session.close_reason()
-        );
+        // Room above the video rate for FEC and headers.
+        let mut session = host_end.accept(&mut host_driver, || {
+            testing::fixed_rate(true, VIDEO_BPS * 13 / 10)
+        });
+        testing::drive_until_established(&mut host_driver, &mut session, Duration::from_secs(2));
         let started = Instant::now();
         let end = started + Duration::from_secs(secs);
         let mut enc = SyntheticEncoder::new(EncoderConfig::default(), VIDEO_BPS, started);
@@ -107,22 +75,11 @@ fn encrypted_video_over_loopback_arrives_intact() {
     });
 
     let mut client_driver = UdpDriver::bind("127.0.0.1:0").unwrap();
-    let now = Instant::now();
-    let mut session = Session::connect(
-        SessionConfig::default(),
-        &client_id,
-        pinned(host_pub),
+    let mut session = client_end.connect(
+        &mut client_driver,
         host_addr,
-        Box::new(|l, r, now| {
-            Connection::new(
-                ConnectionConfig::new(l, r, false),
-                Box::new(FixedRate::new(1_000_000, 60.0)),
-                now,
-            )
-        }),
-        now,
-    )
-    .unwrap();
+        testing::fixed_rate(false, 1_000_000),
+    );
     let (mut delivered, mut corrupt, mut delivered_bytes, mut lost) = (0u64, 0u64, 0u64, 0u64);
     let deadline = Instant::now() + Duration::from_secs(secs + 4);
     while Instant::now() < deadline && !host.is_finished() {

@@ -3,13 +3,13 @@
 //! - replayed, truncated, tampered, misrouted and foreign datagrams: refused and counted, and
 //!   the session carries on.
 
-mod common;
-
-use common::{established, pair, Dir, Proxy};
+use crate::common::{Dir, Proxy};
+use rift_core::connection::Event;
 use rift_core::wire::{Header, PacketType};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wavry_transport::testing::{established, Threads};
 use wavry_transport::thread::SessionEvent;
 
 fn packet_type(d: &[u8]) -> Option<PacketType> {
@@ -18,6 +18,7 @@ fn packet_type(d: &[u8]) -> Option<PacketType> {
 
 #[test]
 fn losing_any_one_handshake_packet_still_connects_within_a_second() {
+    let _serial = crate::common::real_time();
     for (lost, dir) in [
         (PacketType::HandshakeInit, Dir::ToHost),
         (PacketType::HandshakeResponse, Dir::ToClient),
@@ -27,7 +28,7 @@ fn losing_any_one_handshake_packet_still_connects_within_a_second() {
         let d2 = dropped.clone();
         let mut proxy = None;
         let start = Instant::now();
-        let p = pair(2_000_000, |host| {
+        let p = Threads::spawn(2_000_000, |host| {
             let px = Proxy::start(host, move |d, bytes| {
                 // Forward all but the first `lost` packet.
                 let hit = d == dir && packet_type(bytes) == Some(lost);
@@ -56,8 +57,9 @@ fn losing_any_one_handshake_packet_still_connects_within_a_second() {
 
 #[test]
 fn hostile_datagrams_are_refused_and_counted_and_the_session_goes_on() {
+    let _serial = crate::common::real_time();
     let mut proxy = None;
-    let p = pair(2_000_000, |host| {
+    let p = Threads::spawn(2_000_000, |host| {
         let px = Proxy::start(host, |_, _| true);
         let a = px.addr;
         proxy = Some(px);
@@ -112,7 +114,8 @@ fn hostile_datagrams_are_refused_and_counted_and_the_session_goes_on() {
     let mut controls = vec![];
     let deadline = Instant::now() + Duration::from_secs(2);
     while controls.len() < 2 && Instant::now() < deadline {
-        if let Ok(SessionEvent::Control(m)) = p.host.events.recv_timeout(Duration::from_millis(50))
+        if let Ok(SessionEvent::Connection(Event::Control(m))) =
+            p.host.events.recv_timeout(Duration::from_millis(50))
         {
             controls.push(m);
         }
@@ -141,7 +144,7 @@ fn hostile_datagrams_are_refused_and_counted_and_the_session_goes_on() {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         match p.client.events.recv_timeout(Duration::from_millis(50)) {
-            Ok(SessionEvent::Control(m)) => {
+            Ok(SessionEvent::Connection(Event::Control(m))) => {
                 assert_eq!(m, b"still here");
                 break;
             }

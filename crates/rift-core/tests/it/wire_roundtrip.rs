@@ -84,12 +84,12 @@ proptest! {
         let fec_count = rift_core::fec::parity_count(scheme, frag_count, ratio);
         let scheme = if fec_count == 0 { FecScheme::None } else { scheme };
         let index = pick % frag_count;
-        let mut h = MediaHeader { stream: STREAM_VIDEO, keyframe: key, recovery_point: rp, fec: scheme, frame_id,
-            frame_len, capture_us: capture, frag_count, fec_count, index };
+        let h = MediaHeader::new(MediaFields { stream: STREAM_VIDEO, keyframe: key, recovery_point: rp, fec: scheme,
+            frame_id, frame_len, capture_us: capture, frag_count, fec_count, index }).unwrap();
         let data = vec![7u8; MediaHeader::fragment_len(frame_len, frag_count, index)];
         roundtrip(header(PacketType::MediaData, cid, 9, 0), Body::MediaData { header: h, payload: &data });
         if fec_count > 0 {
-            h.index = pick % fec_count;
+            let h = h.with_index(pick % fec_count).unwrap();
             let parity = vec![1u8; h.parity_len()];
             roundtrip(header(PacketType::MediaParity, cid, 9, 0), Body::MediaParity { header: h, payload: &parity });
         }

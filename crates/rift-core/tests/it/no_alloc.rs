@@ -16,7 +16,7 @@
 //! and byte-exact, and that FEC did rebuild fragments.
 //!
 //! Set `NO_ALLOC_BACKTRACE=1` to print a backtrace of every counted allocation:
-//! `NO_ALLOC_BACKTRACE=1 cargo test -p rift-core --test no_alloc -- --nocapture`
+//! `NO_ALLOC_BACKTRACE=1 cargo test -p rift-core --test it no_alloc -- --nocapture`
 
 use alloc_counter::{measure, Counts, Scope};
 use rift_core::media::{
@@ -24,9 +24,6 @@ use rift_core::media::{
 };
 use rift_core::wire::{Body, FecScheme, PacketType, MAX_DATAGRAM};
 use std::time::{Duration, Instant};
-
-#[global_allocator]
-static GLOBAL: alloc_counter::Counting = alloc_counter::Counting;
 
 const MAX_FRAME: usize = 100_000;
 /// The largest frame whose fragments all carry the full 1200-byte payload (83 × 1200): it has
@@ -135,8 +132,8 @@ impl Path {
                 Body::MediaParity { header, payload } => (header, payload, true),
                 _ => unreachable!(),
             };
-            let (n, fec) = (header.frag_count as usize, header.fec_count as usize);
-            if !parity && lost(self.plan.scheme, seq, n, fec, header.index as usize) {
+            let (n, fec) = (header.frag_count() as usize, header.fec_count() as usize);
+            if !parity && lost(self.plan.scheme, seq, n, fec, header.index() as usize) {
                 continue;
             }
             self.packets += 1;
