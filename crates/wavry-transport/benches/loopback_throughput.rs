@@ -51,7 +51,11 @@ fn main() {
     let secs: u64 = std::env::var("WAVRY_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(if wavry_testenv::bench_is_test() {
+            1
+        } else {
+            10
+        });
     let (host_end, client_end) = testing::ends();
     let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
     let host_addr = hd.local_addr().unwrap();

@@ -185,7 +185,7 @@ fn main() {
     let secs: u64 = std::env::var("WAVRY_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(if wavry_testenv::bench_is_test() { 1 } else { 5 });
     wait_lateness();
     wire_gaps(secs);
 }

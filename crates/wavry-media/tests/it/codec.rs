@@ -25,6 +25,11 @@ const BITRATE: u64 = 6_000_000;
 fn software(codec: Codec) -> EncoderConfig {
     let mut cfg = EncoderConfig::new(codec, SIZE, FPS, BITRATE);
     cfg.hardware = false;
+    // One x264 thread: these tests check every frame's quality, and x264's slice threads make
+    // about 1 stream in 100 show a band of rows at QP 51 under load (MEDIA.md, "x264's slice
+    // threads under load"). The default two are covered by the capture, no-allocation and
+    // end-to-end tests.
+    cfg.threads = 1;
     cfg
 }
 
@@ -101,6 +106,11 @@ fn report(name: &str, s: &Stream) {
         .map(|p| format!("{p:.1}"))
         .collect();
     let settled = min(&s.psnr[SETTLED..]);
+    if settled < 35.0 {
+        for (i, (p, pkt)) in s.psnr.iter().zip(&s.packets).enumerate() {
+            eprintln!("{name}: frame {i}: {p:.1} dB, {} B", pkt.data.len());
+        }
+    }
     eprintln!(
         "{name}: {} frames, PSNR first frames [{}] dB, then min {settled:.1} dB, mean {mean:.1} \
          dB; {} bytes/frame, first {} bytes",
@@ -308,9 +318,12 @@ fn x264_bitrate_change_without_keyframe() {
         BITRATE / 1000,
         LOW / 1000
     );
-    // The sizes follow the new target (within rate control's tolerance) ...
+    // The sizes follow the new target (within rate control's tolerance) ... Before the change
+    // the picture needs only about a third of the 25 kB budget, so a quarter of the bitrate
+    // cannot quarter the frames: one x264 thread gives 8873 → 4779 B (76% of the new
+    // budget); an ignored change would stay near 8.9 kB, above the new budget.
     assert!(
-        after * 2 < before,
+        after * 3 < before * 2,
         "frame sizes did not drop: {before} → {after}"
     );
     assert!(

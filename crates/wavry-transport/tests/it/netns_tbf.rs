@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
-use wavry_impair::netns::{enter, unavailable};
+use wavry_impair::netns::enter;
 use wavry_impair::{ForwarderConfig, Impairer, LinkConfig, Topology};
 use wavry_transport::testing;
 use wavry_transport::udp::UdpDriver;
@@ -84,12 +84,10 @@ fn backlog_bytes(ns: &str, dev: &str) -> Option<u64> {
 #[test]
 fn delta_follows_a_tbf_bottleneck_20_5_20() {
     let _serial = crate::common::real_time();
-    if let Some(why) = unavailable() {
-        println!("SKIPPED: {why}");
-        return;
-    }
-    if sh(&["tc", "-V"]).is_err() {
-        println!("SKIPPED: needs tc (iproute2)");
+    if !wavry_testenv::require(&[
+        wavry_testenv::Need::NetNs,
+        wavry_testenv::Need::Program("tc"),
+    ]) {
         return;
     }
     let id = std::process::id() % 10_000;
