@@ -82,6 +82,8 @@ for pkg in "${PACKAGES[@]}"; do
         missing+=("$pkg")
     fi
 done
+# scripts/check_architecture.py needs a Python 3; any on PATH will do.
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if [ "${#missing[@]}" -gt 0 ]; then
     command -v apt-get >/dev/null 2>&1 ||
         die "missing packages (${missing[*]}) and no apt-get: install them by hand"

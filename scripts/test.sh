@@ -42,6 +42,9 @@ else
     bash scripts/setup.sh --test
 fi
 
+step "crate graph against docs/ARCHITECTURE.md"
+python3 scripts/check_architecture.py
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 # The fuzz crate is its own workspace (without --all: not rift-core a second time).

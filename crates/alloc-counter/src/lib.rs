@@ -80,21 +80,25 @@ fn record(what: &str, counter: &AtomicUsize, size: usize) {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         record("alloc", &ALLOCS, layout.size());
+        // SAFETY: the caller upholds GlobalAlloc's contract, which `System` shares.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         record("alloc_zeroed", &ALLOCS, layout.size());
+        // SAFETY: the caller upholds GlobalAlloc's contract, which `System` shares.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         record("realloc", &REALLOCS, new_size);
+        // SAFETY: the caller upholds GlobalAlloc's contract, which `System` shares.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         record("dealloc", &DEALLOCS, layout.size());
+        // SAFETY: the caller upholds GlobalAlloc's contract, which `System` shares.
         unsafe { System.dealloc(ptr, layout) }
     }
 }

@@ -3,6 +3,8 @@
 //! No sockets, threads or clocks live here; the transport drives these state machines and tests
 //! drive them deterministically.
 
+#![forbid(unsafe_code)]
+
 pub mod bitset;
 pub mod connection;
 pub mod control;

@@ -3,6 +3,8 @@
 //! keys both ends authenticate with (stored by wavry-config), and the Ed25519 signatures the
 //! gateway vouches for host records with. No file or directory I/O.
 
+#![forbid(unsafe_code)]
+
 pub mod handshake;
 pub mod identity;
 pub mod protect;

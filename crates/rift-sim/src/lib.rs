@@ -4,6 +4,8 @@
 //! Everything runs on simulated time (`Instant`s the caller advances), so minutes of streaming
 //! take milliseconds and every run with the same seed is identical.
 
+#![forbid(unsafe_code)]
+
 pub mod encoder;
 pub mod link;
 pub mod plot;

@@ -8,6 +8,8 @@
 //! command line or in configuration files ([`parse_duration`]). The TOML configuration file and
 //! the token a future `wavry login` stores belong here too.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -8,6 +8,8 @@
 //! The gateway's HTTP and WebSocket bodies are not here but in wavry-proto: the gateway does not
 //! build the RIFT stack, and host and client do not build the gateway API.
 
+#![forbid(unsafe_code)]
+
 use rift_core::wire::MAX_CONTROL_MESSAGE;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

@@ -16,6 +16,8 @@
 //! Request and response bodies are `wavry_proto::account` and `wavry_proto::registry`;
 //! signaling messages (docs/SIGNALING.md) are `wavry_proto::signal`.
 
+#![forbid(unsafe_code)]
+
 mod accounts;
 mod admin;
 mod admin_db;

@@ -7,6 +7,8 @@
 //! - the calling thread answers control messages (monitor list and switch) and keyframe
 //!   requests, until the session ends.
 
+#![forbid(unsafe_code)]
+
 pub mod cursor;
 pub mod input;
 pub mod video;

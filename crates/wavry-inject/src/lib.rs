@@ -7,6 +7,8 @@
 //! They are apart from wavry-input so that the client and the fuzz targets, which only need
 //! the event model and its codec, do not build the X11 and evdev back-ends.
 
+#![forbid(unsafe_code)]
+
 #[cfg(target_os = "linux")]
 pub mod uinput;
 #[cfg(target_os = "linux")]

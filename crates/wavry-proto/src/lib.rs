@@ -7,6 +7,8 @@
 //! - `signal`: the gateway's signaling WebSocket messages and signed host records
 //!   (docs/SIGNALING.md).
 
+#![forbid(unsafe_code)]
+
 pub mod account;
 pub mod admin;
 pub mod registry;

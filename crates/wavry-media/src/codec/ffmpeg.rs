@@ -156,7 +156,11 @@ impl FfmpegEncoder {
 }
 
 /// Bitrate and the one-frame VBV buffer in the codec context (bits/s and bits).
+///
+/// # Safety
+/// `p` points to a live codec context that nothing else accesses during the call.
 unsafe fn set_rate(p: *mut ffi::AVCodecContext, bitrate: u64, vbv: u64) {
+    // SAFETY: the caller guarantees `p` is a live, unshared codec context.
     unsafe {
         (*p).bit_rate = bitrate as i64;
         (*p).rc_max_rate = bitrate as i64;
