@@ -2,7 +2,7 @@
 //! nothing that touches the network.
 //!
 //! - `frame`: the picture types every stage hands to the next.
-//! - `pool`: fixed sets of reused buffers (no allocation per frame).
+//! - `buffer_pool`: fixed sets of reused buffers (no allocation per frame).
 //! - `capture`: screen capture behind the `Capturer` trait (X11 backend).
 //! - `convert`: BGRA → I420/NV12 (BT.709 limited range, SIMD) into pooled frames.
 //! - `codec`: video encoders and decoders (FFmpeg, optional openh264), hardware probing, and
@@ -10,12 +10,12 @@
 //! - `pattern`: a synthetic desktop-like picture for tests and benchmarks.
 //! - `testing` (feature `test-support`): Xvfb displays and drawing helpers for tests.
 
+pub mod buffer_pool;
 pub mod capture;
 pub mod codec;
 pub mod convert;
 pub mod frame;
 pub mod pattern;
-pub mod pool;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod to_bgra;

@@ -15,8 +15,8 @@ pub mod x11;
 
 pub use pacer::{CapturePacer, PacerConfig, PacerDecision};
 
+use crate::buffer_pool::Pooled;
 use crate::frame::{BgraView, PixelSize};
-use crate::pool::Pooled;
 use std::time::Instant;
 
 /// Identifies a monitor for as long as it exists (X11: the atom of its RandR monitor name).

@@ -8,13 +8,13 @@
 //! request, or a rolling intra refresh), and a VBV buffer of one frame's budget so a single
 //! frame never exceeds about `bitrate / fps` bytes. Settings and measured numbers: docs/MEDIA.md.
 
+mod encoder_pool;
 mod ffmpeg;
 mod hw;
 #[cfg(feature = "openh264")]
 mod openh264;
-mod pool;
 
-pub use pool::{EncoderPool, PoolStats};
+pub use encoder_pool::{EncoderPool, EncoderPoolStats};
 
 use crate::convert::{YuvFrame, YuvLayout};
 use crate::frame::PixelSize;

@@ -16,8 +16,8 @@ use super::{
     CaptureError, CapturePacer, CaptureTarget, Capturer, CursorPosition, CursorShape, Frame,
     Monitor, MonitorId, PacerConfig, PacerDecision, PixelMemory, Rect,
 };
+use crate::buffer_pool::BufferPool;
 use crate::frame::PixelSize;
-use crate::pool::Pool;
 use shm::{protocol, ShmBuffer};
 use std::os::fd::AsFd;
 use std::time::Instant;
@@ -107,7 +107,7 @@ pub struct X11Capturer {
     monitors: Vec<Monitor>,
     target: CaptureTarget,
     area: Rect,
-    pool: Pool<Box<dyn PixelMemory>>,
+    pool: BufferPool<Box<dyn PixelMemory>>,
     /// Bytes each pool buffer holds.
     buffer_len: usize,
     /// Segments of the current pool, detached from the server when the pool is replaced.
@@ -196,7 +196,7 @@ impl X11Capturer {
             monitors: Vec::new(),
             target: config.target,
             area: Rect::default(),
-            pool: Pool::new(Vec::new()),
+            pool: BufferPool::new(Vec::new()),
             buffer_len: 0,
             segments: Vec::new(),
             requests: Requests {
@@ -309,7 +309,7 @@ impl X11Capturer {
         for seg in std::mem::replace(&mut self.segments, segments) {
             xshm::detach(&self.conn, seg).map_err(protocol)?;
         }
-        self.pool = Pool::new(buffers);
+        self.pool = BufferPool::new(buffers);
         self.buffer_len = len;
         Ok(())
     }

@@ -6,14 +6,14 @@ use super::{open_encoder, CodecError, EncoderConfig, VideoEncoder};
 
 /// How often the pool could hand out a running encoder.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PoolStats {
+pub struct EncoderPoolStats {
     /// Encoders opened because no idle one fitted.
     pub opened: u64,
     /// Requests served by an idle encoder.
     pub reused: u64,
 }
 
-impl PoolStats {
+impl EncoderPoolStats {
     /// Reused requests over all requests (0 when there were none).
     pub fn reuse_rate(&self) -> f64 {
         let total = self.opened + self.reused;
@@ -29,7 +29,7 @@ impl PoolStats {
 pub struct EncoderPool {
     idle: Vec<Box<dyn VideoEncoder>>,
     max_idle: usize,
-    stats: PoolStats,
+    stats: EncoderPoolStats,
 }
 
 impl EncoderPool {
@@ -38,7 +38,7 @@ impl EncoderPool {
         Self {
             idle: Vec::with_capacity(max_idle + 1),
             max_idle,
-            stats: PoolStats::default(),
+            stats: EncoderPoolStats::default(),
         }
     }
 
@@ -68,7 +68,7 @@ impl EncoderPool {
         }
     }
 
-    pub fn stats(&self) -> PoolStats {
+    pub fn stats(&self) -> EncoderPoolStats {
         self.stats
     }
 

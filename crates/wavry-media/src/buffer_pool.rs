@@ -1,6 +1,6 @@
 //! A fixed set of reusable buffers (triple buffering and the like).
 //!
-//! [`Pool::take`] lends out one of the buffers as a [`Pooled`] handle; dropping the handle puts
+//! [`BufferPool::take`] lends out one of the buffers as a [`Pooled`] handle; dropping the handle puts
 //! the buffer back. Buffers are moved in and out of a free list whose capacity is the pool size,
 //! so lending and returning never touch the heap. A handle keeps its pool alive, so a pool can be
 //! replaced (e.g. after a resolution change) while old buffers are still being read.
@@ -9,7 +9,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// A pool of `T`s lent out one at a time.
-pub struct Pool<T> {
+pub struct BufferPool<T> {
     shared: Arc<Shared<T>>,
 }
 
@@ -18,7 +18,7 @@ struct Shared<T> {
     size: usize,
 }
 
-impl<T> Pool<T> {
+impl<T> BufferPool<T> {
     /// A pool holding `items` (its size is their number).
     pub fn new(items: Vec<T>) -> Self {
         let size = items.len();
@@ -58,7 +58,7 @@ fn lock<T>(m: &Mutex<Vec<T>>) -> std::sync::MutexGuard<'_, Vec<T>> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A buffer lent out by a [`Pool`]; goes back to it when dropped.
+/// A buffer lent out by a [`BufferPool`]; goes back to it when dropped.
 pub struct Pooled<T> {
     // `Some` until dropped.
     item: Option<T>,
@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn lends_each_buffer_once_and_takes_it_back() {
-        let pool = Pool::new(vec![vec![1u8], vec![2], vec![3]]);
+        let pool = BufferPool::new(vec![vec![1u8], vec![2], vec![3]]);
         let a = pool.take().unwrap();
         let b = pool.take().unwrap();
         let c = pool.take().unwrap();
@@ -121,7 +121,7 @@ mod tests {
 
     #[test]
     fn handles_outlive_their_pool() {
-        let pool = Pool::new(vec![String::from("x")]);
+        let pool = BufferPool::new(vec![String::from("x")]);
         let mut s = pool.take().unwrap();
         drop(pool);
         s.push('y');
