@@ -8,6 +8,9 @@
 //!
 //! Sequence numbers start at 0 and compare with wrapping (serial number) arithmetic.
 
+// Parses bytes from the network: no panics on them (docs/ARCHITECTURE.md, "Lints").
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use crate::rtt::RttEstimator;
 use crate::wire::MAX_CONTROL_MESSAGE;
 use std::collections::VecDeque;
@@ -186,40 +189,35 @@ impl ControlChannel {
             .take(self.sent_count)
             .enumerate()
             .filter(|(_, o)| !o.acked)
-            .filter_map(|(i, o)| o.tx.map(|t| (t.deadline, i)))
-            .filter(|&(deadline, _)| deadline <= now)
+            .filter_map(|(i, o)| o.tx.map(|t| (t.deadline, i, t.retransmits)))
+            .filter(|&(deadline, _, _)| deadline <= now)
             .min();
-        let i = if let Some((_, i)) = due {
-            let retransmits = self.outgoing[i].tx.map_or(0, |t| t.retransmits);
+        // Message `i` of `outgoing` goes out for the `retransmits`th time.
+        let (i, retransmits) = if let Some((_, i, retransmits)) = due {
             if retransmits >= self.cfg.max_retransmits {
                 self.failed = true;
                 return None;
             }
-            let timeout = self.backoff(rtt, retransmits + 1);
-            self.outgoing[i].tx = Some(Transmission {
-                at: now,
-                deadline: now + timeout,
-                retransmits: retransmits + 1,
-            });
             self.stats.retransmitted += 1;
-            i
+            (i, retransmits + 1)
         } else if self.sent_count < self.outgoing.len() && self.sent_count < self.cfg.max_in_flight
         {
-            let i = self.sent_count;
-            let timeout = self.backoff(rtt, 0);
-            self.outgoing[i].tx = Some(Transmission {
-                at: now,
-                deadline: now + timeout,
-                retransmits: 0,
-            });
             self.sent_count += 1;
             self.stats.sent += 1;
-            i
+            (self.sent_count - 1, 0)
         } else {
             return None;
         };
+        let timeout = self.backoff(rtt, retransmits);
+        // `i` is below `sent_count`, at most `outgoing.len()`.
+        let o = self.outgoing.get_mut(i)?;
+        o.tx = Some(Transmission {
+            at: now,
+            deadline: now + timeout,
+            retransmits,
+        });
         let seq = self.send_base.wrapping_add(i as u32);
-        Some((seq, &self.outgoing[i].data))
+        Some((seq, &o.data))
     }
 
     /// Handle a received Control packet. In-order messages become available through
@@ -243,8 +241,7 @@ impl ControlChannel {
         } else if offset == 0 {
             self.deliver(message.to_vec());
             self.drain_reorder();
-        } else {
-            let slot = &mut self.reorder[seq as usize % WINDOW];
+        } else if let Some(slot) = self.reorder.get_mut(seq as usize % WINDOW) {
             match slot {
                 Some((s, _)) if *s == seq => self.stats.duplicates += 1,
                 _ => *slot = Some((seq, message.to_vec())),
@@ -261,22 +258,23 @@ impl ControlChannel {
 
     fn drain_reorder(&mut self) {
         loop {
-            let i = self.next_expected as usize % WINDOW;
-            match self.reorder[i].take() {
-                Some((s, m)) if s == self.next_expected => self.deliver(m),
-                other => {
-                    self.reorder[i] = other;
-                    return;
-                }
-            }
+            let next = self.next_expected;
+            let Some((_, m)) = self
+                .reorder
+                .get_mut(next as usize % WINDOW)
+                .and_then(|slot| slot.take_if(|(s, _)| *s == next))
+            else {
+                return;
+            };
+            self.deliver(m);
         }
     }
 
     fn sack(&self) -> u64 {
         (0..WINDOW).fold(0u64, |sack, i| {
             let seq = self.next_expected.wrapping_add(1 + i as u32);
-            match &self.reorder[seq as usize % WINDOW] {
-                Some((s, _)) if *s == seq => sack | (1 << i),
+            match self.reorder.get(seq as usize % WINDOW) {
+                Some(Some((s, _))) if *s == seq => sack | (1 << i),
                 _ => sack,
             }
         })

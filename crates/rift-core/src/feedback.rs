@@ -7,6 +7,9 @@
 //! on read times, so a receiver that falls behind its socket shows as delay; train dispersion
 //! on socket times, so the receiver's wake-ups do not pass for a slow path.
 
+// Parses bytes from the network: no panics on them (docs/ARCHITECTURE.md, "Lints").
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use crate::rtt::RttEstimator;
 use crate::wire::{
     zigzag, ArrivalTimes, Body, EncodeError, Feedback, Writer, MAX_BODY, MAX_FEEDBACK_PACKETS,
@@ -93,7 +96,9 @@ impl FeedbackRecorder {
         let read = self.us(now);
         // Never after the read: a stamp from a stepped clock must not invert the two.
         let socket = socket.map(|s| self.us(s).min(read));
-        self.arrivals[i].get_or_insert(Recorded { read, socket });
+        if let Some(a) = self.arrivals.get_mut(i) {
+            a.get_or_insert(Recorded { read, socket });
+        }
     }
 
     /// When the next report is due, if anything is waiting to be reported.
@@ -130,13 +135,14 @@ impl FeedbackRecorder {
         let (mut count, mut covered) = (0usize, 0usize);
         let (mut reference, mut prev, mut prev_socket, mut last_arrival) =
             (None, None::<u64>, None::<u64>, 0u64);
-        let mut scratch = [0u8; 20];
+        // One varint each for the read and the socket delta.
+        let (mut read_scratch, mut socket_scratch) = ([0u8; 10], [0u8; 10]);
         for (i, a) in self.arrivals.iter().enumerate().take(MAX_FEEDBACK_PACKETS) {
             let body = |bitmap: &[u8]| {
                 FEEDBACK_FIXED + bitmap.len() + self.deltas.len() + self.socket_deltas.len()
             };
             if i % 8 == 0 {
-                if body(&self.bitmap) + 1 + scratch.len() > MAX_BODY {
+                if body(&self.bitmap) + 1 + read_scratch.len() + socket_scratch.len() > MAX_BODY {
                     break;
                 }
                 self.bitmap.push(0);
@@ -145,22 +151,26 @@ impl FeedbackRecorder {
             if let Some(r) = *a {
                 let t = r.read;
                 let reference = *reference.get_or_insert(t);
-                let mut w = Writer::new(&mut scratch);
+                let mut w = Writer::new(&mut read_scratch);
                 w.varint(zigzag(t as i64 - prev.unwrap_or(t) as i64))?;
-                let n = w.pos;
+                let delta = w.into_written();
                 let socket = r.socket.unwrap_or(t);
+                let mut w = Writer::new(&mut socket_scratch);
                 if stamped {
                     let from = prev_socket.unwrap_or(reference);
                     w.varint(zigzag(socket as i64 - from as i64))?;
                 }
-                let m = w.pos;
-                if body(&self.bitmap) + m > MAX_BODY {
+                let socket_delta = w.into_written();
+                if body(&self.bitmap) + delta.len() + socket_delta.len() > MAX_BODY {
                     count = i;
                     break;
                 }
-                self.deltas.extend_from_slice(&scratch[..n]);
-                self.socket_deltas.extend_from_slice(&scratch[n..m]);
-                self.bitmap[i / 8] |= 1 << (i % 8);
+                self.deltas.extend_from_slice(delta);
+                self.socket_deltas.extend_from_slice(socket_delta);
+                // The byte for packets `i / 8 * 8 ..`, pushed above.
+                if let Some(b) = self.bitmap.last_mut() {
+                    *b |= 1 << (i % 8);
+                }
                 prev = Some(t);
                 prev_socket = Some(socket);
                 last_arrival = t;

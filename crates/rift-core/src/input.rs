@@ -10,7 +10,11 @@
 //! Events are opaque byte records (the event model lives in another crate). Sequence numbers are
 //! u32 and wrap.
 
+// Parses bytes from the network: no panics on them (docs/ARCHITECTURE.md, "Lints").
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use crate::wire::{Body, InputEvents, MAX_BODY, MAX_INPUT_EVENTS, MAX_INPUT_EVENT_LEN};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -75,8 +79,17 @@ impl Record {
         bytes: [0; MAX_INPUT_EVENT_LEN],
     };
 
+    /// The record of `event`, if it is at most `MAX_INPUT_EVENT_LEN` bytes.
+    fn new(event: &[u8]) -> Option<Record> {
+        let mut r = Record::EMPTY;
+        r.bytes.get_mut(..event.len())?.copy_from_slice(event);
+        r.len = event.len() as u8;
+        Some(r)
+    }
+
     fn data(&self) -> &[u8] {
-        &self.bytes[..self.len as usize]
+        // `new` keeps `len` within `bytes`.
+        self.bytes.get(..self.len as usize).unwrap_or_default()
     }
 
     /// Encoded size: length byte plus the bytes.
@@ -90,10 +103,10 @@ impl Record {
 pub struct InputSender {
     repeat: usize,
     tail: Vec<Duration>,
-    /// Ring of the events `oldest .. oldest + len`, the oldest at `head`.
-    ring: Box<[Record]>,
-    head: usize,
-    len: usize,
+    /// The events `oldest .. oldest + ring.len()`, oldest first; at most `capacity`, so the
+    /// ring never grows past its first allocation.
+    ring: VecDeque<Record>,
+    capacity: usize,
     oldest: u32,
     /// First event never transmitted; `oldest + len` when everything went out.
     next_unsent: u32,
@@ -117,9 +130,8 @@ impl InputSender {
         InputSender {
             repeat,
             tail,
-            ring: vec![Record::EMPTY; capacity].into_boxed_slice(),
-            head: 0,
-            len: 0,
+            ring: VecDeque::with_capacity(capacity),
+            capacity,
             oldest: cfg.initial_seq,
             next_unsent: cfg.initial_seq,
             pending_since: None,
@@ -132,34 +144,30 @@ impl InputSender {
 
     /// Sequence number the next pushed event gets.
     fn end(&self) -> u32 {
-        self.oldest.wrapping_add(self.len as u32)
+        self.oldest.wrapping_add(self.ring.len() as u32)
     }
 
-    fn record(&self, seq: u32) -> &Record {
-        ring_record(&self.ring, self.head, self.oldest, seq)
+    /// The record of event `seq`, if the ring holds it.
+    fn record(&self, seq: u32) -> Option<&Record> {
+        ring_record(&self.ring, self.oldest, seq)
     }
 
     /// Queue an event and return its sequence number; a packet is due at once.
     pub fn push(&mut self, now: Instant, event: &[u8]) -> Result<u32, InputError> {
-        if event.len() > MAX_INPUT_EVENT_LEN {
+        let Some(record) = Record::new(event) else {
             return Err(InputError::EventTooLong(event.len()));
-        }
-        if self.len == self.ring.len() {
+        };
+        if self.ring.len() == self.capacity {
             // Full: forget the oldest event if it already went out; it is the least useful
             // repetition. Never drop one that was not sent.
             if self.oldest == self.next_unsent {
-                return Err(InputError::QueueFull(self.len));
+                return Err(InputError::QueueFull(self.ring.len()));
             }
             self.oldest = self.oldest.wrapping_add(1);
-            self.head = (self.head + 1) % self.ring.len();
-            self.len -= 1;
+            self.ring.pop_front();
         }
         let seq = self.end();
-        let i = (self.head + self.len) % self.ring.len();
-        let r = &mut self.ring[i];
-        r.len = event.len() as u8;
-        r.bytes[..event.len()].copy_from_slice(event);
-        self.len += 1;
+        self.ring.push_back(record);
         self.pending_since.get_or_insert(now);
         self.stats.events += 1;
         Ok(seq)
@@ -186,7 +194,7 @@ impl InputSender {
         };
         // New events first, oldest unsent onward.
         while fresh && stop != self.end() && count < self.repeat {
-            let l = self.record(stop).wire_len();
+            let l = self.record(stop)?.wire_len();
             if bytes + l > budget {
                 break;
             }
@@ -196,7 +204,7 @@ impl InputSender {
         }
         // Then repetitions of the events before them, newest first.
         while start != self.oldest && count < self.repeat {
-            let l = self.record(start.wrapping_sub(1)).wire_len();
+            let l = self.record(start.wrapping_sub(1))?.wire_len();
             if bytes + l > budget {
                 break;
             }
@@ -207,12 +215,13 @@ impl InputSender {
         if count == 0 || (fresh && stop == self.next_unsent) {
             return None;
         }
-        let (ring, head, oldest) = (&self.ring, self.head, self.oldest);
+        let (ring, oldest) = (&self.ring, self.oldest);
+        // The ring holds `start .. stop`: each was found above.
         let records = (0..count as u32)
-            .map(|i| ring_record(ring, head, oldest, start.wrapping_add(i)).data());
+            .map_while(|i| ring_record(ring, oldest, start.wrapping_add(i)).map(Record::data));
         // Cannot fail: counts, lengths and the byte budget were checked above.
         let (n, used) = InputEvents::encode(records, &mut self.scratch).ok()?;
-        let events = InputEvents::from_encoded(n, &self.scratch[..used]).ok()?;
+        let events = InputEvents::from_encoded(n, self.scratch.get(..used)?).ok()?;
         let written = Body::Input {
             first_seq: start,
             events,
@@ -253,9 +262,9 @@ impl InputSender {
     }
 }
 
-/// The record of event `seq` in a ring whose oldest event `oldest` sits at `head`.
-fn ring_record(ring: &[Record], head: usize, oldest: u32, seq: u32) -> &Record {
-    &ring[(head + seq.wrapping_sub(oldest) as usize) % ring.len()]
+/// The record of event `seq` in a ring whose oldest event is `oldest`, if it holds it.
+fn ring_record(ring: &VecDeque<Record>, oldest: u32, seq: u32) -> Option<&Record> {
+    ring.get(seq.wrapping_sub(oldest) as usize)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -5,6 +5,9 @@
 //! Both sides keep a fixed number of frame slots whose buffers are reused, so a running stream
 //! makes no heap allocation per packet once the slots have grown to the stream's frame sizes.
 
+// Parses bytes from the network: no panics on them (docs/ARCHITECTURE.md, "Lints").
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use crate::bitset::BitSet;
 use crate::fec::{self, FecDecoder, FecEncoder, FrameShards};
 use crate::wire::{Body, EncodeError, FecScheme, MediaFields, MediaHeader, DEFAULT_MEDIA_PAYLOAD};
@@ -94,6 +97,30 @@ struct SentFrame {
     retx_at: Vec<Option<Instant>>,
 }
 
+impl SentFrame {
+    /// The payload of data packet `h` (at its index) of this frame.
+    fn fragment(&self, h: &MediaHeader) -> Result<&[u8], EncodeError> {
+        let off = MediaHeader::fragment_offset(h.frame_len(), h.frag_count(), h.index());
+        let len = MediaHeader::fragment_len(h.frame_len(), h.frag_count(), h.index());
+        self.data.get(off..off + len).ok_or(EncodeError::Invalid {
+            field: "media.data",
+            reason: "fragment beyond the frame",
+        })
+    }
+
+    /// The payload of parity packet `h` (at its index) of this frame.
+    fn parity_shard(&self, h: &MediaHeader) -> Result<&[u8], EncodeError> {
+        let shard = h.parity_len();
+        let off = h.index() as usize * shard;
+        self.parity
+            .get(off..off + shard)
+            .ok_or(EncodeError::Invalid {
+                field: "media.parity",
+                reason: "parity beyond the frame's",
+            })
+    }
+}
+
 /// What a sender transmitted, for the caller's accounting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaTransmit {
@@ -107,9 +134,9 @@ pub struct MediaTransmit {
 pub struct MediaSender {
     cfg: MediaSenderConfig,
     fec: FecEncoder,
-    frames: Vec<SentFrame>,
-    /// Slot index of each frame in flight, oldest first.
-    order: VecDeque<usize>,
+    /// Frames in flight, oldest first; at most `history`, whose buffers the newest reuses.
+    frames: VecDeque<SentFrame>,
+    history: usize,
     next_frame_id: u32,
     last_keyframe: Option<u32>,
     retx: VecDeque<(u32, u16)>,
@@ -135,8 +162,8 @@ impl MediaSender {
             .clamp(1, crate::wire::MAX_BODY - crate::wire::MEDIA_HEADER_LEN);
         let history = cfg.history.max(2);
         MediaSender {
-            frames: (0..history).map(|_| SentFrame::default()).collect(),
-            order: VecDeque::with_capacity(history),
+            frames: VecDeque::with_capacity(history),
+            history,
             cfg,
             fec: FecEncoder::new(),
             next_frame_id: 0,
@@ -211,8 +238,7 @@ impl MediaSender {
             index: 0,
         })?;
         if frame.keyframe {
-            for &slot in &self.order {
-                let f = &mut self.frames[slot];
+            for f in &mut self.frames {
                 let left = Self::unsent_bytes(f);
                 if left > 0 {
                     self.stats.superseded_packets += Self::unsent_packets(f) as u64;
@@ -222,20 +248,17 @@ impl MediaSender {
             }
             self.retx.clear();
         }
-        // Reuse the oldest slot once the history is full.
-        let slot = if self.order.len() == self.frames.len() {
-            let slot = self.order.pop_front().unwrap_or(0);
-            let old = &mut self.frames[slot];
-            let left = Self::unsent_bytes(old);
+        // Reuse the oldest frame's buffers once the history is full.
+        let mut f = if self.frames.len() >= self.history {
+            let old = self.frames.pop_front().unwrap_or_default();
+            let left = Self::unsent_bytes(&old);
             if left > 0 {
-                self.stats.superseded_packets += Self::unsent_packets(old) as u64;
+                self.stats.superseded_packets += Self::unsent_packets(&old) as u64;
                 self.queued_bytes -= left;
             }
-            slot
+            old
         } else {
-            (0..self.frames.len())
-                .find(|i| !self.order.contains(i))
-                .unwrap_or(0)
+            SentFrame::default()
         };
         self.fec.encode(scheme, frame.data, frag_count, fec_count)?;
         let frame_id = self.next_frame_id;
@@ -243,7 +266,6 @@ impl MediaSender {
         if frame.keyframe {
             self.last_keyframe = Some(frame_id);
         }
-        let f = &mut self.frames[slot];
         f.header = Some(header);
         f.data.clear();
         f.data.extend_from_slice(frame.data);
@@ -257,7 +279,7 @@ impl MediaSender {
         f.retx_at.clear();
         f.retx_at.resize(frag_count as usize, None);
         self.queued_bytes += len + f.parity.len();
-        self.order.push_back(slot);
+        self.frames.push_back(f);
         self.stats.frames += 1;
         Ok(frame_id)
     }
@@ -265,7 +287,7 @@ impl MediaSender {
     /// Bytes the last pushed frame takes on the wire: data, parity, and per-packet headers,
     /// AEAD tag and UDP/IP headers.
     pub fn last_frame_wire_bytes(&self) -> Option<usize> {
-        let f = &self.frames[*self.order.back()?];
+        let f = self.frames.back()?;
         let h = f.header?;
         let packets = h.frag_count() as usize + h.fec_count() as usize;
         let per_packet = crate::wire::HEADER_LEN
@@ -301,11 +323,8 @@ impl MediaSender {
         data_left + f.parity.len().saturating_sub(parity_sent * shard)
     }
 
-    fn slot_of(&self, frame_id: u32) -> Option<usize> {
-        self.order
-            .iter()
-            .copied()
-            .find(|&s| self.frames[s].header.map(|h| h.frame_id()) == Some(frame_id))
+    fn is_frame(f: &SentFrame, frame_id: u32) -> bool {
+        f.header.map(|h| h.frame_id()) == Some(frame_id)
     }
 
     /// Queue retransmissions of NACKed fragments; a fragment already retransmitted within the
@@ -317,17 +336,18 @@ impl MediaSender {
         indices: impl Iterator<Item = u16>,
         rtt: Duration,
     ) {
-        let Some(slot) = self.slot_of(frame_id) else {
+        let Some(f) = self.frames.iter_mut().find(|f| Self::is_frame(f, frame_id)) else {
             self.stats.nacks_ignored += 1;
             return;
         };
-        let f = &mut self.frames[slot];
         let Some(h) = f.header else { return };
         for i in indices {
             if i >= h.frag_count() || (f.next != u32::MAX && (i as u32) >= f.next) {
                 continue; // not sent yet, or bogus
             }
-            let at = &mut f.retx_at[i as usize];
+            let Some(at) = f.retx_at.get_mut(i as usize) else {
+                continue; // one per fragment: not reached
+            };
             if at.is_some_and(|t| now.saturating_duration_since(t) < rtt) {
                 self.stats.nacks_ignored += 1;
                 continue;
@@ -340,15 +360,12 @@ impl MediaSender {
     /// Encode the next media body (retransmissions first, then frames in order) into `out`.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<MediaTransmit>, MediaError> {
         while let Some((frame_id, index)) = self.retx.pop_front() {
-            let Some(slot) = self.slot_of(frame_id) else {
+            let Some(f) = self.frames.iter().find(|f| Self::is_frame(f, frame_id)) else {
                 continue;
             };
-            let f = &self.frames[slot];
             let Some(h) = f.header else { continue };
             let h = h.with_index(index)?;
-            let off = MediaHeader::fragment_offset(h.frame_len(), h.frag_count(), index);
-            let payload =
-                &f.data[off..off + MediaHeader::fragment_len(h.frame_len(), h.frag_count(), index)];
+            let payload = f.fragment(&h)?;
             let len = Body::MediaData { header: h, payload }.encode(out)?;
             self.stats.retransmissions += 1;
             return Ok(Some(MediaTransmit {
@@ -358,8 +375,7 @@ impl MediaSender {
                 parity: false,
             }));
         }
-        for &slot in &self.order {
-            let f = &mut self.frames[slot];
+        for f in &mut self.frames {
             let Some(h) = f.header else { continue };
             let n = h.frag_count() as u32;
             let total = n + h.fec_count() as u32;
@@ -368,27 +384,15 @@ impl MediaSender {
             }
             let (body, parity, sent) = if f.next < n {
                 let h = h.with_index(f.next as u16)?;
-                let off = MediaHeader::fragment_offset(h.frame_len(), h.frag_count(), h.index());
-                let l = MediaHeader::fragment_len(h.frame_len(), h.frag_count(), h.index());
-                (
-                    Body::MediaData {
-                        header: h,
-                        payload: &f.data[off..off + l],
-                    },
-                    false,
-                    l,
-                )
+                let payload = f.fragment(&h)?;
+                (Body::MediaData { header: h, payload }, false, payload.len())
             } else {
                 let h = h.with_index((f.next - n) as u16)?;
-                let shard = h.parity_len();
-                let off = h.index() as usize * shard;
+                let payload = f.parity_shard(&h)?;
                 (
-                    Body::MediaParity {
-                        header: h,
-                        payload: &f.parity[off..off + shard],
-                    },
+                    Body::MediaParity { header: h, payload },
                     true,
-                    shard,
+                    payload.len(),
                 )
             };
             let len = body.encode(out)?;
@@ -562,8 +566,8 @@ impl MediaReceiver {
     }
 
     fn release_lent(&mut self) {
-        if let Some(i) = self.lent.take() {
-            self.slots[i].active = false;
+        if let Some(s) = self.lent.take().and_then(|i| self.slots.get_mut(i)) {
+            s.active = false;
         }
     }
 
@@ -614,7 +618,9 @@ impl MediaReceiver {
             Some(i) => i,
             None => self.open_slot(now, header),
         };
-        let slot = &mut self.slots[i];
+        let Some(slot) = self.slots.get_mut(i) else {
+            return Ok(());
+        };
         let Some(h) = slot.header else { return Ok(()) };
         let same_layout = |a: &MediaHeader, b: &MediaHeader| {
             (
@@ -639,23 +645,26 @@ impl MediaReceiver {
             self.stats.duplicate_packets += 1;
             return Ok(());
         }
-        let fresh = if parity {
-            let shard = payload.len();
-            let fresh = slot.parity_have.set(header.index() as usize);
-            if fresh {
-                let off = header.index() as usize * shard;
-                slot.parity[off..off + shard].copy_from_slice(payload);
-            }
-            fresh
+        // The payload fits the header, whose layout is the slot's: the slot's buffers, sized by
+        // that layout, hold it.
+        let (dst, have) = if parity {
+            let off = header.index() as usize * payload.len();
+            (
+                slot.parity.get_mut(off..off + payload.len()),
+                &mut slot.parity_have,
+            )
         } else {
-            let fresh = slot.have.set(header.index() as usize);
-            if fresh {
-                let off =
-                    MediaHeader::fragment_offset(h.frame_len(), h.frag_count(), header.index());
-                slot.buf[off..off + payload.len()].copy_from_slice(payload);
-            }
-            fresh
+            let off = MediaHeader::fragment_offset(h.frame_len(), h.frag_count(), header.index());
+            (slot.buf.get_mut(off..off + payload.len()), &mut slot.have)
         };
+        let Some(dst) = dst else {
+            self.stats.rejected_packets += 1;
+            return Err(MediaError::Inconsistent(header.frame_id()));
+        };
+        let fresh = have.set(header.index() as usize);
+        if fresh {
+            dst.copy_from_slice(payload);
+        }
         if !fresh {
             self.stats.duplicate_packets += 1;
             return Ok(());
@@ -702,7 +711,9 @@ impl MediaReceiver {
                 i
             }
         };
-        let s = &mut self.slots[i];
+        let Some(s) = self.slots.get_mut(i) else {
+            return i;
+        };
         s.active = true;
         s.complete = false;
         s.header = Some(*header);
@@ -723,7 +734,9 @@ impl MediaReceiver {
     }
 
     fn try_complete(&mut self, now: Instant, i: usize) -> Result<(), MediaError> {
-        let slot = &mut self.slots[i];
+        let Some(slot) = self.slots.get_mut(i) else {
+            return Ok(());
+        };
         let Some(h) = slot.header else { return Ok(()) };
         let n = h.frag_count() as usize;
         if slot.have.count() < n && slot.have.count() + slot.parity_have.count() >= n {
@@ -742,8 +755,8 @@ impl MediaReceiver {
     }
 
     fn declare_lost(&mut self, frame_id: u32) {
-        if let Some(i) = self.find(frame_id) {
-            self.slots[i].active = false;
+        if let Some(s) = self.find(frame_id).and_then(|i| self.slots.get_mut(i)) {
+            s.active = false;
         }
         self.stats.frames_lost += 1;
         self.gated = true;
@@ -785,7 +798,9 @@ impl MediaReceiver {
                 }
                 return;
             };
-            let slot = &self.slots[i];
+            let Some(slot) = self.slots.get(i) else {
+                return;
+            };
             if slot.complete || now < wait_from {
                 return;
             }
@@ -793,7 +808,9 @@ impl MediaReceiver {
             let since_nack = slot.last_nack.map(|t| now.saturating_duration_since(t));
             let nack_due = since_nack.is_none_or(|s| s >= self.rtt + self.cfg.reorder_wait);
             if nack_ok && slot.nack_rounds < self.cfg.max_nack_rounds && nack_due {
-                let slot = &mut self.slots[i];
+                let Some(slot) = self.slots.get_mut(i) else {
+                    return;
+                };
                 let Some(h) = slot.header else { return };
                 let shards = slot.shards(&h);
                 let mut indices = Vec::new();
@@ -846,7 +863,7 @@ impl MediaReceiver {
     pub fn next_timeout(&self) -> Option<Instant> {
         let d = self.next_deliver.or_else(|| self.oldest_active())?;
         let wait_from = self.gap_evidence(d)? + self.cfg.reorder_wait;
-        match self.find(d).map(|i| &self.slots[i]) {
+        match self.find(d).and_then(|i| self.slots.get(i)) {
             Some(s) if s.complete => None,
             Some(s) => Some(match s.last_nack {
                 Some(t) => (t + self.rtt + self.cfg.reorder_wait).max(wait_from),
@@ -895,7 +912,7 @@ impl MediaReceiver {
                 }
             };
             let i = self.find(d)?;
-            let slot = &mut self.slots[i];
+            let slot = self.slots.get_mut(i)?;
             let h = slot.header?;
             if !slot.complete {
                 return None;
@@ -914,7 +931,7 @@ impl MediaReceiver {
             self.last_good = Some(d);
             self.stats.frames_delivered += 1;
             self.lent = Some(i);
-            let slot = &self.slots[i];
+            let slot = self.slots.get(i)?;
             let first = slot.first_at?;
             return Some(ReceivedFrame {
                 stream: h.stream(),

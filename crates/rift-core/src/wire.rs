@@ -3,6 +3,9 @@
 //! Decoding borrows from the datagram and never allocates; encoding writes into a caller-provided
 //! buffer. docs/RIFT.md is the normative description of these layouts; keep them in step.
 
+// Parses bytes from the network: no panics on them (docs/ARCHITECTURE.md, "Lints").
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use thiserror::Error;
 
 /// Protocol version spoken by this implementation.
@@ -100,7 +103,7 @@ pub fn demux(datagram: &[u8]) -> Demux {
         Some(b)
             if b & MARKER_MASK == 0
                 && datagram.len() >= 20
-                && datagram[4..8] == STUN_MAGIC_COOKIE.to_be_bytes() =>
+                && datagram.get(4..8) == Some(&STUN_MAGIC_COOKIE.to_be_bytes()[..]) =>
         {
             Demux::Stun
         }
@@ -203,7 +206,7 @@ impl Header {
     pub fn encode(&self, out: &mut [u8]) -> Result<(), EncodeError> {
         let have = out.len();
         let out = out
-            .get_mut(..HEADER_LEN)
+            .first_chunk_mut::<HEADER_LEN>()
             .ok_or(EncodeError::BufferTooSmall {
                 needed: HEADER_LEN,
                 have,
@@ -266,9 +269,7 @@ pub struct VersionNegotiation<'a> {
 
 impl<'a> VersionNegotiation<'a> {
     pub fn versions(&self) -> impl Iterator<Item = u16> + 'a {
-        self.raw
-            .chunks_exact(2)
-            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        be_u16s(self.raw)
     }
 }
 
@@ -591,7 +592,8 @@ impl<'a> Feedback<'a> {
         if self.bitmap.len() != count.div_ceil(8) {
             return Err(invalid("bitmap length disagrees with count"));
         }
-        if count % 8 != 0 && self.bitmap[count / 8] >> (count % 8) != 0 {
+        // The length matches, so the last byte holds packets `count / 8 * 8 ..`.
+        if count % 8 != 0 && self.bitmap.last().is_some_and(|b| b >> (count % 8) != 0) {
             return Err(invalid("bits set past the end of the range"));
         }
         if self.base_pn.checked_add(count as u64).is_none() {
@@ -689,7 +691,8 @@ impl Iterator for FeedbackIter<'_> {
         let i = self.i;
         self.i += 1;
         let pn = self.base_pn + i as u64;
-        if self.bitmap[i / 8] & (1 << (i % 8)) == 0 {
+        // Validated: the bitmap has a bit for each of the `count` packets.
+        if self.bitmap.get(i / 8)? & (1 << (i % 8)) == 0 {
             return Some((pn, None));
         }
         // Validated on decode, so the varint is present and the sum cannot overflow.
@@ -782,8 +785,16 @@ pub enum Body<'a> {
 
 /// Decode the indices of a NACK body.
 pub fn nack_indices(raw: &[u8]) -> impl Iterator<Item = u16> + '_ {
-    raw.chunks_exact(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+    be_u16s(raw)
+}
+
+/// The big-endian u16s of `raw`, a trailing odd byte ignored.
+fn be_u16s(mut raw: &[u8]) -> impl Iterator<Item = u16> + '_ {
+    std::iter::from_fn(move || {
+        let (c, rest) = raw.split_first_chunk::<2>()?;
+        raw = rest;
+        Some(u16::from_be_bytes(*c))
+    })
 }
 
 /// Input event records of an input packet: `count` records of `len: u8, bytes`.
@@ -806,7 +817,7 @@ impl<'a> InputEvents<'a> {
         let mut raw = self.raw;
         std::iter::from_fn(move || {
             let (&len, rest) = raw.split_first()?;
-            let (ev, rest) = rest.split_at(len as usize);
+            let (ev, rest) = rest.split_at_checked(len as usize)?;
             raw = rest;
             Some(ev)
         })
@@ -896,9 +907,8 @@ impl<'a> Body<'a> {
         for v in versions {
             w.u16(*v)?;
         }
-        let n = w.pos;
         Ok(Body::VersionNegotiation(VersionNegotiation {
-            raw: &scratch[..n],
+            raw: w.into_written(),
         }))
     }
 
@@ -1199,8 +1209,15 @@ impl<'a> Packet<'a> {
                 reason: "disagrees with the body",
             });
         }
-        self.header.encode(out)?;
-        let n = HEADER_LEN + self.body.encode(&mut out[HEADER_LEN..])?;
+        let have = out.len();
+        let (header, body) =
+            out.split_at_mut_checked(HEADER_LEN)
+                .ok_or(EncodeError::BufferTooSmall {
+                    needed: HEADER_LEN,
+                    have,
+                })?;
+        self.header.encode(header)?;
+        let n = HEADER_LEN + self.body.encode(body)?;
         let wire = n + if self.header.packet_type.is_encrypted() {
             TAG_LEN
         } else {
@@ -1219,7 +1236,12 @@ impl<'a> Packet<'a> {
         if header.packet_type.is_encrypted() && buf.len() + TAG_LEN > MAX_DATAGRAM {
             return Err(DecodeError::TooLong(buf.len() + TAG_LEN));
         }
-        let body = Body::decode(header.packet_type, &buf[HEADER_LEN..])?;
+        // Header::decode read HEADER_LEN bytes.
+        let body = buf.get(HEADER_LEN..).ok_or(DecodeError::Truncated {
+            needed: HEADER_LEN,
+            had: buf.len(),
+        })?;
+        let body = Body::decode(header.packet_type, body)?;
         Ok(Packet { header, body })
     }
 }
@@ -1227,45 +1249,54 @@ impl<'a> Packet<'a> {
 /// Bounds-checked big-endian reader.
 #[derive(Debug, Clone)]
 pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    /// The bytes not read yet: a suffix of the buffer.
+    unread: &'a [u8],
+    /// Length of the whole buffer.
+    len: usize,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader {
+            unread: buf,
+            len: buf.len(),
+        }
     }
 
     pub(crate) fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.unread.len()
+    }
+
+    fn truncated(&self, n: usize) -> DecodeError {
+        DecodeError::Truncated {
+            needed: self.len - self.unread.len() + n,
+            had: self.len,
+        }
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.remaining() < n {
-            return Err(DecodeError::Truncated {
-                needed: self.pos + n,
-                had: self.buf.len(),
-            });
-        }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
+        let Some((s, unread)) = self.unread.split_at_checked(n) else {
+            return Err(self.truncated(n));
+        };
+        self.unread = unread;
         Ok(s)
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
+        let Some((a, unread)) = self.unread.split_first_chunk::<N>() else {
+            return Err(self.truncated(N));
+        };
+        self.unread = unread;
+        Ok(*a)
     }
 
     pub(crate) fn rest(&mut self) -> &'a [u8] {
-        let s = &self.buf[self.pos..];
-        self.pos = self.buf.len();
-        s
+        std::mem::take(&mut self.unread)
     }
 
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.array::<1>()?[0])
+        let [b] = self.array()?;
+        Ok(b)
     }
     pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.array()?))
@@ -1311,15 +1342,20 @@ impl<'a> Writer<'a> {
 
     pub(crate) fn bytes(&mut self, b: &[u8]) -> Result<(), EncodeError> {
         let end = self.pos + b.len();
-        if end > self.buf.len() {
-            return Err(EncodeError::BufferTooSmall {
-                needed: end,
-                have: self.buf.len(),
-            });
-        }
-        self.buf[self.pos..end].copy_from_slice(b);
+        let have = self.buf.len();
+        let Some(dst) = self.buf.get_mut(self.pos..end) else {
+            return Err(EncodeError::BufferTooSmall { needed: end, have });
+        };
+        dst.copy_from_slice(b);
         self.pos = end;
         Ok(())
+    }
+
+    /// The bytes written so far.
+    pub(crate) fn into_written(self) -> &'a [u8] {
+        let buf: &'a [u8] = self.buf;
+        // `pos` never passes the end of `buf`.
+        buf.get(..self.pos).unwrap_or_default()
     }
     pub(crate) fn u8(&mut self, v: u8) -> Result<(), EncodeError> {
         self.bytes(&[v])

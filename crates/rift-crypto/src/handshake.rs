@@ -11,6 +11,9 @@
 //!
 //! The prologue binds the protocol version, so a version downgrade fails the handshake.
 
+// Parses bytes from the network: no panics on them (docs/ARCHITECTURE.md, "Lints").
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use crate::identity::{Identity, PublicKey};
 use crate::protect::SessionKeys;
 use thiserror::Error;

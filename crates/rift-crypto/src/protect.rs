@@ -12,6 +12,9 @@
 //! the first packet under the new ones arrives, so no packet is ever sent under a key the peer
 //! does not hold yet. The old receive key stays valid for a grace period, for packets in flight.
 
+// Parses bytes from the network: no panics on them (docs/ARCHITECTURE.md, "Lints").
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use crate::replay::{ReplayError, ReplayWindow};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use std::time::{Duration, Instant};
@@ -63,8 +66,10 @@ impl std::fmt::Debug for SessionKeys {
 }
 
 fn aead_key(k: &[u8; 32]) -> LessSafeKey {
-    // CHACHA20_POLY1305 takes exactly 32-byte keys, which is what `k` is.
-    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, k).expect("32-byte ChaCha20-Poly1305 key"))
+    // CHACHA20_POLY1305 takes exactly 32-byte keys, which is what `k` is: `new` cannot fail.
+    #[allow(clippy::expect_used)]
+    let key = UnboundKey::new(&CHACHA20_POLY1305, k).expect("32-byte ChaCha20-Poly1305 key");
+    LessSafeKey::new(key)
 }
 
 fn nonce(pn: u64) -> Nonce {
@@ -73,10 +78,10 @@ fn nonce(pn: u64) -> Nonce {
     Nonce::assume_unique_for_key(n)
 }
 
-fn packet_number(header: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&header[6..14]);
-    u64::from_be_bytes(b)
+/// The packet number, header bytes 6..14.
+fn packet_number(header: &[u8; HEADER_LEN]) -> u64 {
+    let [_, _, _, _, _, _, pn @ ..] = *header;
+    u64::from_be_bytes(pn)
 }
 
 struct Keys {
@@ -172,20 +177,26 @@ impl Protection {
         if buf.len() < body_end + TAG_LEN {
             return Err(ProtectError::NoRoomForTag);
         }
+        // The same checks again, as the splits make them.
+        let too_short = ProtectError::TooShort(body_end);
+        let body_len = body_end.checked_sub(HEADER_LEN).ok_or(too_short)?;
+        let (header, rest) = buf.split_first_chunk_mut::<HEADER_LEN>().ok_or(too_short)?;
+        let (body, tail) = rest.split_at_mut_checked(body_len).ok_or(too_short)?;
+        let tag_out = tail
+            .first_chunk_mut::<TAG_LEN>()
+            .ok_or(ProtectError::NoRoomForTag)?;
         if self.phase {
-            buf[1] |= KEY_PHASE_BIT;
+            header[1] |= KEY_PHASE_BIT;
         } else {
-            buf[1] &= !KEY_PHASE_BIT;
+            header[1] &= !KEY_PHASE_BIT;
         }
-        let (header, rest) = buf.split_at_mut(HEADER_LEN);
         let pn = packet_number(header);
-        let (body, tail) = rest.split_at_mut(body_end - HEADER_LEN);
         let tag = self
             .current
             .send
             .seal_in_place_separate_tag(nonce(pn), Aad::from(&*header), body)
             .map_err(|_| ProtectError::Authentication)?;
-        tail[..TAG_LEN].copy_from_slice(tag.as_ref());
+        tag_out.copy_from_slice(tag.as_ref());
         self.sent_under_key += 1;
         self.stats.sealed += 1;
         Ok(body_end + TAG_LEN)
@@ -195,17 +206,20 @@ impl Protection {
     /// (the tag removed) and `n` is returned. Replays, forgeries and packets under an expired
     /// key are refused and counted; nothing in `buf` is trusted until this returns `Ok`.
     pub fn open(&mut self, now: Instant, buf: &mut [u8]) -> Result<usize, ProtectError> {
-        if buf.len() < HEADER_LEN + TAG_LEN {
-            return Err(ProtectError::TooShort(buf.len()));
+        let len = buf.len();
+        if len < HEADER_LEN + TAG_LEN {
+            return Err(ProtectError::TooShort(len));
         }
-        let pn = packet_number(&buf[..HEADER_LEN]);
+        let (header, body) = buf
+            .split_first_chunk_mut::<HEADER_LEN>()
+            .ok_or(ProtectError::TooShort(len))?;
+        let header: &[u8; HEADER_LEN] = header;
+        let pn = packet_number(header);
         if let Err(e) = self.replay.check(pn) {
             self.stats.replays += 1;
             return Err(e.into());
         }
-        let phase = buf[1] & KEY_PHASE_BIT != 0;
-        let (header, body) = buf.split_at_mut(HEADER_LEN);
-        let header: &[u8] = header;
+        let phase = header[1] & KEY_PHASE_BIT != 0;
         let open_with = |key: &LessSafeKey, body: &mut [u8]| {
             key.open_in_place(nonce(pn), Aad::from(header), body)
                 .map(|p| p.len())

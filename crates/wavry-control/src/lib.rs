@@ -8,6 +8,8 @@
 //! The gateway's HTTP and WebSocket bodies are not here but in wavry-proto: the gateway does not
 //! build the RIFT stack, and host and client do not build the gateway API.
 
+// Parses bytes from the network: no panics on them (docs/ARCHITECTURE.md, "Lints").
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![forbid(unsafe_code)]
 
 use rift_core::wire::MAX_CONTROL_MESSAGE;
@@ -148,7 +150,8 @@ impl Cursor {
     /// Whether any pixel is not fully transparent (an application "hides" the pointer with a
     /// transparent cursor).
     pub fn is_visible(&self) -> bool {
-        self.bgra.chunks_exact(4).any(|p| p[3] != 0)
+        // Alpha is byte 3 of each BGRA pixel.
+        self.bgra.iter().skip(3).step_by(4).any(|&a| a != 0)
     }
 }
 

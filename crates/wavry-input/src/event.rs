@@ -5,6 +5,9 @@
 //! microseconds (8 bytes, big-endian), then fixed fields, big-endian. Sizes are fixed per kind,
 //! so a decoder checks one length and never allocates.
 
+// Parses bytes from the network: no panics on them (docs/ARCHITECTURE.md, "Lints").
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use crate::keys::Modifiers;
 use thiserror::Error;
 
@@ -127,7 +130,7 @@ pub struct Timed {
     pub event: InputEvent,
 }
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("empty input event")]
     Empty,
@@ -238,9 +241,17 @@ impl Timed {
                 got: b.len(),
             });
         }
-        let t_us = u64::from_be_bytes(b[1..9].try_into().unwrap_or_default());
-        let f = &b[HEAD..];
-        let u16_at = |i: usize| u16::from_be_bytes([f[i], f[i + 1]]);
+        // Fields in order; the length is right, so none comes up short.
+        let mut r = Fields {
+            rest: b,
+            short: DecodeError::Length {
+                kind: k,
+                want: HEAD + body,
+                got: b.len(),
+            },
+        };
+        r.u8()?; // the kind
+        let t_us = r.u64()?;
         let flag = |v: u8, what| match v {
             0 => Ok(false),
             1 => Ok(true),
@@ -248,57 +259,85 @@ impl Timed {
         };
         let event = match k {
             kind::KEY => InputEvent::Key {
-                usage: u16_at(0),
-                down: flag(f[2], "key state")?,
-                modifiers: Modifiers::from_bits(f[3]),
+                usage: r.u16()?,
+                down: flag(r.u8()?, "key state")?,
+                modifiers: Modifiers::from_bits(r.u8()?),
             },
             kind::MOUSE_ABS => InputEvent::MouseAbsolute {
-                x: u16_at(0),
-                y: u16_at(2),
+                x: r.u16()?,
+                y: r.u16()?,
             },
             kind::MOUSE_REL => InputEvent::MouseRelative {
-                dx: u16_at(0) as i16,
-                dy: u16_at(2) as i16,
+                dx: r.u16()? as i16,
+                dy: r.u16()? as i16,
             },
             kind::BUTTON => InputEvent::MouseButton {
-                button: Button::from_wire(f[0])?,
-                down: flag(f[1], "button state")?,
+                button: Button::from_wire(r.u8()?)?,
+                down: flag(r.u8()?, "button state")?,
             },
             kind::SCROLL => InputEvent::Scroll {
-                dx: u16_at(0) as i16,
-                dy: u16_at(2) as i16,
+                dx: r.u16()? as i16,
+                dy: r.u16()? as i16,
             },
             kind::GAMEPAD => {
-                if f[0] >= MAX_GAMEPADS {
+                let pad = r.u8()?;
+                if pad >= MAX_GAMEPADS {
                     return Err(DecodeError::Invalid("gamepad index"));
                 }
+                let connected = flag(r.u8()?, "gamepad connection")?;
+                let buttons = r.u32()?;
                 let mut axes = [0i16; 6];
-                for (i, a) in axes.iter_mut().enumerate() {
-                    *a = u16_at(6 + 2 * i) as i16;
+                for a in &mut axes {
+                    *a = r.u16()? as i16;
                 }
                 InputEvent::Gamepad {
-                    pad: f[0],
-                    connected: flag(f[1], "gamepad connection")?,
-                    state: GamepadState {
-                        buttons: u32::from_be_bytes([f[2], f[3], f[4], f[5]]),
-                        axes,
-                    },
+                    pad,
+                    connected,
+                    state: GamepadState { buttons, axes },
                 }
             }
             kind::RUMBLE => {
-                if f[0] >= MAX_GAMEPADS {
+                let pad = r.u8()?;
+                if pad >= MAX_GAMEPADS {
                     return Err(DecodeError::Invalid("gamepad index"));
                 }
                 InputEvent::Rumble {
-                    pad: f[0],
-                    low: u16_at(1),
-                    high: u16_at(3),
-                    duration_ms: u16_at(5),
+                    pad,
+                    low: r.u16()?,
+                    high: r.u16()?,
+                    duration_ms: r.u16()?,
                 }
             }
             _ => return Err(DecodeError::UnknownKind(k)),
         };
         Ok(Timed { t_us, event })
+    }
+}
+
+/// Reads big-endian fields off the front of an event, `short` the error when too few remain.
+struct Fields<'a> {
+    rest: &'a [u8],
+    short: DecodeError,
+}
+
+impl Fields<'_> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let (a, rest) = self.rest.split_first_chunk::<N>().ok_or(self.short)?;
+        self.rest = rest;
+        Ok(*a)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        let [v] = self.array()?;
+        Ok(v)
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array()?))
     }
 }
 
@@ -309,8 +348,11 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn put(&mut self, b: &[u8]) {
-        self.out[self.n..self.n + b.len()].copy_from_slice(b);
-        self.n += b.len();
+        // `MAX_EVENT_LEN` holds the largest event, so every field fits.
+        if let Some(out) = self.out.get_mut(self.n..self.n + b.len()) {
+            out.copy_from_slice(b);
+            self.n += b.len();
+        }
     }
     fn head(&mut self, kind: u8, t_us: u64) {
         self.u8(kind);

@@ -6,6 +6,9 @@
 //! Peer messages refuse unknown fields (a typo is an error, not a silent no-op); gateway
 //! messages tolerate them, so an older peer keeps working when the gateway adds one.
 
+// Parses bytes from the network: no panics on them (docs/ARCHITECTURE.md, "Lints").
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::fmt;
 use std::net::SocketAddr;
 

@@ -7,6 +7,9 @@
 //! sees message 2 again (its message 3 was lost) resends message 3. The client counts as
 //! confirmed once any authenticated packet from the host arrives.
 
+// Parses bytes from the network: no panics on them (docs/ARCHITECTURE.md, "Lints").
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use rift_core::connection::{Connection, ConnectionError};
 use rift_core::wire::{
     self, Body, DecodeError, Handshake as HandshakeBody, Header, Packet, PacketType, Priority,
@@ -216,6 +219,15 @@ pub fn random_cid() -> Result<u32, SessionError> {
     }
 }
 
+/// The handshake message `write_message` reported writing: the first `n` bytes of `buf`.
+fn written(buf: &[u8], n: usize) -> Result<&[u8], SessionError> {
+    buf.get(..n)
+        .ok_or(SessionError::Encode(wire::EncodeError::BufferTooSmall {
+            needed: n,
+            have: buf.len(),
+        }))
+}
+
 fn handshake_packet(
     t: PacketType,
     cid: u32,
@@ -267,7 +279,7 @@ impl Session {
             0,
             cfg.version,
             local_cid,
-            &noise[..n],
+            written(&noise, n)?,
         )?;
         let mut s = Session::new(cfg, identity, true, local_cid, 0, peer, factory, now);
         s.outbox.push_back(msg1.clone());
@@ -305,7 +317,7 @@ impl Session {
             init.source_connection_id,
             cfg.version,
             local_cid,
-            &buf[..n],
+            written(&buf, n)?,
         )?;
         let mut s = Session::new(
             cfg,
@@ -556,7 +568,7 @@ impl Session {
                     self.remote_cid,
                     self.cfg.version,
                     self.local_cid,
-                    &buf[..n],
+                    written(&buf, n)?,
                 )?;
                 self.outbox.push_back(msg3.clone());
                 self.peer = from;
@@ -619,11 +631,16 @@ impl Session {
             ) => self.handle_rekey(now, datagram),
             (Phase::Established(e), t) if t.is_encrypted() => {
                 let n = e.prot.open(now, datagram)?;
+                // Header and plaintext body, the tag removed.
+                let plain = datagram.get(..n).ok_or(DecodeError::Truncated {
+                    needed: n,
+                    had: datagram.len(),
+                })?;
                 e.msg3 = None;
                 // The host asks for a rekey when its direction is due. Only a packet under the
                 // current keys counts: late packets under the old keys still carry the request
-                // the rekey just answered.
-                let flags = datagram[1];
+                // the rekey just answered. (Opening leaves the header as decoded.)
+                let flags = header.flags;
                 let asked = self.is_client
                     && flags & REKEY_REQUEST_BIT != 0
                     && (flags & KEY_PHASE_BIT != 0) == e.prot.key_phase()
@@ -643,14 +660,14 @@ impl Session {
                     if let Ok(Packet {
                         body: Body::Close { code, reason },
                         ..
-                    }) = Packet::decode(&datagram[..n])
+                    }) = Packet::decode(plain)
                     {
                         let reason = reason.to_owned();
                         self.fail(CloseReason::Peer { code, reason });
                         return Ok(());
                     }
                 }
-                let handled = e.conn.handle_packet_stamped(now, arrived, &datagram[..n]);
+                let handled = e.conn.handle_packet_stamped(now, arrived, plain);
                 if asked {
                     self.stats.rekeys_requested += 1;
                     if let Err(err) = self.rekey(now) {
@@ -688,7 +705,7 @@ impl Session {
                     self.remote_cid,
                     version,
                     self.local_cid,
-                    &buf[..n],
+                    written(&buf, n)?,
                 )?;
                 let Rekey::AwaitResponse { hs, .. } = std::mem::replace(&mut e.rekey, Rekey::Idle)
                 else {
@@ -725,7 +742,7 @@ impl Session {
                     self.remote_cid,
                     version,
                     self.local_cid,
-                    &buf[..n],
+                    written(&buf, n)?,
                 )?;
                 self.outbox.push_back(msg2.clone());
                 e.rekey = Rekey::AwaitFinish {
@@ -790,7 +807,7 @@ impl Session {
             self.remote_cid,
             self.cfg.version,
             self.local_cid,
-            &buf[..n],
+            written(&buf, n)?,
         )?;
         self.outbox.push_back(msg1.clone());
         e.rekey = Rekey::AwaitResponse {
@@ -889,11 +906,19 @@ impl Session {
         now: Instant,
         out: &mut [u8],
     ) -> Result<Option<Transmit>, SessionError> {
-        if let Some(d) = self.outbox.pop_front() {
-            out[..d.len()].copy_from_slice(&d);
+        if let Some(d) = self.outbox.front() {
+            let len = d.len();
+            let Some(dst) = out.get_mut(..len) else {
+                return Err(SessionError::Encode(wire::EncodeError::BufferTooSmall {
+                    needed: len,
+                    have: out.len(),
+                }));
+            };
+            dst.copy_from_slice(d);
+            self.outbox.pop_front();
             self.last_tx = now;
             return Ok(Some(Transmit {
-                len: d.len(),
+                len,
                 to: self.peer,
                 priority: Priority::Control,
             }));
@@ -905,11 +930,16 @@ impl Session {
             return Ok(None);
         };
         let is_close = self.closing > 0
-            && Header::decode(&out[..tx.len]).is_ok_and(|h| h.packet_type == PacketType::Close);
+            && out
+                .get(..tx.len)
+                .and_then(|p| Header::decode(p).ok())
+                .is_some_and(|h| h.packet_type == PacketType::Close);
         // Only the client starts rekeys; a host whose own sending direction is due asks for one
         // on every packet until the client has started it (RIFT.md §3).
         if !self.is_client && matches!(e.rekey, Rekey::Idle) && e.prot.needs_rekey(now) {
-            out[1] |= REKEY_REQUEST_BIT;
+            if let Some(flags) = out.get_mut(1) {
+                *flags |= REKEY_REQUEST_BIT;
+            }
         }
         let len = e.prot.seal(out, tx.len)?;
         debug_assert!(len > HEADER_LEN);
