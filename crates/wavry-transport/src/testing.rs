@@ -3,7 +3,9 @@
 //! client that connects, driven on one thread in turn or on session threads. Behind the
 //! `test-support` feature; not for production use (it panics on any failure).
 //!
-//! ```ignore
+//! ```no_run
+//! # use std::time::Duration;
+//! # use wavry_transport::{testing, udp::UdpDriver};
 //! let (host, client) = testing::ends();
 //! let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
 //! let host_addr = hd.local_addr().unwrap();
@@ -14,6 +16,7 @@
 //! });
 //! let mut cd = UdpDriver::bind("127.0.0.1:0").unwrap();
 //! let mut s = client.connect(&mut cd, host_addr, testing::fixed_rate(false, 1_000_000));
+//! # h.join().unwrap();
 //! ```
 
 use crate::session::{ConnectionFactory, Session, SessionConfig};
