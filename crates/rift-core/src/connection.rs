@@ -181,6 +181,10 @@ enum Small {
         code: u16,
         reason: String,
     },
+    Rekey {
+        step: u8,
+        noise: Vec<u8>,
+    },
 }
 
 pub struct Connection {
@@ -316,6 +320,14 @@ impl Connection {
         self.small.push_back(Small::Ping(id));
     }
 
+    /// Queue one message of a rekey handshake (the transport runs the handshake; RIFT.md §3).
+    pub fn send_rekey(&mut self, step: u8, noise: &[u8]) {
+        self.small.push_back(Small::Rekey {
+            step,
+            noise: noise.to_vec(),
+        });
+    }
+
     pub fn close(&mut self, code: u16, reason: &str) {
         let mut r = reason.to_owned();
         r.truncate(wire::MAX_CLOSE_REASON);
@@ -363,7 +375,8 @@ impl Connection {
             Body::HandshakeInit(_)
             | Body::HandshakeResponse(_)
             | Body::HandshakeFinish(_)
-            | Body::VersionNegotiation(_) => {
+            | Body::VersionNegotiation(_)
+            | Body::Retry { .. } => {
                 return Err(ConnectionError::Unexpected(packet.header.packet_type))
             }
             Body::Close { code, reason } => self.events.push_back(Event::Closed {
@@ -371,7 +384,9 @@ impl Connection {
                 reason: reason.to_owned(),
             }),
             Body::Ping { id } => self.small.push_back(Small::Pong(id)),
-            Body::Pong { .. } => {}
+            // The transport reads rekey messages (it holds the keys); here they are just packets
+            // that arrived, counted in the feedback like any other.
+            Body::Pong { .. } | Body::Rekey { .. } => {}
             Body::Control { seq, message } => {
                 self.control.on_control(now, seq, message)?;
                 while let Some(m) = self.control.poll_message() {
@@ -690,6 +705,9 @@ impl Connection {
                         reason,
                     },
                 ),
+                Small::Rekey { step, noise } => {
+                    (PacketType::Rekey, Body::Rekey { step: *step, noise })
+                }
             };
             let n = body.encode(out)?;
             return Ok(Some((t, n, 0)));

@@ -8,8 +8,10 @@
 
 use thiserror::Error;
 
-/// Protocol version spoken by this implementation.
-pub const VERSION: u16 = 1;
+/// Protocol version spoken by this implementation. Version 2 padded `HandshakeInit`, added
+/// `Retry` (address validation) and moved rekeying into the encrypted `Rekey` packet
+/// (docs/RIFT.md, "Changes from version 1").
+pub const VERSION: u16 = 2;
 /// Versions this implementation can speak, most preferred first.
 pub const SUPPORTED_VERSIONS: &[u16] = &[VERSION];
 
@@ -35,6 +37,14 @@ pub const MAX_INPUT_EVENTS: usize = 32;
 pub const MAX_INPUT_EVENT_LEN: usize = 64;
 /// Largest number of fragment indices in one NACK.
 pub const MAX_NACK_ENTRIES: usize = 256;
+/// Smallest `HandshakeInit` datagram a responder answers: no answer to it (message 2, `Retry`,
+/// `VersionNegotiation`) is larger, so a spoofed source gains no amplification (RIFT.md §10).
+/// It also fits the 1280-byte IPv6 minimum MTU.
+pub const MIN_HANDSHAKE_INIT: usize = 1200;
+/// Length of an address-validation cookie (`Retry`).
+pub const COOKIE_LEN: usize = 16;
+/// Length of the initiator's ephemeral-key prefix a `Retry` echoes.
+pub const RETRY_ECHO_LEN: usize = 16;
 /// Largest close reason text.
 pub const MAX_CLOSE_REASON: usize = 256;
 /// Close code: the application ended the session.
@@ -120,9 +130,11 @@ pub enum PacketType {
     HandshakeResponse = 0x01,
     HandshakeFinish = 0x02,
     VersionNegotiation = 0x03,
+    Retry = 0x04,
     Close = 0x08,
     Ping = 0x09,
     Pong = 0x0A,
+    Rekey = 0x0B,
     Control = 0x10,
     ControlAck = 0x11,
     Input = 0x18,
@@ -141,9 +153,11 @@ impl PacketType {
             0x01 => HandshakeResponse,
             0x02 => HandshakeFinish,
             0x03 => VersionNegotiation,
+            0x04 => Retry,
             0x08 => Close,
             0x09 => Ping,
             0x0A => Pong,
+            0x0B => Rekey,
             0x10 => Control,
             0x11 => ControlAck,
             0x18 => Input,
@@ -156,8 +170,8 @@ impl PacketType {
         })
     }
 
-    /// Handshake and version negotiation bodies travel in the clear (the Noise messages protect
-    /// themselves); every other body is AEAD-encrypted.
+    /// Handshake, version negotiation and retry bodies travel in the clear (the Noise messages
+    /// protect themselves); every other body is AEAD-encrypted.
     pub fn is_encrypted(self) -> bool {
         !matches!(
             self,
@@ -165,6 +179,7 @@ impl PacketType {
                 | PacketType::HandshakeResponse
                 | PacketType::HandshakeFinish
                 | PacketType::VersionNegotiation
+                | PacketType::Retry
         )
     }
 
@@ -744,6 +759,19 @@ pub enum Body<'a> {
     Pong {
         id: u64,
     },
+    /// The responder's address-validation reply to a `HandshakeInit` (cleartext): `echo` is the
+    /// first 16 bytes of that initiation's Noise message (its ephemeral key, so an off-path
+    /// sender cannot forge a Retry), `cookie` goes into the repeated initiation.
+    Retry {
+        echo: [u8; RETRY_ECHO_LEN],
+        cookie: [u8; COOKIE_LEN],
+    },
+    /// One message of a rekey handshake (Noise XX, `step` 1 to 3), encrypted under the
+    /// current keys so that nobody but the peer can start, answer or stall a rekey.
+    Rekey {
+        step: u8,
+        noise: &'a [u8],
+    },
     Control {
         seq: u32,
         message: &'a [u8],
@@ -887,6 +915,8 @@ impl<'a> Body<'a> {
             Body::Close { .. } => PacketType::Close,
             Body::Ping { .. } => PacketType::Ping,
             Body::Pong { .. } => PacketType::Pong,
+            Body::Retry { .. } => PacketType::Retry,
+            Body::Rekey { .. } => PacketType::Rekey,
             Body::Control { .. } => PacketType::Control,
             Body::ControlAck { .. } => PacketType::ControlAck,
             Body::Input { .. } => PacketType::Input,
@@ -949,6 +979,20 @@ impl<'a> Body<'a> {
                 w.bytes(reason.as_bytes())?;
             }
             Body::Ping { id } | Body::Pong { id } => w.u64(id)?,
+            Body::Retry { echo, cookie } => {
+                w.bytes(&echo)?;
+                w.bytes(&cookie)?;
+            }
+            Body::Rekey { step, noise } => {
+                if !(1..=3).contains(&step) {
+                    return Err(EncodeError::Invalid {
+                        field: "rekey.step",
+                        reason: "1 to 3",
+                    });
+                }
+                w.u8(step)?;
+                w.bytes(noise)?;
+            }
             Body::Control { seq, message } => {
                 if message.len() > MAX_CONTROL_MESSAGE {
                     return Err(EncodeError::Invalid {
@@ -1084,6 +1128,23 @@ impl<'a> Body<'a> {
             }
             PacketType::Ping => Body::Ping { id: r.u64()? },
             PacketType::Pong => Body::Pong { id: r.u64()? },
+            PacketType::Retry => Body::Retry {
+                echo: r.array()?,
+                cookie: r.array()?,
+            },
+            PacketType::Rekey => {
+                let step = r.u8()?;
+                if !(1..=3).contains(&step) {
+                    return Err(DecodeError::Invalid {
+                        field: "rekey.step",
+                        reason: "1 to 3",
+                    });
+                }
+                Body::Rekey {
+                    step,
+                    noise: r.rest(),
+                }
+            }
             PacketType::Control => {
                 let seq = r.u32()?;
                 let message = r.rest();

@@ -17,10 +17,12 @@
 use crate::identity::{Identity, PublicKey};
 use crate::protect::SessionKeys;
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
-/// Largest handshake message: three 32-byte keys and two 16-byte tags plus a bounded payload.
-pub const MAX_HANDSHAKE_MESSAGE: usize = 1024;
+/// Largest handshake message: what a RIFT handshake body holds (1472 − 14-byte header − 6),
+/// so a message 1 padded to the minimum initiation size fits (RIFT.md §5.1).
+pub const MAX_HANDSHAKE_MESSAGE: usize = 1452;
 
 /// Whether a peer's static key is acceptable. `Err` carries the reason shown to the user.
 pub type Verifier = Box<dyn FnMut(&PublicKey) -> Result<(), Rejection> + Send>;
@@ -48,6 +50,8 @@ pub enum HandshakeError {
     NotFinished,
     #[error("peer sent no static key")]
     NoRemoteKey,
+    #[error("no randomness for an ephemeral key: {0}")]
+    Random(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +66,18 @@ pub struct Handshake {
     role: Role,
     verify: Verifier,
     verified: bool,
+    /// Initiator: what rebuilds the state as it was after message 1, so that a message 2 whose
+    /// key is refused (possibly forged by someone who saw message 1) is forgotten and the real
+    /// responder's answer can still be read (RIFT.md §6).
+    rewind: Option<Rewind>,
+}
+
+struct Rewind {
+    local: Zeroizing<[u8; 32]>,
+    ephemeral: Zeroizing<[u8; 32]>,
+    version: u16,
+    /// Message 1's payload, once written.
+    payload: Option<Vec<u8>>,
 }
 
 fn prologue(version: u16) -> [u8; 6] {
@@ -94,21 +110,41 @@ impl Handshake {
         verify: Verifier,
         role: Role,
     ) -> Result<Self, HandshakeError> {
-        let params: snow::params::NoiseParams = NOISE_PARAMS.parse()?;
-        let p = prologue(version);
-        let builder = snow::Builder::new(params)
-            .local_private_key(identity.secret())?
-            .prologue(&p)?;
-        let state = match role {
-            Role::Initiator => builder.build_initiator()?,
-            Role::Responder => builder.build_responder()?,
+        let (state, rewind) = match role {
+            Role::Initiator => {
+                // The initiator draws its ephemeral key itself (as snow would), so that it can
+                // rebuild its state after message 1 (see `Rewind`).
+                let mut ephemeral = Zeroizing::new([0u8; 32]);
+                getrandom::fill(&mut ephemeral[..])
+                    .map_err(|e| HandshakeError::Random(e.to_string()))?;
+                let rewind = Rewind {
+                    local: Zeroizing::new(*identity.secret()),
+                    ephemeral,
+                    version,
+                    payload: None,
+                };
+                (rewind.initiator()?, Some(rewind))
+            }
+            Role::Responder => (
+                snow::Builder::new(NOISE_PARAMS.parse()?)
+                    .local_private_key(identity.secret())?
+                    .prologue(&prologue(version))?
+                    .build_responder()?,
+                None,
+            ),
         };
         Ok(Handshake {
             state,
             role,
             verify,
             verified: false,
+            rewind,
         })
+    }
+
+    /// Give back the verifier (to start over, e.g. after a `Retry`).
+    pub fn into_verifier(self) -> Verifier {
+        self.verify
     }
 
     pub fn role(&self) -> Role {
@@ -141,7 +177,11 @@ impl Handshake {
         {
             return Err(HandshakeError::NotFinished);
         }
-        Ok(self.state.write_message(payload, out)?)
+        let n = self.state.write_message(payload, out)?;
+        if let Some(r) = &mut self.rewind {
+            r.payload.get_or_insert_with(|| payload.to_vec());
+        }
+        Ok(n)
     }
 
     /// Read the peer's next handshake message; the payload goes to `payload_out`. The peer's
@@ -154,10 +194,19 @@ impl Handshake {
         if self.is_my_turn() || self.is_finished() {
             return Err(HandshakeError::OutOfTurn);
         }
+        // A message that does not decrypt leaves the state as it was (snow restores it).
         let n = self.state.read_message(message, payload_out)?;
         if let Some(remote) = self.remote_public() {
             if !self.verified {
-                (self.verify)(&remote)?;
+                if let Err(refused) = (self.verify)(&remote) {
+                    // An initiator forgets the refused message 2, so the real responder's
+                    // can still be read; a responder's refusal is final (message 3 proved the
+                    // key, and the caller ends the handshake).
+                    if let Some(r) = &self.rewind {
+                        self.state = r.after_message_1()?;
+                    }
+                    return Err(refused.into());
+                }
                 self.verified = true;
             }
         }
@@ -207,6 +256,27 @@ impl Handshake {
         }
         let remote = self.remote_public().ok_or(HandshakeError::NoRemoteKey)?;
         Ok((self.split(), remote))
+    }
+}
+
+impl Rewind {
+    fn initiator(&self) -> Result<snow::HandshakeState, HandshakeError> {
+        Ok(snow::Builder::new(NOISE_PARAMS.parse()?)
+            .local_private_key(&self.local[..])?
+            // Not a test shortcut here: the key is fresh randomness, drawn once per handshake;
+            // fixing it is what makes the state after message 1 reproducible.
+            .fixed_ephemeral_key_for_testing_only(&self.ephemeral[..])
+            .prologue(&prologue(self.version))?
+            .build_initiator()?)
+    }
+
+    /// The initiator's state right after it wrote message 1: the same keys and payload give
+    /// the same transcript.
+    fn after_message_1(&self) -> Result<snow::HandshakeState, HandshakeError> {
+        let mut state = self.initiator()?;
+        let mut scratch = [0u8; MAX_HANDSHAKE_MESSAGE];
+        state.write_message(self.payload.as_deref().unwrap_or_default(), &mut scratch)?;
+        Ok(state)
     }
 }
 
@@ -291,6 +361,60 @@ mod tests {
             }
             other => panic!("expected a key mismatch, got {:?}", other.err()),
         }
+    }
+
+    #[test]
+    fn a_refused_message_2_is_forgotten_and_the_real_one_still_read() {
+        let (host, client, forger) = (
+            Identity::generate().unwrap(),
+            Identity::generate().unwrap(),
+            Identity::generate().unwrap(),
+        );
+        let (mut buf, mut payload) = ([0u8; MAX_HANDSHAKE_MESSAGE], [0u8; MAX_HANDSHAKE_MESSAGE]);
+        let mut i = Handshake::initiator(&client, 1, pinned(host.public())).unwrap();
+        let n = i.write_message(&[0u8; 200], &mut buf).unwrap();
+        let msg1 = buf[..n].to_vec();
+        // Someone who saw message 1 answers first, with a valid message 2 under its own key.
+        let mut f = Handshake::responder(&forger, 1, allow_list(vec![])).unwrap();
+        f.read_message(&msg1, &mut payload).unwrap();
+        let n = f.write_message(b"", &mut buf).unwrap();
+        assert!(matches!(
+            i.read_message(&buf[..n], &mut payload),
+            Err(HandshakeError::Rejected(Rejection::KeyMismatch { .. }))
+        ));
+        // Garbage does not decrypt, and changes nothing either.
+        assert!(i.read_message(&[7u8; 96], &mut payload).is_err());
+        // The host's answer still completes the handshake.
+        let mut r = Handshake::responder(&host, 1, allow_list(vec![client.public()])).unwrap();
+        r.read_message(&msg1, &mut payload).unwrap();
+        let n = r.write_message(b"", &mut buf).unwrap();
+        i.read_message(&buf[..n], &mut payload).unwrap();
+        let n = i.write_message(b"", &mut buf).unwrap();
+        r.read_message(&buf[..n], &mut payload).unwrap();
+        let ((ki, _), (kr, _)) = (i.into_keys().unwrap(), r.into_keys().unwrap());
+        assert_eq!(ki.send, kr.recv);
+    }
+
+    #[test]
+    fn garbage_message_3_leaves_the_responder_able_to_finish() {
+        let (host, client) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+        let (mut buf, mut payload) = ([0u8; MAX_HANDSHAKE_MESSAGE], [0u8; MAX_HANDSHAKE_MESSAGE]);
+        let mut i = Handshake::initiator(&client, 1, pinned(host.public())).unwrap();
+        let mut r = Handshake::responder(&host, 1, allow_list(vec![client.public()])).unwrap();
+        let n = i.write_message(b"", &mut buf).unwrap();
+        r.read_message(&buf[..n], &mut payload).unwrap();
+        let n = r.write_message(b"", &mut buf).unwrap();
+        i.read_message(&buf[..n], &mut payload).unwrap();
+        let n = i.write_message(b"", &mut buf).unwrap();
+        let mut forged = buf[..n].to_vec();
+        forged[10] ^= 1;
+        assert!(matches!(
+            r.read_message(&forged, &mut payload),
+            Err(HandshakeError::Noise(_))
+        ));
+        assert!(r.read_message(&[0u8; 64], &mut payload).is_err());
+        r.read_message(&buf[..n], &mut payload).unwrap();
+        assert!(r.into_keys().is_ok());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cookie;
 pub mod handshake;
 pub mod identity;
 pub mod protect;

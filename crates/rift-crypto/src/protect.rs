@@ -288,6 +288,22 @@ impl Protection {
         self.promote(now);
     }
 
+    /// How long the current keys have been in use.
+    pub fn key_age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.installed_at)
+    }
+
+    /// When the current keys reach the age `age`.
+    pub fn key_age_deadline(&self, age: Duration) -> Instant {
+        self.installed_at + age
+    }
+
+    /// Forget the keys of a rekey this end initiated that never took effect (the peer never
+    /// used them), so that a fresh rekey can start.
+    pub fn abandon_rekey(&mut self) {
+        self.next = None;
+    }
+
     /// Keys from a rekey handshake this end *initiated*: accept them at once, send under them
     /// from the peer's first packet under them on.
     pub fn rekey_pending(&mut self, keys: &SessionKeys) -> Result<(), ProtectError> {

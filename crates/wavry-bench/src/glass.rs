@@ -343,7 +343,7 @@ fn run_wavry(
             let session = wavry_host::accept_one(
                 driver,
                 &host_id,
-                || allow_list(vec![client_pub]),
+                move || allow_list(vec![client_pub]),
                 deadline,
             )?;
             let cfg = wavry_host::HostConfig {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use video::{Shared, VideoCommand};
 use wavry_control::{ControlMessage, PROTOCOL_VERSION};
+use wavry_transport::listen::{Listener, ListenerConfig};
 use wavry_transport::session::CloseReason;
 use wavry_transport::thread::{SessionEvent, SessionThread};
 
@@ -85,22 +86,19 @@ pub fn connection_factory() -> wavry_transport::session::ConnectionFactory {
     })
 }
 
-/// Wait until `deadline` for one client that `allow` accepts, and move its session (and the
-/// socket) onto an I/O thread of its own, ready for [`serve`].
+/// Wait until `deadline` for one client that `allow` accepts (authenticated and admitted: no
+/// capture or encoding starts for anyone else), and move its session (and the socket) onto an
+/// I/O thread of its own, ready for [`serve`].
 pub fn accept_one(
     mut driver: wavry_transport::udp::UdpDriver,
     identity: &rift_crypto::identity::Identity,
-    allow: impl FnMut() -> rift_crypto::handshake::Verifier,
+    allow: impl FnMut() -> rift_crypto::handshake::Verifier + Send + 'static,
     deadline: Instant,
 ) -> std::io::Result<SessionThread> {
+    let mut listener = Listener::new(ListenerConfig::default(), identity, allow, Instant::now())
+        .map_err(std::io::Error::other)?;
     let session = driver
-        .accept(
-            &wavry_transport::session::SessionConfig::default(),
-            identity,
-            allow,
-            connection_factory,
-            deadline,
-        )?
+        .accept(&mut listener, deadline, connection_factory)?
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "no client connected"))?;
     SessionThread::spawn(driver, session)
 }

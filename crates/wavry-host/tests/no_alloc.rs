@@ -46,7 +46,8 @@ fn host_video_thread_allocates_nothing_per_frame() {
     let addr = hd.local_addr().unwrap();
     let accept = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(5);
-        wavry_host::accept_one(hd, &host_id, || allow_list(vec![client_pub]), deadline).unwrap()
+        wavry_host::accept_one(hd, &host_id, move || allow_list(vec![client_pub]), deadline)
+            .unwrap()
     });
     let mut cd = UdpDriver::bind("127.0.0.1:0").unwrap();
     let mut session = Session::connect(

@@ -1,11 +1,15 @@
-//! One RIFT session, sans-IO: the Noise_XX handshake carried in RIFT handshake packets with
-//! retransmission, connection ids, then packet protection around a rift-core `Connection`.
-//! The socket driver feeds it datagrams with their source address and sends what it returns.
+//! One RIFT session, sans-IO: the client's Noise_XX handshake carried in RIFT handshake packets
+//! with retransmission, connection ids, then packet protection around a rift-core `Connection`,
+//! and rekeying. The host's side of the handshake is the [`crate::listen::Listener`]'s: it hands
+//! over a session only once the client is authenticated and admitted. The socket driver feeds a
+//! session datagrams with their source address and sends what it returns.
 //!
-//! Handshake loss is repaired by retransmission in both directions: the client resends message
-//! 1 until message 2 arrives; the host resends message 2 until message 3 arrives; a client that
-//! sees message 2 again (its message 3 was lost) resends message 3. The client counts as
-//! confirmed once any authenticated packet from the host arrives.
+//! Handshake loss is repaired by the client alone (RIFT.md §6): it resends message 1 until
+//! message 2 arrives, and message 3 until the host is heard under the session keys; the host
+//! answers each repeated message once and never sends on a timer of its own to an address that
+//! has not proved itself. Nothing unauthenticated ends a handshake: a message 2 that does not
+//! decrypt is dropped, one whose host key the client refuses is remembered while the client
+//! keeps listening for the real host's for [`REFUSAL_GRACE`].
 
 // Parses bytes from the network: no panics on them (docs/ARCHITECTURE.md, "Lints").
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -13,7 +17,7 @@
 use rift_core::connection::{Connection, ConnectionError};
 use rift_core::wire::{
     self, Body, DecodeError, Handshake as HandshakeBody, Header, Packet, PacketType, Priority,
-    HEADER_LEN, MAX_DATAGRAM,
+    COOKIE_LEN, HEADER_LEN, MAX_DATAGRAM, MIN_HANDSHAKE_INIT, RETRY_ECHO_LEN,
 };
 use rift_crypto::handshake::{pinned, Handshake, HandshakeError, Verifier, MAX_HANDSHAKE_MESSAGE};
 use rift_crypto::identity::{Identity, PublicKey};
@@ -54,6 +58,17 @@ pub struct SessionConfig {
     pub rekey_after_packets: u64,
 }
 
+/// After refusing a message 2 (the host key is not the expected one), the client keeps
+/// listening this long for one it accepts before it reports the refusal: a refused message 2
+/// may be forged by someone who saw message 1, and must not end the handshake by itself.
+pub const REFUSAL_GRACE: Duration = Duration::from_secs(1);
+/// `Retry`s a client follows per connection attempt (a host rotating its cookie secret may
+/// ask twice; more is a forger or a broken host).
+pub const MAX_RETRIES: u8 = 3;
+/// Keys not replaced this long after they fell due end the session (RIFT.md §3): a rekey that
+/// cannot complete must not keep old keys alive for ever.
+pub const REKEY_DEADLINE: Duration = Duration::from_secs(30);
+
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
@@ -90,6 +105,8 @@ pub enum SessionError {
     Encode(#[from] wire::EncodeError),
     #[error("no randomness for a connection id: {0}")]
     Random(String),
+    #[error("Retry refused: {0}")]
+    Retry(&'static str),
 }
 
 /// Why a session ended.
@@ -97,12 +114,9 @@ pub enum SessionError {
 pub enum CloseReason {
     /// Client: the host never answered (nothing listens there, or the path drops UDP).
     HandshakeTimeout,
-    /// Host: the client started a handshake, our message 2 went out, and message 3 never came
-    /// within the handshake timeout. Most likely the client refused this host's key (a
-    /// changed or wrong host key: the client's pin or known-hosts entry does not match), or
-    /// it went away. A client that refuses sends nothing, by design (RIFT.md §6).
-    HandshakeUnfinished,
     IdleTimeout,
+    /// The keys fell due and no rekey replaced them within [`REKEY_DEADLINE`].
+    KeysExpired,
     /// The handshake failed: a refused key, a version mismatch, a broken message.
     HandshakeFailed(String),
     /// The peer closed, with its code and reason.
@@ -124,29 +138,34 @@ pub struct Transmit {
 
 enum Phase {
     /// Client: message 1 sent, waiting for message 2.
-    AwaitResponse {
-        hs: Box<Handshake>,
-        msg1: Vec<u8>,
-    },
-    /// Host: message 2 sent, waiting for message 3.
-    AwaitFinish {
-        hs: Box<Handshake>,
-        msg1: Vec<u8>,
-        msg2: Vec<u8>,
-    },
+    AwaitResponse(Box<AwaitResponse>),
     Established(Box<Established>),
     Closed(CloseReason),
+}
+
+struct AwaitResponse {
+    hs: Handshake,
+    msg1: Vec<u8>,
+    /// `Retry`s followed so far.
+    retries: u8,
+    /// A refused message 2 (why, and when), reported if no acceptable one follows.
+    refused: Option<(String, Instant)>,
 }
 
 struct Established {
     conn: Connection,
     prot: Protection,
-    /// Client: message 3, kept until the host is heard under the new keys.
+    /// Client: message 3, repeated until the host is heard under the new keys.
     msg3: Option<Vec<u8>>,
+    /// Host: the message 3 that established the session, so that a repeat of it (the client
+    /// has not heard us) is answered with a Ping.
+    finish: Option<Vec<u8>>,
     rekey: Rekey,
 }
 
-/// A rekey handshake in progress on an established session.
+/// A rekey handshake in progress on an established session. Its messages travel in encrypted
+/// `Rekey` packets (RIFT.md §3), so only the peer can start, answer or stall one; each state
+/// still gives up after the handshake timeout.
 enum Rekey {
     Idle,
     /// Client: rekey message 1 sent.
@@ -154,18 +173,21 @@ enum Rekey {
         hs: Box<Handshake>,
         msg1: Vec<u8>,
         next: Instant,
+        started: Instant,
     },
     /// Client: message 3 sent and the new keys pending until the host uses them (`phase`).
     AwaitSwitch {
         msg3: Vec<u8>,
         next: Instant,
         phase: bool,
+        started: Instant,
     },
     /// Host: message 2 sent, waiting for message 3.
     AwaitFinish {
         hs: Box<Handshake>,
         msg1: Vec<u8>,
         msg2: Vec<u8>,
+        started: Instant,
     },
 }
 
@@ -177,6 +199,10 @@ pub struct SessionStats {
     pub roamed: u64,
     /// Client: rekeys started because the host asked (its sending direction was due).
     pub rekeys_requested: u64,
+    /// Client: `Retry`s followed (the host checked our address before doing handshake work).
+    pub retries: u64,
+    /// Client: message 2s refused for their host key (forged, or the host key changed).
+    pub refused_responses: u64,
 }
 
 pub struct Session {
@@ -228,7 +254,7 @@ fn written(buf: &[u8], n: usize) -> Result<&[u8], SessionError> {
         }))
 }
 
-fn handshake_packet(
+pub(crate) fn handshake_packet(
     t: PacketType,
     cid: u32,
     version: u16,
@@ -260,6 +286,81 @@ fn handshake_packet(
     Ok(out)
 }
 
+/// The payload of message 1 (RIFT.md §5.1): the cookie of a `Retry` (length byte, then the
+/// cookie), then zeros, so that the `HandshakeInit` datagram is exactly [`MIN_HANDSHAKE_INIT`]
+/// bytes: no answer to it can be larger.
+fn init_payload(cookie: Option<&[u8; COOKIE_LEN]>) -> Vec<u8> {
+    // Header, version, source id, the 32-byte ephemeral key.
+    let mut p = Vec::with_capacity(MIN_HANDSHAKE_INIT);
+    if let Some(c) = cookie {
+        p.push(COOKIE_LEN as u8);
+        p.extend_from_slice(c);
+    }
+    p.resize(MIN_HANDSHAKE_INIT - HEADER_LEN - 6 - 32, 0);
+    p
+}
+
+/// The cookie in a `HandshakeInit`'s Noise message (message 1 is the ephemeral key then the
+/// payload, in clear), if there is one.
+pub(crate) fn init_cookie(noise: &[u8]) -> Option<&[u8]> {
+    match noise.get(32..)?.split_first()? {
+        (&len, rest) if len as usize == COOKIE_LEN => rest.get(..COOKIE_LEN),
+        _ => None,
+    }
+}
+
+/// Message 1 of a fresh initiator handshake, as a `HandshakeInit` datagram.
+fn first_message(
+    hs: &mut Handshake,
+    version: u16,
+    local_cid: u32,
+    cookie: Option<&[u8; COOKIE_LEN]>,
+) -> Result<Vec<u8>, SessionError> {
+    let mut noise = [0u8; MAX_HANDSHAKE_MESSAGE];
+    let n = hs.write_message(&init_payload(cookie), &mut noise)?;
+    handshake_packet(
+        PacketType::HandshakeInit,
+        0,
+        version,
+        local_cid,
+        written(&noise, n)?,
+    )
+}
+
+/// One Close (code 1, refused) for a client whose key the host refuses, under the finished
+/// handshake's keys with packet number 0: the client proved its key, so it may learn at once
+/// why it is turned away (RIFT.md §6).
+pub(crate) fn refusal_close(
+    hs: Handshake,
+    remote_cid: u32,
+    why: &str,
+    now: Instant,
+) -> Result<Vec<u8>, SessionError> {
+    let keys = hs.into_refusal_keys()?;
+    let mut reason = format!("not allowed: {why}");
+    reason.truncate(wire::MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(reason.len()) {
+        reason.pop();
+    }
+    let packet = Packet {
+        header: Header {
+            packet_type: PacketType::Close,
+            flags: 0,
+            connection_id: remote_cid,
+            packet_number: 0,
+        },
+        body: Body::Close {
+            code: wire::CLOSE_REFUSED,
+            reason: &reason,
+        },
+    };
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let n = packet.encode(&mut buf)?;
+    let len = Protection::new(&keys, now).seal(&mut buf, n)?;
+    buf.truncate(len);
+    Ok(buf)
+}
+
 impl Session {
     /// Start a session as the client: message 1 is queued at once.
     pub fn connect(
@@ -271,70 +372,39 @@ impl Session {
         now: Instant,
     ) -> Result<Self, SessionError> {
         let local_cid = random_cid()?;
-        let mut hs = Box::new(Handshake::initiator(identity, cfg.version, verify)?);
-        let mut noise = [0u8; MAX_HANDSHAKE_MESSAGE];
-        let n = hs.write_message(b"", &mut noise)?;
-        let msg1 = handshake_packet(
-            PacketType::HandshakeInit,
-            0,
-            cfg.version,
-            local_cid,
-            written(&noise, n)?,
-        )?;
+        let mut hs = Handshake::initiator(identity, cfg.version, verify)?;
+        let msg1 = first_message(&mut hs, cfg.version, local_cid, None)?;
         let mut s = Session::new(cfg, identity, true, local_cid, 0, peer, factory, now);
         s.outbox.push_back(msg1.clone());
-        s.phase = Phase::AwaitResponse { hs, msg1 };
+        s.phase = Phase::AwaitResponse(Box::new(AwaitResponse {
+            hs,
+            msg1,
+            retries: 0,
+            refused: None,
+        }));
         Ok(s)
     }
 
-    /// Start a session as the host from a client's `HandshakeInit`; message 2 is queued.
-    pub fn accept(
+    /// The host's session for a client whose message 3 the listener has read and admitted:
+    /// established at once, with a Ping queued so the client hears from us one round trip
+    /// after its message 3.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn admitted(
         cfg: SessionConfig,
         identity: &Identity,
-        allow: Verifier,
-        datagram: &[u8],
-        from: SocketAddr,
+        hs: Handshake,
+        local_cid: u32,
+        remote_cid: u32,
+        peer: SocketAddr,
         factory: ConnectionFactory,
+        msg3: Vec<u8>,
         now: Instant,
     ) -> Result<Self, SessionError> {
-        let packet = Packet::decode(datagram)?;
-        let Body::HandshakeInit(init) = packet.body else {
-            return Err(SessionError::Unexpected(packet.header.packet_type));
-        };
-        if init.version != cfg.version {
-            return Err(SessionError::VersionMismatch(
-                vec![init.version],
-                cfg.version,
-            ));
-        }
-        let local_cid = random_cid()?;
-        let mut hs = Box::new(Handshake::responder(identity, cfg.version, allow)?);
-        let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];
-        hs.read_message(init.noise, &mut buf)?;
-        let n = hs.write_message(b"", &mut buf)?;
-        let msg2 = handshake_packet(
-            PacketType::HandshakeResponse,
-            init.source_connection_id,
-            cfg.version,
-            local_cid,
-            written(&buf, n)?,
-        )?;
         let mut s = Session::new(
-            cfg,
-            identity,
-            false,
-            local_cid,
-            init.source_connection_id,
-            from,
-            factory,
-            now,
+            cfg, identity, false, local_cid, remote_cid, peer, factory, now,
         );
-        s.outbox.push_back(msg2.clone());
-        s.phase = Phase::AwaitFinish {
-            hs,
-            msg1: datagram.to_vec(),
-            msg2,
-        };
+        s.establish(hs, Some(msg3), now)?;
+        s.ping();
         Ok(s)
     }
 
@@ -436,52 +506,15 @@ impl Session {
                 self.closing = CLOSE_REPEATS;
             }
             Phase::Established(_) | Phase::Closed(_) => {}
-            Phase::AwaitResponse { .. } | Phase::AwaitFinish { .. } => {
-                self.fail(CloseReason::Local)
-            }
+            Phase::AwaitResponse(_) => self.fail(CloseReason::Local),
         }
     }
 
-    /// Tell a client whose key was refused why, in one Close under the finished handshake's
-    /// keys, instead of leaving it to time out.
-    fn send_refusal(&mut self, hs: Box<Handshake>, why: &str, now: Instant) {
-        let Ok(keys) = hs.into_refusal_keys() else {
-            return;
-        };
-        let mut reason = format!("not allowed: {why}");
-        reason.truncate(wire::MAX_CLOSE_REASON);
-        while !reason.is_char_boundary(reason.len()) {
-            reason.pop();
-        }
-        let packet = Packet {
-            header: Header {
-                packet_type: PacketType::Close,
-                flags: 0,
-                connection_id: self.remote_cid,
-                packet_number: 0,
-            },
-            body: Body::Close {
-                code: wire::CLOSE_REFUSED,
-                reason: &reason,
-            },
-        };
-        let mut buf = vec![0u8; MAX_DATAGRAM];
-        let sealed = packet
-            .encode(&mut buf)
-            .map_err(SessionError::from)
-            .and_then(|n| Ok(Protection::new(&keys, now).seal(&mut buf, n)?));
-        match sealed {
-            Ok(len) => {
-                buf.truncate(len);
-                self.outbox.push_back(buf);
-            }
-            Err(e) => tracing::warn!(error = %e, "could not build the refusal Close"),
-        }
-    }
-
+    /// `msg3`: the client's message 3 (repeated until the host is heard), or the one the host
+    /// was admitted by (answered with a Ping when it comes again).
     fn establish(
         &mut self,
-        hs: Box<Handshake>,
+        hs: Handshake,
         msg3: Option<Vec<u8>>,
         now: Instant,
     ) -> Result<(), SessionError> {
@@ -492,13 +525,22 @@ impl Session {
         };
         let mut prot = Protection::new(&keys, now);
         prot.set_rekey_limits(self.cfg.rekey_after, self.cfg.rekey_after_packets);
+        let (msg3, finish) = if self.is_client {
+            (msg3, None)
+        } else {
+            (None, msg3)
+        };
         self.phase = Phase::Established(Box::new(Established {
             conn: factory(self.local_cid, self.remote_cid, now),
             prot,
             msg3,
+            finish,
             rekey: Rekey::Idle,
         }));
         self.last_rx = now;
+        // The client repeats message 3 on the handshake timer until it hears the host.
+        self.rto = self.cfg.handshake_rto;
+        self.next_retransmit = now + self.rto;
         Ok(())
     }
 
@@ -538,7 +580,7 @@ impl Session {
     ) -> Result<(), SessionError> {
         let header = Header::decode(datagram)?;
         let t = header.packet_type;
-        if t != PacketType::HandshakeInit && header.connection_id != self.local_cid {
+        if header.connection_id != self.local_cid {
             return Err(SessionError::WrongConnection {
                 got: header.connection_id,
                 want: self.local_cid,
@@ -546,89 +588,42 @@ impl Session {
         }
         match (&mut self.phase, t) {
             (Phase::Closed(_), _) => Err(SessionError::Unexpected(t)),
-            (Phase::AwaitResponse { .. }, PacketType::HandshakeResponse) => {
-                let packet = Packet::decode(datagram)?;
-                let Body::HandshakeResponse(resp) = packet.body else {
-                    return Err(SessionError::Unexpected(t));
-                };
-                let Phase::AwaitResponse { mut hs, .. } =
-                    std::mem::replace(&mut self.phase, Phase::Closed(CloseReason::Local))
-                else {
-                    return Err(SessionError::Unexpected(t));
-                };
-                let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];
-                if let Err(e) = hs.read_message(resp.noise, &mut buf) {
-                    self.fail(CloseReason::HandshakeFailed(e.to_string()));
-                    return Err(e.into());
-                }
-                self.remote_cid = resp.source_connection_id;
-                let n = hs.write_message(b"", &mut buf)?;
-                let msg3 = handshake_packet(
-                    PacketType::HandshakeFinish,
-                    self.remote_cid,
-                    self.cfg.version,
-                    self.local_cid,
-                    written(&buf, n)?,
-                )?;
-                self.outbox.push_back(msg3.clone());
-                self.peer = from;
-                self.establish(hs, Some(msg3), now)
+            (Phase::AwaitResponse(_), PacketType::HandshakeResponse) => {
+                self.on_response(now, from, datagram)
             }
-            (Phase::AwaitResponse { .. }, PacketType::VersionNegotiation) => {
+            (Phase::AwaitResponse(_), PacketType::Retry) => self.on_retry(now, datagram),
+            (Phase::AwaitResponse(_), PacketType::VersionNegotiation) => {
+                // Unauthenticated, like a refused message 2: it ends the attempt only if no
+                // message 2 comes within the grace period.
                 let packet = Packet::decode(datagram)?;
-                if let Body::VersionNegotiation(v) = packet.body {
+                if let (Body::VersionNegotiation(v), Phase::AwaitResponse(a)) =
+                    (packet.body, &mut self.phase)
+                {
                     let versions: Vec<u16> = v.versions().collect();
-                    if !versions.contains(&self.cfg.version) {
+                    if !versions.contains(&self.cfg.version) && a.refused.is_none() {
                         let e = SessionError::VersionMismatch(versions, self.cfg.version);
-                        self.fail(CloseReason::HandshakeFailed(e.to_string()));
-                        return Err(e);
+                        a.refused = Some((e.to_string(), now));
                     }
                 }
                 Ok(())
             }
-            (Phase::AwaitFinish { msg1, msg2, .. }, PacketType::HandshakeInit) => {
-                // Our message 2 was lost: the client repeats message 1.
-                if datagram == msg1.as_slice() {
-                    self.outbox.push_back(msg2.clone());
+            // The host did not hear our message 3 and saw message 1 again: repeat message 3.
+            (Phase::Established(e), PacketType::HandshakeResponse) => {
+                if let Some(m3) = &e.msg3 {
+                    self.outbox.push_back(m3.clone());
                     self.stats.handshake_retransmits += 1;
                 }
                 Ok(())
             }
-            (Phase::AwaitFinish { .. }, PacketType::HandshakeFinish) => {
-                let packet = Packet::decode(datagram)?;
-                let Body::HandshakeFinish(fin) = packet.body else {
-                    return Err(SessionError::Unexpected(t));
-                };
-                let Phase::AwaitFinish { mut hs, .. } =
-                    std::mem::replace(&mut self.phase, Phase::Closed(CloseReason::Local))
-                else {
-                    return Err(SessionError::Unexpected(t));
-                };
-                let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];
-                if let Err(e) = hs.read_message(fin.noise, &mut buf) {
-                    self.fail(CloseReason::HandshakeFailed(e.to_string()));
-                    if let HandshakeError::Rejected(r) = &e {
-                        self.peer = from;
-                        self.send_refusal(hs, &r.to_string(), now);
-                    }
-                    return Err(e.into());
-                }
-                self.peer = from;
-                self.establish(hs, None, now)?;
-                // Confirm the client at once (its first authenticated packet from us), rather
-                // than when the application or the keepalive first sends something.
-                if let Phase::Established(e) = &mut self.phase {
+            // The client did not hear us since its message 3: one Ping answers each repeat
+            // (smaller than the message, sent only to the address the session already has).
+            (Phase::Established(e), PacketType::HandshakeFinish) => {
+                if e.finish.as_deref() == Some(&*datagram) {
                     e.conn.send_ping(self.next_ping);
                     self.next_ping += 1;
                 }
                 Ok(())
             }
-            (
-                Phase::Established(_),
-                PacketType::HandshakeInit
-                | PacketType::HandshakeResponse
-                | PacketType::HandshakeFinish,
-            ) => self.handle_rekey(now, datagram),
             (Phase::Established(e), t) if t.is_encrypted() => {
                 let n = e.prot.open(now, datagram)?;
                 // Header and plaintext body, the tag removed.
@@ -656,17 +651,23 @@ impl Session {
                     self.peer = from;
                     self.stats.roamed += 1;
                 }
-                if t == PacketType::Close {
-                    if let Ok(Packet {
-                        body: Body::Close { code, reason },
-                        ..
-                    }) = Packet::decode(plain)
-                    {
+                let packet = Packet::decode(plain)?;
+                match packet.body {
+                    Body::Close { code, reason } => {
                         let reason = reason.to_owned();
                         self.fail(CloseReason::Peer { code, reason });
                         return Ok(());
                     }
+                    Body::Rekey { step, noise } => {
+                        if let Err(err) = self.on_rekey(now, step, noise) {
+                            tracing::debug!(error = %err, step, "rekey message refused");
+                        }
+                    }
+                    _ => {}
                 }
+                let Phase::Established(e) = &mut self.phase else {
+                    return Ok(());
+                };
                 let handled = e.conn.handle_packet_stamped(now, arrived, plain);
                 if asked {
                     self.stats.rekeys_requested += 1;
@@ -680,86 +681,160 @@ impl Session {
         }
     }
 
-    /// Handshake packets on an established session: the rekey handshake (same identities, the
-    /// peer's key pinned to the one it proved first), or repeats of the first handshake.
-    fn handle_rekey(&mut self, now: Instant, datagram: &[u8]) -> Result<(), SessionError> {
-        let Phase::Established(e) = &mut self.phase else {
-            return Err(SessionError::Unexpected(PacketType::HandshakeInit));
-        };
+    /// Client: message 2. One that does not decrypt is dropped; one whose host key is refused
+    /// is remembered while we listen on (see [`REFUSAL_GRACE`]); an accepted one establishes
+    /// the session and sends message 3.
+    fn on_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), SessionError> {
         let packet = Packet::decode(datagram)?;
-        let version = self.cfg.version;
+        let (Body::HandshakeResponse(resp), Phase::AwaitResponse(a)) =
+            (packet.body, &mut self.phase)
+        else {
+            return Err(SessionError::Unexpected(PacketType::HandshakeResponse));
+        };
         let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];
-        match (packet.body, &mut e.rekey) {
-            // The first handshake's message 3 was lost: the host repeats message 2.
-            (Body::HandshakeResponse(_), Rekey::Idle) => {
-                if let Some(m3) = &e.msg3 {
-                    self.outbox.push_back(m3.clone());
-                    self.stats.handshake_retransmits += 1;
-                }
+        if let Err(e) = a.hs.read_message(resp.noise, &mut buf) {
+            if let HandshakeError::Rejected(r) = &e {
+                self.stats.refused_responses += 1;
+                a.refused.get_or_insert((e.to_string(), now));
+                tracing::debug!(reason = %r, %from, "message 2 refused; still listening");
             }
-            (Body::HandshakeResponse(resp), Rekey::AwaitResponse { hs, .. }) => {
-                hs.read_message(resp.noise, &mut buf)?;
+            return Err(e.into());
+        }
+        let Phase::AwaitResponse(a) =
+            std::mem::replace(&mut self.phase, Phase::Closed(CloseReason::Local))
+        else {
+            return Err(SessionError::Unexpected(PacketType::HandshakeResponse));
+        };
+        let mut hs = a.hs;
+        self.remote_cid = resp.source_connection_id;
+        let n = hs.write_message(b"", &mut buf)?;
+        let msg3 = handshake_packet(
+            PacketType::HandshakeFinish,
+            self.remote_cid,
+            self.cfg.version,
+            self.local_cid,
+            written(&buf, n)?,
+        )?;
+        self.outbox.push_back(msg3.clone());
+        self.peer = from;
+        self.establish(hs, Some(msg3), now)
+    }
+
+    /// Client: the host checks our address before doing handshake work. Start over with its
+    /// cookie in a fresh message 1, if the Retry answers our message 1 (it echoes the start of
+    /// our ephemeral key, which an off-path forger never saw).
+    fn on_retry(&mut self, now: Instant, datagram: &[u8]) -> Result<(), SessionError> {
+        let packet = Packet::decode(datagram)?;
+        let (Body::Retry { echo, cookie }, Phase::AwaitResponse(a)) =
+            (packet.body, &mut self.phase)
+        else {
+            return Err(SessionError::Unexpected(PacketType::Retry));
+        };
+        // The ephemeral key starts the Noise message, after header, version and source id.
+        let ours = a.msg1.get(HEADER_LEN + 6..HEADER_LEN + 6 + RETRY_ECHO_LEN);
+        if ours != Some(&echo[..]) {
+            return Err(SessionError::Retry("it does not answer our message 1"));
+        }
+        if a.retries >= MAX_RETRIES {
+            return Err(SessionError::Retry("too many"));
+        }
+        let Phase::AwaitResponse(a) =
+            std::mem::replace(&mut self.phase, Phase::Closed(CloseReason::Local))
+        else {
+            return Err(SessionError::Unexpected(PacketType::Retry));
+        };
+        let verify = a.hs.into_verifier();
+        let result = Handshake::initiator(&self.identity, self.cfg.version, verify)
+            .map_err(SessionError::from)
+            .and_then(|mut hs| {
+                let msg1 = first_message(&mut hs, self.cfg.version, self.local_cid, Some(&cookie))?;
+                Ok((hs, msg1))
+            });
+        match result {
+            Ok((hs, msg1)) => {
+                self.outbox.push_back(msg1.clone());
+                self.stats.retries += 1;
+                self.rto = self.cfg.handshake_rto;
+                self.next_retransmit = now + self.rto;
+                self.phase = Phase::AwaitResponse(Box::new(AwaitResponse {
+                    hs,
+                    msg1,
+                    retries: a.retries + 1,
+                    refused: a.refused,
+                }));
+                Ok(())
+            }
+            Err(e) => {
+                self.fail(CloseReason::HandshakeFailed(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// A rekey message (authenticated: it arrived under the session keys). Only the client
+    /// starts rekeys; the host answers.
+    fn on_rekey(&mut self, now: Instant, step: u8, noise: &[u8]) -> Result<(), SessionError> {
+        let Phase::Established(e) = &mut self.phase else {
+            return Err(SessionError::Unexpected(PacketType::Rekey));
+        };
+        let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];
+        match (step, &mut e.rekey, self.is_client) {
+            (2, Rekey::AwaitResponse { hs, .. }, true) => {
+                hs.read_message(noise, &mut buf)?;
                 let n = hs.write_message(b"", &mut buf)?;
-                let msg3 = handshake_packet(
-                    PacketType::HandshakeFinish,
-                    self.remote_cid,
-                    version,
-                    self.local_cid,
-                    written(&buf, n)?,
-                )?;
+                let msg3 = written(&buf, n)?.to_vec();
                 let Rekey::AwaitResponse { hs, .. } = std::mem::replace(&mut e.rekey, Rekey::Idle)
                 else {
                     return Ok(());
                 };
                 let (keys, _) = hs.into_keys()?;
                 e.prot.rekey_pending(&keys)?;
-                self.outbox.push_back(msg3.clone());
+                e.conn.send_rekey(3, &msg3);
                 e.rekey = Rekey::AwaitSwitch {
                     msg3,
                     next: now + self.cfg.handshake_rto,
                     phase: !e.prot.key_phase(),
+                    started: now,
                 };
             }
-            (Body::HandshakeResponse(_), Rekey::AwaitSwitch { msg3, .. }) => {
-                self.outbox.push_back(msg3.clone());
+            // Our message 3 was lost: the host repeats message 2.
+            (2, Rekey::AwaitSwitch { msg3, .. }, true) => {
+                e.conn.send_rekey(3, msg3);
                 self.stats.handshake_retransmits += 1;
             }
-            (Body::HandshakeInit(init), Rekey::Idle)
-                if !self.is_client && packet.header.connection_id == self.local_cid =>
-            {
+            // Our message 2 was lost: the client repeats message 1.
+            (1, Rekey::AwaitFinish { msg1, msg2, .. }, false) if noise == msg1.as_slice() => {
+                e.conn.send_rekey(2, msg2);
+                self.stats.handshake_retransmits += 1;
+            }
+            // A new rekey (the client gave up on the last one, or none is under way).
+            (1, Rekey::Idle | Rekey::AwaitFinish { .. }, false) => {
                 let Some(client) = self.remote_key else {
-                    return Err(SessionError::Unexpected(PacketType::HandshakeInit));
+                    return Err(SessionError::Unexpected(PacketType::Rekey));
                 };
                 let mut hs = Box::new(Handshake::responder(
                     &self.identity,
-                    version,
+                    self.cfg.version,
                     pinned(client),
                 )?);
-                hs.read_message(init.noise, &mut buf)?;
+                hs.read_message(noise, &mut buf)?;
                 let n = hs.write_message(b"", &mut buf)?;
-                let msg2 = handshake_packet(
-                    PacketType::HandshakeResponse,
-                    self.remote_cid,
-                    version,
-                    self.local_cid,
-                    written(&buf, n)?,
-                )?;
-                self.outbox.push_back(msg2.clone());
+                let msg2 = written(&buf, n)?.to_vec();
+                e.conn.send_rekey(2, &msg2);
                 e.rekey = Rekey::AwaitFinish {
                     hs,
-                    msg1: datagram.to_vec(),
+                    msg1: noise.to_vec(),
                     msg2,
+                    started: now,
                 };
             }
-            // Our rekey message 2 was lost: the client repeats message 1.
-            (Body::HandshakeInit(_), Rekey::AwaitFinish { msg1, msg2, .. })
-                if datagram == msg1.as_slice() =>
-            {
-                self.outbox.push_back(msg2.clone());
-                self.stats.handshake_retransmits += 1;
-            }
-            (Body::HandshakeFinish(fin), Rekey::AwaitFinish { hs, .. }) => {
-                hs.read_message(fin.noise, &mut buf)?;
+            (3, Rekey::AwaitFinish { hs, .. }, false) => {
+                hs.read_message(noise, &mut buf)?;
                 let Rekey::AwaitFinish { hs, .. } = std::mem::replace(&mut e.rekey, Rekey::Idle)
                 else {
                     return Ok(());
@@ -787,7 +862,7 @@ impl Session {
     /// Start a rekey handshake now (the client does this by itself when the keys are due).
     pub fn rekey(&mut self, now: Instant) -> Result<(), SessionError> {
         let Phase::Established(e) = &mut self.phase else {
-            return Err(SessionError::Unexpected(PacketType::HandshakeInit));
+            return Err(SessionError::Unexpected(PacketType::Rekey));
         };
         if !self.is_client || !matches!(e.rekey, Rekey::Idle) {
             return Ok(());
@@ -802,38 +877,37 @@ impl Session {
         )?);
         let mut buf = [0u8; MAX_HANDSHAKE_MESSAGE];
         let n = hs.write_message(b"", &mut buf)?;
-        let msg1 = handshake_packet(
-            PacketType::HandshakeInit,
-            self.remote_cid,
-            self.cfg.version,
-            self.local_cid,
-            written(&buf, n)?,
-        )?;
-        self.outbox.push_back(msg1.clone());
+        let msg1 = written(&buf, n)?.to_vec();
+        e.conn.send_rekey(1, &msg1);
         e.rekey = Rekey::AwaitResponse {
             hs,
             msg1,
             next: now + self.cfg.handshake_rto,
+            started: now,
         };
         Ok(())
     }
 
     /// Run timers due at `now`: handshake retransmission and timeout, idle timeout, keepalive,
-    /// and the connection's own timers.
+    /// rekeying, and the connection's own timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         match &mut self.phase {
-            Phase::AwaitResponse { msg1: m, .. } | Phase::AwaitFinish { msg2: m, .. } => {
-                if now.saturating_duration_since(self.started) >= self.cfg.handshake_timeout {
-                    self.fail(if self.is_client {
-                        CloseReason::HandshakeTimeout
-                    } else {
-                        CloseReason::HandshakeUnfinished
-                    });
+            Phase::AwaitResponse(a) => {
+                let grace_over = a
+                    .refused
+                    .as_ref()
+                    .is_some_and(|(_, at)| now >= *at + REFUSAL_GRACE);
+                let timed_out =
+                    now.saturating_duration_since(self.started) >= self.cfg.handshake_timeout;
+                if grace_over || timed_out {
+                    let reason = match a.refused.take() {
+                        Some((why, _)) => CloseReason::HandshakeFailed(why),
+                        None => CloseReason::HandshakeTimeout,
+                    };
+                    self.fail(reason);
                 } else if now >= self.next_retransmit {
-                    self.outbox.push_back(m.clone());
-                    self.stats.handshake_retransmits += 1;
-                    self.rto = (self.rto * 2).min(self.cfg.max_handshake_rto);
-                    self.next_retransmit = now + self.rto;
+                    self.outbox.push_back(a.msg1.clone());
+                    self.backoff(now);
                 }
             }
             Phase::Established(e) => {
@@ -841,6 +915,19 @@ impl Session {
                     self.fail(CloseReason::IdleTimeout);
                     return;
                 }
+                if e.prot.key_age(now) >= self.cfg.rekey_after + REKEY_DEADLINE {
+                    self.fail(CloseReason::KeysExpired);
+                    return;
+                }
+                if let Some(m3) = &e.msg3 {
+                    if now >= self.next_retransmit {
+                        self.outbox.push_back(m3.clone());
+                        self.backoff(now);
+                    }
+                }
+                let Phase::Established(e) = &mut self.phase else {
+                    return;
+                };
                 let probe = self.is_client
                     && now.saturating_duration_since(self.last_rx.max(self.last_probe))
                         >= self.cfg.probe_after;
@@ -852,12 +939,32 @@ impl Session {
                     self.next_ping += 1;
                 }
                 e.conn.handle_timeout(now);
-                let rto = self.cfg.handshake_rto;
+                let (rto, limit) = (self.cfg.handshake_rto, self.cfg.handshake_timeout);
                 let start = match &mut e.rekey {
-                    Rekey::AwaitResponse { msg1: m, next, .. }
-                    | Rekey::AwaitSwitch { msg3: m, next, .. } => {
+                    Rekey::AwaitResponse { started, .. }
+                    | Rekey::AwaitSwitch { started, .. }
+                    | Rekey::AwaitFinish { started, .. }
+                        if now.saturating_duration_since(*started) >= limit =>
+                    {
+                        // Given up: a client starts afresh when the keys are still due (RIFT.md
+                        // §3); keys it was waiting to use are dropped.
+                        if matches!(e.rekey, Rekey::AwaitSwitch { .. }) {
+                            e.prot.abandon_rekey();
+                        }
+                        e.rekey = Rekey::Idle;
+                        false
+                    }
+                    Rekey::AwaitResponse { msg1, next, .. } => {
                         if now >= *next {
-                            self.outbox.push_back(m.clone());
+                            e.conn.send_rekey(1, msg1);
+                            self.stats.handshake_retransmits += 1;
+                            *next = now + rto;
+                        }
+                        false
+                    }
+                    Rekey::AwaitSwitch { msg3, next, .. } => {
+                        if now >= *next {
+                            e.conn.send_rekey(3, msg3);
                             self.stats.handshake_retransmits += 1;
                             *next = now + rto;
                         }
@@ -876,23 +983,47 @@ impl Session {
         }
     }
 
+    /// The next handshake retransmission, after the one just queued.
+    fn backoff(&mut self, now: Instant) {
+        self.stats.handshake_retransmits += 1;
+        self.rto = (self.rto * 2).min(self.cfg.max_handshake_rto);
+        self.next_retransmit = now + self.rto;
+    }
+
     /// Earliest time `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::AwaitResponse { .. } | Phase::AwaitFinish { .. } => Some(
-                self.next_retransmit
-                    .min(self.started + self.cfg.handshake_timeout),
-            ),
+            Phase::AwaitResponse(a) => {
+                let mut t = self
+                    .next_retransmit
+                    .min(self.started + self.cfg.handshake_timeout);
+                if let Some((_, at)) = &a.refused {
+                    t = t.min(*at + REFUSAL_GRACE);
+                }
+                Some(t)
+            }
             Phase::Established(e) => {
-                let mut own =
-                    (self.last_rx + self.cfg.idle_timeout).min(self.last_tx + self.cfg.keepalive);
+                let mut own = (self.last_rx + self.cfg.idle_timeout)
+                    .min(self.last_tx + self.cfg.keepalive)
+                    .min(
+                        e.prot
+                            .key_age_deadline(self.cfg.rekey_after + REKEY_DEADLINE),
+                    );
                 if self.is_client {
                     own = own.min(self.last_rx.max(self.last_probe) + self.cfg.probe_after);
                 }
-                if let Rekey::AwaitResponse { next, .. } | Rekey::AwaitSwitch { next, .. } =
-                    &e.rekey
-                {
-                    own = own.min(*next);
+                if e.msg3.is_some() {
+                    own = own.min(self.next_retransmit);
+                }
+                match &e.rekey {
+                    Rekey::AwaitResponse { next, started, .. }
+                    | Rekey::AwaitSwitch { next, started, .. } => {
+                        own = own.min(*next).min(*started + self.cfg.handshake_timeout);
+                    }
+                    Rekey::AwaitFinish { started, .. } => {
+                        own = own.min(*started + self.cfg.handshake_timeout);
+                    }
+                    Rekey::Idle => {}
                 }
                 Some(e.conn.poll_timeout().map_or(own, |t| t.min(own)))
             }

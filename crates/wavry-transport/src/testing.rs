@@ -10,15 +10,17 @@
 //! let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
 //! let host_addr = hd.local_addr().unwrap();
 //! let h = std::thread::spawn(move || {
+//!     // Established: the client proved its key and is allowed.
 //!     let mut s = host.accept(&mut hd, || testing::fixed_rate(true, 10_000_000));
-//!     testing::drive_until_established(&mut hd, &mut s, Duration::from_secs(2));
 //!     // ... stream ...
 //! });
 //! let mut cd = UdpDriver::bind("127.0.0.1:0").unwrap();
 //! let mut s = client.connect(&mut cd, host_addr, testing::fixed_rate(false, 1_000_000));
+//! testing::drive_until_established(&mut cd, &mut s, Duration::from_secs(2));
 //! # h.join().unwrap();
 //! ```
 
+use crate::listen::{Listener, ListenerConfig};
 use crate::session::{ConnectionFactory, Session, SessionConfig};
 use crate::thread::{SessionEvent, SessionThread};
 use crate::udp::UdpDriver;
@@ -79,21 +81,34 @@ pub fn ends() -> (HostEnd, ClientEnd) {
 }
 
 impl HostEnd {
-    /// Wait on `driver` (up to [`ACCEPT_WITHIN`]) for the client, and answer it with a
-    /// connection from `factory`. The handshake may still be finishing.
+    /// A listener that admits this end's client.
+    pub fn listener(&self) -> Listener {
+        let client = self.client;
+        let cfg = ListenerConfig {
+            session: self.config.clone(),
+            ..ListenerConfig::default()
+        };
+        Listener::new(
+            cfg,
+            &self.identity,
+            move || allow_list(vec![client]),
+            Instant::now(),
+        )
+        .unwrap()
+    }
+
+    /// Wait on `driver` (up to [`ACCEPT_WITHIN`]) until the client is admitted, and give it a
+    /// connection from `factory`. The client must be driven meanwhile (another thread).
     pub fn accept(
         &self,
         driver: &mut UdpDriver,
-        mut factory: impl FnMut() -> ConnectionFactory,
+        factory: impl FnOnce() -> ConnectionFactory,
     ) -> Session {
-        let client = self.client;
         driver
             .accept(
-                &self.config,
-                &self.identity,
-                || allow_list(vec![client]),
-                &mut factory,
+                &mut self.listener(),
                 Instant::now() + ACCEPT_WITHIN,
+                factory,
             )
             .unwrap()
             .expect("a client connects")
@@ -148,11 +163,25 @@ impl InTurn {
         let mut host_driver = UdpDriver::bind("127.0.0.1:0").unwrap();
         let mut client_driver = UdpDriver::bind("127.0.0.1:0").unwrap();
         let to = host_driver.local_addr().unwrap();
-        let client = c.connect(&mut client_driver, to, client);
+        let mut client = c.connect(&mut client_driver, to, client);
+        let mut listener = h.listener();
         let mut factory = Some(host);
-        let host = h.accept(&mut host_driver, || {
-            factory.take().expect("one client: one connection")
-        });
+        let start = Instant::now();
+        let host = loop {
+            client_driver
+                .drive(&mut client, Instant::now() + Duration::from_millis(5))
+                .unwrap();
+            let turn = Instant::now() + Duration::from_millis(5);
+            let admitted = host_driver
+                .accept(&mut listener, turn, || {
+                    factory.take().expect("one client: one connection")
+                })
+                .unwrap();
+            if let Some(s) = admitted {
+                break s;
+            }
+            assert!(start.elapsed() < ACCEPT_WITHIN, "the host admitted nobody");
+        };
         let mut p = InTurn {
             host_driver,
             host,
@@ -187,8 +216,8 @@ pub struct Threads {
 impl Threads {
     /// A host sending at `host_bps` on a loopback socket and a client (sending at 1 Mbit/s)
     /// connecting to `via` (the host itself, or a proxy in front of it: `via` gets the host's
-    /// address and returns where the client should send). Returns once the host accepted;
-    /// the handshake may still be finishing.
+    /// address and returns where the client should send). Returns once the host admitted the
+    /// client; the client may not have heard the host yet.
     pub fn spawn(host_bps: u64, via: impl FnOnce(SocketAddr) -> SocketAddr) -> Threads {
         let (h, c) = ends();
         let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();

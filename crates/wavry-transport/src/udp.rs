@@ -2,11 +2,10 @@
 //! send everything the session has ready, and wait precisely for the next timer (the pacer's
 //! gaps included). [`crate::thread::SessionThread`] runs the same loop on a dedicated thread.
 
-use crate::session::{ConnectionFactory, Session, SessionConfig};
+use crate::listen::Listener;
+use crate::session::{ConnectionFactory, Session};
 use crate::socket::{RiftSocket, SendBatch, SocketStats, Wake};
-use rift_core::wire::{Demux, Header, PacketType};
-use rift_crypto::handshake::Verifier;
-use rift_crypto::identity::Identity;
+use rift_core::wire::Demux;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::BorrowedFd;
@@ -45,50 +44,69 @@ impl UdpDriver {
         self.socket.stats
     }
 
-    /// Host side: wait until `deadline` for a client's handshake initiation and start a session
-    /// for it. Anything else that arrives is dropped and counted.
+    /// Host side: run `listener` until `deadline` or until it admits a client, whose session
+    /// (established, the client authenticated and allowed, its connection from `factory`) is
+    /// returned with its first packets sent. Handshakes still pending stay in the listener for
+    /// the next call.
     pub fn accept(
         &mut self,
-        cfg: &SessionConfig,
-        identity: &Identity,
-        mut allow: impl FnMut() -> Verifier,
-        mut factory: impl FnMut() -> ConnectionFactory,
+        listener: &mut Listener,
         deadline: Instant,
+        factory: impl FnOnce() -> ConnectionFactory,
     ) -> io::Result<Option<Session>> {
         loop {
-            if self.socket.wait(Some(deadline), None)? == Wake::Deadline {
-                return Ok(None);
+            let now = Instant::now();
+            if listener.poll_timeout().is_some_and(|t| t <= now) {
+                listener.handle_timeout(now);
             }
-            let mut accepted = None;
-            for r in self.socket.recv()? {
-                let d = &*r.data;
-                let is_init = rift_core::wire::demux(d) == Demux::Rift
-                    && Header::decode(d).is_ok_and(|h| h.packet_type == PacketType::HandshakeInit);
-                if !is_init || accepted.is_some() {
-                    self.dropped += 1;
-                    continue;
-                }
-                match Session::accept(
-                    cfg.clone(),
-                    identity,
-                    allow(),
-                    d,
-                    r.from,
-                    factory(),
-                    Instant::now(),
-                ) {
-                    Ok(s) => accepted = Some(s),
-                    Err(e) => {
-                        tracing::debug!(from = %r.from, error = %e, "refused a handshake initiation");
-                        self.dropped += 1;
-                    }
-                }
-            }
-            if let Some(mut s) = accepted {
+            if let Some(admitted) = listener.poll_admitted() {
+                let mut s = admitted.into_session(factory()).map_err(io::Error::other)?;
+                self.flush_listener(listener)?;
                 self.flush(&mut s, Instant::now())?;
                 return Ok(Some(s));
             }
+            let wake = listener
+                .poll_timeout()
+                .map_or(deadline, |t| t.min(deadline));
+            if self.socket.wait(Some(wake), None)? == Wake::Deadline && Instant::now() >= deadline {
+                return Ok(None);
+            }
+            for _ in 0..RECEIVE_BATCHES {
+                let now = Instant::now();
+                let mut got = 0;
+                for r in self.socket.recv()? {
+                    got += 1;
+                    if rift_core::wire::demux(r.data) != Demux::Rift
+                        || listener.handle_datagram(now, r.from, r.data).is_err()
+                    {
+                        self.dropped += 1;
+                    }
+                }
+                // Answers go out between batches: a flood must not queue them unboundedly.
+                self.flush_listener(listener)?;
+                if got < crate::socket::BATCH {
+                    break;
+                }
+            }
         }
+    }
+
+    /// Send the listener's answers.
+    fn flush_listener(&mut self, listener: &mut Listener) -> io::Result<()> {
+        loop {
+            let Some(slot) = self.batch.next_slot() else {
+                self.socket.send(&mut self.batch)?;
+                continue;
+            };
+            match listener.poll_transmit(slot) {
+                Some(t) => self.batch.commit(t.len, t.to, t.priority),
+                None => break,
+            }
+        }
+        if !self.batch.is_empty() {
+            self.socket.send(&mut self.batch)?;
+        }
+        Ok(())
     }
 
     /// Send everything the session has ready now, in batches.

@@ -46,7 +46,7 @@ fn main() {
         let name = display.name().to_string();
         std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(5);
-            let allow = || allow_list(vec![client_pub]);
+            let allow = move || allow_list(vec![client_pub]);
             let t = wavry_host::accept_one(hd, &host_id, allow, deadline).unwrap();
             let cfg = wavry_host::HostConfig {
                 display: Some(name),

@@ -102,7 +102,7 @@ pub fn run_desktop_demo(a: DesktopDemoArgs, stop: Arc<AtomicBool>) -> Result<()>
     let host = std::thread::Builder::new().name("demo-host".into()).spawn(
         move || -> Result<wavry_host::Summary> {
             let deadline = Instant::now() + Duration::from_secs(10);
-            let allow = || allow_list(vec![client_pub]);
+            let allow = move || allow_list(vec![client_pub]);
             let thread = wavry_host::accept_one(driver, &host_id, allow, deadline)
                 .context("waiting for the demo's client")?;
             Ok(wavry_host::serve(thread, &cfg, &host_stop, None)?)

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wavry_transport::session::SessionConfig;
+use wavry_transport::listen::{ListenEvent, Listener, ListenerConfig};
 use wavry_transport::thread::SessionThread;
 use wavry_transport::udp::UdpDriver;
 
@@ -124,17 +124,24 @@ pub fn run_host(a: HostArgs, stop: Arc<AtomicBool>) -> Result<()> {
         identity.fingerprint(),
         a.listen.port()
     );
+    let allow_any = a.allow_any;
+    let mut listener = Listener::new(
+        ListenerConfig::default(),
+        &identity,
+        move || verifier(allow_any, &keys),
+        Instant::now(),
+    )
+    .context("starting the listener")?;
     while !stop.load(Ordering::Relaxed) {
         let session = driver.accept(
-            &SessionConfig::default(),
-            &identity,
-            || verifier(a.allow_any, &keys),
-            wavry_host::connection_factory,
+            &mut listener,
             Instant::now() + Duration::from_millis(500),
+            wavry_host::connection_factory,
         )?;
+        report(&mut listener);
         let Some(session) = session else { continue };
         let peer = session.peer();
-        println!("client {peer} connecting");
+        println!("client {peer} connected");
         // The session takes the socket; a new one on the same port serves the next client.
         let local = driver.local_addr()?;
         let thread = SessionThread::spawn(driver, session)?;
@@ -153,6 +160,23 @@ pub fn run_host(a: HostArgs, stop: Arc<AtomicBool>) -> Result<()> {
         driver = rebind(local)?;
     }
     Ok(())
+}
+
+/// Say what became of handshakes that did not lead to a session.
+fn report(listener: &mut Listener) {
+    while let Some(ev) = listener.poll_event() {
+        match ev {
+            ListenEvent::Refused { from, key, reason } => eprintln!(
+                "refused {from}: key {} ({reason}); allow it with --allow-key {}",
+                key.fingerprint(),
+                key.to_base64()
+            ),
+            ListenEvent::Unfinished { from } => eprintln!(
+                "{from} started a handshake and did not finish it: if that was your client, it \
+                 most likely refused this host's key (fingerprint changed?)"
+            ),
+        }
+    }
 }
 
 /// Bind `addr` again once the previous session's thread has let go of it.

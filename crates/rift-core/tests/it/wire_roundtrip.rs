@@ -43,6 +43,9 @@ proptest! {
         roundtrip(header(PacketType::Control, cid, pn, flags), Body::Control { seq, message: &msg });
         roundtrip(header(PacketType::ControlAck, cid, pn, flags), Body::ControlAck { next_expected: seq, sack });
         roundtrip(header(PacketType::Close, cid, pn, flags), Body::Close { code, reason: &reason });
+        let (echo, cookie) = ([a as u8; RETRY_ECHO_LEN], [b as u8; COOKIE_LEN]);
+        roundtrip(header(PacketType::Retry, cid, pn, flags), Body::Retry { echo, cookie });
+        roundtrip(header(PacketType::Rekey, cid, pn, flags), Body::Rekey { step: (stream % 3) + 1, noise: &msg });
         for kind in [RecoveryKind::Keyframe, RecoveryKind::InvalidateReferences] {
             roundtrip(header(PacketType::KeyframeRequest, cid, pn, flags),
                 Body::KeyframeRequest { stream, kind, first_lost_frame: a, last_good_frame: b });
@@ -172,6 +175,36 @@ fn typed_errors_for_bad_packets() {
     .encode(&mut ping)
     .unwrap();
     assert_eq!(Packet::decode(&ping), Err(DecodeError::Trailing(1)));
+    // A rekey step outside 1..=3, and a Retry one byte short.
+    let mut rekey = [0u8; 14 + 2];
+    Header {
+        packet_type: PacketType::Rekey,
+        flags: 0,
+        connection_id: 5,
+        packet_number: 1,
+    }
+    .encode(&mut rekey)
+    .unwrap();
+    assert!(matches!(
+        Packet::decode(&rekey),
+        Err(DecodeError::Invalid {
+            field: "rekey.step",
+            ..
+        })
+    ));
+    let mut retry = [0u8; 14 + RETRY_ECHO_LEN + COOKIE_LEN - 1];
+    Header {
+        packet_type: PacketType::Retry,
+        flags: 0,
+        connection_id: 5,
+        packet_number: 0,
+    }
+    .encode(&mut retry)
+    .unwrap();
+    assert!(matches!(
+        Packet::decode(&retry),
+        Err(DecodeError::Truncated { .. })
+    ));
 }
 
 /// RIFT.md §11.3: packets 0, 1 and 3 read at 1000, 1250 and 1200 µs, the report sent at 1500.

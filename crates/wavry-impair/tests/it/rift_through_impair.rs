@@ -19,6 +19,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use wavry_impair::netns::enter;
 use wavry_impair::{LinkConfig, Topology};
+use wavry_transport::listen::{Listener, ListenerConfig};
 use wavry_transport::session::{ConnectionFactory, Session, SessionConfig};
 use wavry_transport::udp::UdpDriver;
 
@@ -123,13 +124,18 @@ fn frames_delivered_or_reported_lost_control_exactly_once_in_order() {
         enter(&ns_a).expect("enter A");
         let mut d = UdpDriver::bind((addr_a, 0)).unwrap();
         addr_tx.send(d.local_addr().unwrap()).unwrap();
+        let mut listener = Listener::new(
+            ListenerConfig::default(),
+            &host_id,
+            move || allow_list(vec![client_pub]),
+            Instant::now(),
+        )
+        .unwrap();
         let mut s = d
             .accept(
-                &SessionConfig::default(),
-                &host_id,
-                || allow_list(vec![client_pub]),
-                || connection(true),
+                &mut listener,
                 Instant::now() + Duration::from_secs(5),
+                || connection(true),
             )
             .unwrap()
             .expect("the client connects");

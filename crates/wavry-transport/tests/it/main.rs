@@ -14,6 +14,7 @@ static GLOBAL: alloc_counter::Counting = alloc_counter::Counting;
 
 mod common;
 mod frame_buffers;
+mod handshake_attacks;
 mod netns_tbf;
 mod rekey_loopback;
 mod roaming;

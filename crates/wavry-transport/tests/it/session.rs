@@ -11,9 +11,11 @@ use rift_core::wire::{MAX_DATAGRAM, STREAM_VIDEO};
 use rift_crypto::handshake::{allow_list, pinned};
 use rift_crypto::identity::Identity;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wavry_transport::listen::{ListenEvent, Listener, ListenerConfig};
 use wavry_transport::session::{
-    CloseReason, ConnectionFactory, Session, SessionConfig, SessionError,
+    CloseReason, ConnectionFactory, Session, SessionConfig, SessionError, REFUSAL_GRACE,
 };
 use wavry_transport::testing;
 
@@ -44,11 +46,15 @@ struct Net {
     t0: Instant,
     now: Instant,
     client: Session,
+    /// The host's listener, until it admits the client; then the host's session.
+    listener: Listener,
     host: Option<Session>,
-    host_cfg: SessionConfig,
+    host_events: Vec<ListenEvent>,
     host_factory: fn() -> ConnectionFactory,
     host_identity: Identity,
-    allowed: Vec<rift_crypto::identity::PublicKey>,
+    client_identity_public: Option<rift_crypto::identity::PublicKey>,
+    /// The keys the host admits (read at each handshake).
+    allowed: Arc<Mutex<Vec<rift_crypto::identity::PublicKey>>>,
     client_addr: SocketAddr,
     /// Datagrams in flight: (arrival, to_host, from, bytes).
     wire: Vec<(Instant, bool, SocketAddr, Vec<u8>)>,
@@ -106,15 +112,29 @@ impl Net {
             t0,
         )
         .unwrap();
+        let allowed = Arc::new(Mutex::new(vec![host_end.client]));
+        let keys = allowed.clone();
+        let listener = Listener::new(
+            ListenerConfig {
+                session: host_cfg,
+                ..ListenerConfig::default()
+            },
+            &host_end.identity,
+            move || allow_list(keys.lock().unwrap().clone()),
+            t0,
+        )
+        .unwrap();
         Net {
             t0,
             now: t0,
             client,
+            listener,
             host: None,
-            host_cfg,
+            host_events: vec![],
             host_factory,
             host_identity: host_end.identity,
-            allowed: vec![host_end.client],
+            client_identity_public: Some(client_end.identity.public()),
+            allowed,
             client_addr: addr("198.51.100.7:50000"),
             wire: vec![],
             sent: 0,
@@ -150,18 +170,11 @@ impl Net {
                             }
                         }
                         None => {
-                            let allow = allow_list(self.allowed.clone());
-                            match Session::accept(
-                                self.host_cfg.clone(),
-                                &self.host_identity,
-                                allow,
-                                &bytes,
-                                from,
-                                (self.host_factory)(),
-                                self.now,
-                            ) {
-                                Ok(h) => self.host = Some(h),
-                                Err(e) => self.host_errors.push(e.to_string()),
+                            if let Err(e) = self.listener.handle_datagram(self.now, from, &bytes) {
+                                self.host_errors.push(e.to_string());
+                            }
+                            if let Some(a) = self.listener.poll_admitted() {
+                                self.host = Some(a.into_session((self.host_factory)()).unwrap());
                             }
                         }
                     }
@@ -176,6 +189,17 @@ impl Net {
             self.client.handle_timeout(self.now);
             if let Some(h) = self.host.as_mut() {
                 h.handle_timeout(self.now);
+            }
+            self.listener.handle_timeout(self.now);
+            while let Some(ev) = self.listener.poll_event() {
+                self.host_events.push(ev);
+            }
+            while let Some(tx) = self.listener.poll_transmit(&mut buf) {
+                if !drop(&buf[..tx.len]) && tx.to == self.client_addr {
+                    self.wire
+                        .push((self.now + DELAY, false, addr(HOST), buf[..tx.len].to_vec()));
+                }
+                self.sent += 1;
             }
             while let Ok(Some(tx)) = self.client.poll_transmit(self.now, &mut buf) {
                 if !drop(&buf[..tx.len]) {
@@ -256,6 +280,10 @@ impl Net {
         out
     }
 
+    fn client_key(&self) -> Option<rift_crypto::identity::PublicKey> {
+        self.client_identity_public
+    }
+
     fn both_established(&self) -> bool {
         self.client.is_established() && self.host.as_ref().is_some_and(|h| h.is_established())
     }
@@ -268,7 +296,7 @@ fn handshake_completes_and_authenticates_both_ends() {
     assert!(n.both_established(), "host errors {:?}", n.host_errors);
     let host = n.host.as_ref().unwrap();
     assert_eq!(n.client.remote_key(), Some(n.host_identity.public()));
-    assert_eq!(host.remote_key(), Some(n.allowed[0]));
+    assert_eq!(host.remote_key(), Some(n.allowed.lock().unwrap()[0]));
 }
 
 #[test]
@@ -313,34 +341,43 @@ fn losing_any_one_handshake_packet_still_connects_within_a_second() {
 #[test]
 fn wrong_host_key_fails_the_client_clearly_and_the_host_sees_an_unfinished_handshake() {
     let mut n = Net::new(false);
-    // The client refuses message 2 at once (one round trip) and says nothing: RIFT.md §6.
+    // The client refuses message 2 and says nothing (RIFT.md §6); it listens on for a message
+    // 2 it accepts (the refused one may be forged) for the refusal grace, then reports.
     n.run(Duration::from_millis(50), &|_| false);
+    assert!(n.client.close_reason().is_none());
+    assert_eq!(n.client.stats.refused_responses, 1);
+    n.run(REFUSAL_GRACE + Duration::from_millis(50), &|_| false);
     match n.client.close_reason() {
         Some(CloseReason::HandshakeFailed(msg)) => assert!(msg.contains("key changed"), "{msg}"),
         other => panic!("client: {other:?}"),
     }
-    assert!(n.host.as_ref().unwrap().close_reason().is_none());
+    assert!(n.host.is_none() && n.host_events.is_empty());
     // The host gives up at its handshake timeout, and says which way the handshake failed:
     // message 3 never came (not: nobody answered).
     let timeout = SessionConfig::default().handshake_timeout;
     n.run(timeout + Duration::from_millis(50), &|_| false);
     assert_eq!(
-        n.host.as_ref().unwrap().close_reason(),
-        Some(&CloseReason::HandshakeUnfinished)
+        n.host_events,
+        vec![ListenEvent::Unfinished {
+            from: n.client_addr
+        }]
     );
-    assert!(!n.host.as_ref().unwrap().is_established());
+    assert!(n.host.is_none());
 }
 
 #[test]
 fn unknown_client_is_refused_by_the_host() {
     let mut n = Net::new(true);
-    n.allowed = vec![Identity::generate().unwrap().public()];
+    *n.allowed.lock().unwrap() = vec![Identity::generate().unwrap().public()];
     n.run(Duration::from_millis(200), &|_| false);
-    match n.host.as_ref().unwrap().close_reason() {
-        Some(CloseReason::HandshakeFailed(msg)) => assert!(msg.contains("not allowed"), "{msg}"),
+    assert!(n.host.is_none(), "a refused client gets no session");
+    match n.host_events.as_slice() {
+        [ListenEvent::Refused { key, reason, .. }] => {
+            assert_eq!(Some(*key), n.client_key());
+            assert!(reason.contains("not allowed"), "{reason}");
+        }
         other => panic!("host: {other:?}"),
     }
-    assert!(!n.host.as_ref().unwrap().is_established());
     // The client is told why at once (an encrypted Close), instead of timing out.
     match n.client.close_reason() {
         Some(CloseReason::Peer { code, reason }) => {

@@ -17,7 +17,7 @@ pub fn serve_one(
     stop: &AtomicBool,
 ) -> wavry_host::Summary {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let t = wavry_host::accept_one(driver, identity, || allow_list(vec![client]), deadline)
+    let t = wavry_host::accept_one(driver, identity, move || allow_list(vec![client]), deadline)
         .expect("the client connects");
     let cfg = wavry_host::HostConfig {
         display: Some(display),
