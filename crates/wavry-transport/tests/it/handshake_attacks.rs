@@ -438,13 +438,16 @@ fn a_spoofed_flood_of_100k_initiations_leaves_state_and_work_bounded() {
 
 /// A host listening on a real socket, admitting one client; returns its address, a stop flag,
 /// and the thread giving back the time the client was admitted (None: never).
+/// What a host thread gives back: when it admitted the client (None: never), and its counters.
+type HostResult = (Option<Instant>, wavry_transport::listen::ListenerStats);
+
 fn host_thread(
     h: HostEnd,
     cfg: ListenerConfig,
 ) -> (
     SocketAddr,
     Arc<AtomicBool>,
-    std::thread::JoinHandle<(Option<Instant>, wavry_transport::listen::ListenerStats)>,
+    std::thread::JoinHandle<HostResult>,
 ) {
     let mut hd = UdpDriver::bind("127.0.0.1:0").unwrap();
     let to = hd.local_addr().unwrap();

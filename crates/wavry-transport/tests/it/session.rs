@@ -52,7 +52,7 @@ struct Net {
     host_events: Vec<ListenEvent>,
     host_factory: fn() -> ConnectionFactory,
     host_identity: Identity,
-    client_identity_public: Option<rift_crypto::identity::PublicKey>,
+    client_key: rift_crypto::identity::PublicKey,
     /// The keys the host admits (read at each handshake).
     allowed: Arc<Mutex<Vec<rift_crypto::identity::PublicKey>>>,
     client_addr: SocketAddr,
@@ -133,7 +133,7 @@ impl Net {
             host_events: vec![],
             host_factory,
             host_identity: host_end.identity,
-            client_identity_public: Some(client_end.identity.public()),
+            client_key: client_end.identity.public(),
             allowed,
             client_addr: addr("198.51.100.7:50000"),
             wire: vec![],
@@ -280,10 +280,6 @@ impl Net {
         out
     }
 
-    fn client_key(&self) -> Option<rift_crypto::identity::PublicKey> {
-        self.client_identity_public
-    }
-
     fn both_established(&self) -> bool {
         self.client.is_established() && self.host.as_ref().is_some_and(|h| h.is_established())
     }
@@ -373,7 +369,7 @@ fn unknown_client_is_refused_by_the_host() {
     assert!(n.host.is_none(), "a refused client gets no session");
     match n.host_events.as_slice() {
         [ListenEvent::Refused { key, reason, .. }] => {
-            assert_eq!(Some(*key), n.client_key());
+            assert_eq!(*key, n.client_key);
             assert!(reason.contains("not allowed"), "{reason}");
         }
         other => panic!("host: {other:?}"),
