@@ -1,5 +1,7 @@
 //! `wavry connect` refuses clearly, before any window opens: a host whose key changed since
-//! the first connection, and a host that does not allow this client.
+//! the first connection, and a host that does not allow this client. And `wavry host` does
+//! nothing for strangers: it runs without a display here, so capture started for anyone
+//! would fail the session, and it must not.
 
 use std::net::UdpSocket;
 use std::path::Path;
@@ -106,4 +108,63 @@ fn a_client_the_host_does_not_allow_is_told_so() {
     assert!(!out.status.success());
     assert!(err.contains("refused this client"), "{err}");
     assert!(err.contains("not allowed"), "{err}");
+}
+
+#[test]
+fn strangers_start_nothing_on_the_host() {
+    let (host_dir, client_dir) = (tempdir("st-host"), tempdir("st-client"));
+    public_key(&client_dir);
+    public_key(&host_dir);
+    let someone_else = public_key(&tempdir("st-other"));
+    let port = free_port();
+    let mut c = wavry(&host_dir);
+    c.args(["host", "--once", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--allow-key", &someone_else])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut host = Host(c.spawn().expect("start wavry host"));
+    std::thread::sleep(Duration::from_millis(300));
+    // A stranger that completes the handshake with a key the host does not allow…
+    let out = connect(&client_dir, port);
+    assert!(!out.status.success());
+    // …and initiations that never finish: version 1's unpadded one, and padded ones.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for len in [52usize, 1200, 1200, 1200] {
+        let mut init = vec![
+            0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 9,
+        ];
+        init.extend((0..len - init.len()).map(|i| i as u8));
+        sock.send_to(&init, ("127.0.0.1", port)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // Still waiting for its client: no session was started, so no capture failed.
+    assert!(
+        host.0.try_wait().unwrap().is_none(),
+        "the host ended: a stranger got a session"
+    );
+    let _ = host.0.kill();
+    let out = host.0.wait_with_output_taken();
+    assert!(!out.0.contains("connected"), "stdout: {}", out.0);
+    assert!(out.1.contains("refused 127.0.0.1"), "stderr: {}", out.1);
+    assert!(!out.1.contains("failed"), "stderr: {}", out.1);
+}
+
+trait TakeOutput {
+    /// Stdout and stderr of a child that has been killed.
+    fn wait_with_output_taken(&mut self) -> (String, String);
+}
+
+impl TakeOutput for Child {
+    fn wait_with_output_taken(&mut self) -> (String, String) {
+        use std::io::Read;
+        let _ = self.wait();
+        let (mut o, mut e) = (String::new(), String::new());
+        if let Some(mut s) = self.stdout.take() {
+            let _ = s.read_to_string(&mut o);
+        }
+        if let Some(mut s) = self.stderr.take() {
+            let _ = s.read_to_string(&mut e);
+        }
+        (o, e)
+    }
 }
