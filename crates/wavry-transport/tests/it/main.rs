@@ -15,6 +15,7 @@ static GLOBAL: alloc_counter::Counting = alloc_counter::Counting;
 mod common;
 mod frame_buffers;
 mod handshake_attacks;
+mod independent_client;
 mod netns_tbf;
 mod rekey_loopback;
 mod roaming;
