@@ -651,19 +651,22 @@ impl Session {
                     self.peer = from;
                     self.stats.roamed += 1;
                 }
-                let packet = Packet::decode(plain)?;
-                match packet.body {
-                    Body::Close { code, reason } => {
-                        let reason = reason.to_owned();
-                        self.fail(CloseReason::Peer { code, reason });
-                        return Ok(());
-                    }
-                    Body::Rekey { step, noise } => {
-                        if let Err(err) = self.on_rekey(now, step, noise) {
-                            tracing::debug!(error = %err, step, "rekey message refused");
+                // Close and Rekey are the session's; everything goes on to the connection
+                // (which counts it in the feedback, or refuses it if malformed).
+                if matches!(t, PacketType::Close | PacketType::Rekey) {
+                    match Packet::decode(plain).map(|p| p.body) {
+                        Ok(Body::Close { code, reason }) => {
+                            let reason = reason.to_owned();
+                            self.fail(CloseReason::Peer { code, reason });
+                            return Ok(());
                         }
+                        Ok(Body::Rekey { step, noise }) => {
+                            if let Err(err) = self.on_rekey(now, step, noise) {
+                                tracing::debug!(error = %err, step, "rekey message refused");
+                            }
+                        }
+                        _ => {}
                     }
-                    _ => {}
                 }
                 let Phase::Established(e) = &mut self.phase else {
                     return Ok(());
