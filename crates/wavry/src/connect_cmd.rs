@@ -125,6 +125,9 @@ pub fn establish(
                         .unwrap_or_else(|_| "the known-hosts file".into())
                 )
             }
+            if why.contains("speaks RIFT versions") {
+                bail!("{addr} runs another version of Wavry ({why}): update the older side")
+            }
             bail!("the handshake with {addr} failed: {why}")
         }
         Ok(SessionEvent::Closed(CloseReason::Peer { reason, .. })) => {
