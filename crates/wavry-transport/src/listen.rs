@@ -4,7 +4,8 @@
 //! - **No amplification.** An initiation shorter than [`MIN_HANDSHAKE_INIT`] gets no answer;
 //!   every answer (message 2, `Retry`, `VersionNegotiation`) is smaller than the initiation it
 //!   answers, and each initiation is answered at most once: a repeated message 1 gets message 2
-//!   again, nothing is sent on a timer to an address that has not proved itself.
+//!   again, nothing is sent on a timer to an address that has not proved itself. A refusal
+//!   `Close` is no longer than the message 3 it answers (which may come from another address).
 //! - **Nobody holds the door.** Many handshakes wait for their message 3 at once, bounded in
 //!   number overall and per source address; a new one from the same address and connection id
 //!   replaces the old; when the table is full the oldest goes.
@@ -518,7 +519,7 @@ impl Listener {
                 };
                 self.stats.refused += 1;
                 let key = p.hs.remote_public();
-                match refusal_close(p.hs, p.initiator_cid, &r.to_string(), now) {
+                match refusal_close(p.hs, p.initiator_cid, &r.to_string(), datagram.len(), now) {
                     Ok(close) => self.send(close, from),
                     Err(e) => tracing::warn!(error = %e, "could not build the refusal Close"),
                 }

@@ -17,7 +17,7 @@
 use rift_core::connection::{Connection, ConnectionError};
 use rift_core::wire::{
     self, Body, DecodeError, Handshake as HandshakeBody, Header, Packet, PacketType, Priority,
-    COOKIE_LEN, HEADER_LEN, MAX_DATAGRAM, MIN_HANDSHAKE_INIT, RETRY_ECHO_LEN,
+    COOKIE_LEN, HEADER_LEN, MAX_DATAGRAM, MIN_HANDSHAKE_INIT, RETRY_ECHO_LEN, TAG_LEN,
 };
 use rift_crypto::handshake::{pinned, Handshake, HandshakeError, Verifier, MAX_HANDSHAKE_MESSAGE};
 use rift_crypto::identity::{Identity, PublicKey};
@@ -329,18 +329,37 @@ fn first_message(
 
 /// One Close (code 1, refused) for a client whose key the host refuses, under the finished
 /// handshake's keys with packet number 0: the client proved its key, so it may learn at once
-/// why it is turned away (RIFT.md §6).
+/// why it is turned away (RIFT.md §6). At most `max_len` bytes, the length of the message 3 it
+/// answers: that datagram's source address is not proved (anyone who completed a handshake
+/// can send its message 3 from a forged one), so the answer must not amplify (RIFT.md §10).
 pub(crate) fn refusal_close(
     hs: Handshake,
     remote_cid: u32,
     why: &str,
+    max_len: usize,
     now: Instant,
 ) -> Result<Vec<u8>, SessionError> {
     let keys = hs.into_refusal_keys()?;
+    // Header, code, reason length, tag: what is left is the reason's.
+    let fixed = HEADER_LEN + 4 + TAG_LEN;
+    let room = max_len.checked_sub(fixed).ok_or(SessionError::Encode(
+        wire::EncodeError::BufferTooSmall {
+            needed: fixed,
+            have: max_len,
+        },
+    ))?;
     let mut reason = format!("not allowed: {why}");
-    reason.truncate(wire::MAX_CLOSE_REASON);
-    while !reason.is_char_boundary(reason.len()) {
-        reason.pop();
+    let limit = room.min(wire::MAX_CLOSE_REASON);
+    if reason.len() > limit {
+        // String::truncate panics off a char boundary; and the client shows no half word.
+        let mut cut = limit;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if let Some(space) = reason.get(..cut).and_then(|r| r.rfind(' ')) {
+            cut = space;
+        }
+        reason.truncate(cut);
     }
     let packet = Packet {
         header: Header {

@@ -617,3 +617,45 @@ fn a_rekey_completes_under_a_stream_of_forged_initiations_and_rekey_packets() {
     assert!(took < Duration::from_secs(1));
     assert!(p.host.close_reason().is_none() && p.client.close_reason().is_none());
 }
+
+#[test]
+fn a_refusal_is_no_larger_than_the_message_3_it_answers_whatever_its_source() {
+    // A client whose key is not allowed completes the handshake, then sends its message 3 from
+    // a forged source: the host's Close must not amplify toward that address (found by the
+    // handshake_listener fuzz target: 107 bytes answered 84).
+    let t0 = Instant::now();
+    let (h, c) = testing::ends();
+    let mut l = Listener::new(
+        ListenerConfig::default(),
+        &h.identity,
+        || allow_list(vec![]),
+        t0,
+    )
+    .unwrap();
+    let (mut s, msg1) = client(&c, t0);
+    l.handle_datagram(t0, addr(CLIENT), &msg1).unwrap();
+    let mut msg2 = answers(&mut l).remove(0);
+    s.handle_datagram(t0, addr(HOST), &mut msg2).unwrap();
+    let msg3 = next(&mut s, t0).unwrap();
+    let victim = addr("203.0.113.9:40000");
+    l.handle_datagram(t0, victim, &msg3).unwrap();
+    let mut close = answers(&mut l);
+    assert_eq!(close.len(), 1, "one refusal");
+    assert!(
+        close[0].len() <= msg3.len(),
+        "{} bytes answer {}",
+        close[0].len(),
+        msg3.len()
+    );
+    assert_eq!(l.stats.refused, 1);
+    // Still a refusal the client understands.
+    let _ = s.handle_datagram(t0, addr(HOST), &mut close[0]);
+    match s.close_reason() {
+        Some(wavry_transport::session::CloseReason::Peer { code, reason }) => {
+            assert_eq!(*code, rift_core::wire::CLOSE_REFUSED);
+            assert!(reason.starts_with("not allowed"), "{reason}");
+            println!("the client is told: {reason:?}");
+        }
+        other => panic!("client: {other:?}"),
+    }
+}
