@@ -12,8 +12,10 @@
 //! - **Work is rationed.** Message 2 costs three X25519 operations. Beyond
 //!   [`ListenerConfig::handshakes_per_sec`] (or with the table half full) an initiation without
 //!   a valid cookie gets a stateless `Retry` instead (one MAC, no state), so a spoofed flood
-//!   costs almost nothing; with a cookie, each address (an IPv6 /64 counts as one) still gets
-//!   at most [`ListenerConfig::handshakes_per_ip_per_sec`].
+//!   costs almost nothing. Each address (an IPv6 /64 counts as one) gets at most
+//!   [`ListenerConfig::handshakes_per_ip_per_sec`], checked first so that one address cannot
+//!   spend everyone's budget, and all handshakes together at most
+//!   [`ListenerConfig::max_handshakes_per_sec`], cookie or not.
 //! - **Nothing unauthenticated ends a handshake.** A message 3 that does not decrypt is
 //!   dropped and its handshake waits on; one that proves a key the allow-list refuses gets one
 //!   encrypted Close (code 1). Only a client that proved an allowed key becomes a [`Session`]:
@@ -53,6 +55,9 @@ pub struct ListenerConfig {
     /// Handshakes started per second per IP address, cookie or not; beyond it initiations from
     /// that address are dropped.
     pub handshakes_per_ip_per_sec: u32,
+    /// Handshakes started per second in all, cookie or not (≈ 200 µs of CPU each); beyond it
+    /// initiations are dropped.
+    pub max_handshakes_per_sec: u32,
     /// Times one pending handshake's message 2 is sent again for a repeated message 1.
     pub max_answers: u32,
 }
@@ -65,6 +70,7 @@ impl Default for ListenerConfig {
             max_pending_per_ip: 8,
             handshakes_per_sec: 200,
             handshakes_per_ip_per_sec: 20,
+            max_handshakes_per_sec: 1000,
             max_answers: 16,
         }
     }
@@ -225,6 +231,7 @@ pub struct Listener {
     by_initiator: HashMap<(SocketAddr, u32), u32>,
     cookies: CookieJar,
     budget: Bucket,
+    all: Bucket,
     per_ip: HashMap<IpAddr, Bucket>,
     outbox: VecDeque<(Vec<u8>, SocketAddr)>,
     admitted: VecDeque<Admitted>,
@@ -283,6 +290,7 @@ impl Listener {
         let cookies = CookieJar::new(now).map_err(|e| SessionError::Random(e.to_string()))?;
         Ok(Listener {
             budget: Bucket::full(cfg.handshakes_per_sec, now),
+            all: Bucket::full(cfg.max_handshakes_per_sec, now),
             cfg,
             identity: Identity::from_secret(*identity.secret()),
             allow: Box::new(allow),
@@ -383,6 +391,11 @@ impl Listener {
         }
         let cookie_ok =
             init_cookie(init.noise).is_some_and(|c| self.cookies.check(now, from, client_cid, c));
+        // An address over its own rate is dropped before it can spend everyone's budget (a
+        // look only: addresses are tracked once they get a handshake, so spoofed ones are not).
+        if self.ip_exhausted(now, from.ip()) {
+            return Err(ListenError::RateLimited(from.ip()));
+        }
         if !cookie_ok {
             let busy = self.pending.len() >= self.cfg.max_pending / 2
                 || !self.budget.take(self.cfg.handshakes_per_sec, now);
@@ -402,7 +415,9 @@ impl Listener {
                 return Err(ListenError::Retried);
             }
         }
-        if !self.ip_budget(now, from.ip()) {
+        // Addresses that prove themselves still share one ceiling: the CPU a host gives
+        // handshakes is bounded even against many real addresses.
+        if !self.all.take(self.cfg.max_handshakes_per_sec, now) || !self.ip_budget(now, from.ip()) {
             return Err(ListenError::RateLimited(from.ip()));
         }
         self.make_room(from.ip());
@@ -441,7 +456,16 @@ impl Listener {
         Ok(())
     }
 
-    /// Whether `ip` may start another handshake now.
+    /// Whether `ip` has used up its handshakes for now.
+    fn ip_exhausted(&mut self, now: Instant, ip: IpAddr) -> bool {
+        let rate = self.cfg.handshakes_per_ip_per_sec;
+        self.per_ip.get_mut(&ip_key(ip)).is_some_and(|b| {
+            b.refill(rate, now);
+            b.tokens < 1.0
+        })
+    }
+
+    /// Whether `ip` may start another handshake now (and count it).
     fn ip_budget(&mut self, now: Instant, ip: IpAddr) -> bool {
         let rate = self.cfg.handshakes_per_ip_per_sec;
         let key = ip_key(ip);
@@ -458,8 +482,9 @@ impl Listener {
             .take(rate, now)
     }
 
-    /// Free a slot for a handshake from `ip`: its address's oldest when it has its share, the
-    /// oldest of all when the table is full.
+    /// Free a slot for a handshake from `ip`: its address's oldest when it has its share; when
+    /// the table is full, the oldest of the address holding the most (a client with one
+    /// handshake pending goes last).
     fn make_room(&mut self, ip: IpAddr) {
         let key = ip_key(ip);
         let oldest = |it: &mut dyn Iterator<Item = (&u32, &Pending)>| {
@@ -478,7 +503,17 @@ impl Listener {
                     .filter(|(_, p)| ip_key(p.from.ip()) == key),
             )
         } else if self.pending.len() >= self.cfg.max_pending {
-            oldest(&mut self.pending.iter())
+            let mut counts: HashMap<IpAddr, usize> = HashMap::new();
+            for p in self.pending.values() {
+                *counts.entry(ip_key(p.from.ip())).or_default() += 1;
+            }
+            let most = counts.values().copied().max().unwrap_or(0);
+            oldest(
+                &mut self
+                    .pending
+                    .iter()
+                    .filter(|(_, p)| counts.get(&ip_key(p.from.ip())) == Some(&most)),
+            )
         } else {
             None
         };
