@@ -41,7 +41,7 @@ mod state;
 pub mod throttle;
 pub mod token;
 pub mod totp;
-mod validate;
+pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use rift_crypto::identity::PublicKey;
 use wavry_proto::account::ErrorCode;
 use wavry_proto::registry::{
     DeviceInfo, DeviceKind, DeviceList, HostInfo, HostList, RegisterDeviceRequest, ShareInfo,
-    ShareList, ShareRequest, SigningKeyInfo, DEVICE_NAME_MAX_BYTES,
+    ShareList, ShareRequest, SigningKeyInfo,
 };
 
 use crate::audit::{self, Actor, Event};
@@ -18,7 +18,7 @@ use crate::error::{random_failed, ApiError};
 use crate::extract::{ApiJson, Auth};
 use crate::registry_db::{self, DeviceRow, NewDevice};
 use crate::state::AppState;
-use crate::validate::normalize_email;
+use crate::validate::{check_device_name, normalize_email, parse_device_key};
 use crate::{db, token};
 
 /// Most devices per account.
@@ -54,14 +54,6 @@ pub(crate) fn routes() -> Router<AppState> {
 ))]
 pub(crate) struct ApiDoc;
 
-fn invalid(why: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::InvalidDevice,
-        why,
-    )
-}
-
 fn device_info(d: DeviceRow) -> Result<DeviceInfo, ApiError> {
     let kind = DeviceKind::parse(&d.kind)
         .ok_or_else(|| ApiError::internal(format_args!("device {} has kind {:?}", d.id, d.kind)))?;
@@ -92,18 +84,14 @@ async fn register_device(
     auth: Auth,
     ApiJson(req): ApiJson<RegisterDeviceRequest>,
 ) -> Result<(StatusCode, Json<DeviceInfo>), ApiError> {
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > DEVICE_NAME_MAX_BYTES || name.chars().any(char::is_control) {
-        return Err(invalid(format!(
-            "a device name is 1 to {DEVICE_NAME_MAX_BYTES} bytes without control characters"
-        )));
-    }
-    let key = PublicKey::from_base64(&req.public_key)
-        .map_err(|e| invalid(format!("public_key: {e} (`wavry id --public` prints it)")))?;
+    let name = check_device_name(&req.name)?;
+    let key = parse_device_key(&req.public_key)?;
     if registry_db::count_devices(&st.db, &auth.user_id).await? >= MAX_DEVICES {
-        return Err(invalid(format!(
-            "an account has at most {MAX_DEVICES} devices"
-        )));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidDevice,
+            format!("an account has at most {MAX_DEVICES} devices"),
+        ));
     }
     let id = token::new_id().map_err(random_failed)?;
     let public_key = key.to_base64(); // canonical spelling
@@ -254,7 +242,9 @@ async fn add_share(
             )
         })?;
     if user.id == auth.user_id {
-        return Err(invalid(
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidDevice,
             "a host is always its owner's; share it with others",
         ));
     }
