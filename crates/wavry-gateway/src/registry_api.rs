@@ -1,5 +1,5 @@
 //! The HTTP device registry (docs/SIGNALING.md): devices, host sharing, the host list and the
-//! gateway's signing key.
+//! gateway's signing keys.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -17,6 +17,7 @@ use crate::audit::{self, Actor, Event};
 use crate::error::{random_failed, ApiError};
 use crate::extract::{ApiJson, Auth};
 use crate::registry_db::{self, DeviceRow, NewDevice};
+use crate::signing_key::SigningKeySet;
 use crate::state::AppState;
 use crate::validate::{check_device_name, normalize_email, parse_device_key};
 use crate::{db, token};
@@ -38,6 +39,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/v1/hosts", get(list_hosts))
         .route("/v1/gateway/signing-key", get(signing_key))
+        .route("/v1/gateway/signing-keys", get(signing_keys))
 }
 
 /// This module's part of the OpenAPI document.
@@ -51,6 +53,7 @@ pub(crate) fn routes() -> Router<AppState> {
     remove_share,
     list_hosts,
     signing_key,
+    signing_keys,
 ))]
 pub(crate) struct ApiDoc;
 
@@ -329,11 +332,26 @@ async fn list_hosts(State(st): State<AppState>, auth: Auth) -> Result<Json<HostL
     tag = "devices",
     responses((status = 200, body = SigningKeyInfo), crate::error::ClientError)
 )]
+/// The key this instance signs new host records with.
 async fn signing_key(State(st): State<AppState>) -> Json<SigningKeyInfo> {
-    let pk = st.signal.key.verifying_key();
+    let pk = st.signer.verifying_key();
     Json(SigningKeyInfo {
         algorithm: "ed25519".into(),
         public_key: pk.to_base64(),
         key_id: pk.key_id(),
     })
+}
+
+/// Every key whose host records may still be valid: after a rotation the retired key stays
+/// here until its records have expired. A verifier takes the key a record's `key_id` names.
+#[utoipa::path(
+    get,
+    path = "/v1/gateway/signing-keys",
+    tag = "devices",
+    responses((status = 200, body = SigningKeySet), crate::error::ClientError)
+)]
+async fn signing_keys(State(st): State<AppState>) -> Result<Json<SigningKeySet>, ApiError> {
+    Ok(Json(
+        st.signer.published(&st.db, st.clock.now_secs()).await?,
+    ))
 }

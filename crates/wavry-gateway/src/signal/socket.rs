@@ -678,7 +678,7 @@ fn host_record(
         issued_at: now,
         expires_at: now.saturating_add(ttl),
     };
-    Signed::seal(&st.signal.key, HOST_RECORD_CONTEXT, &record)
+    Signed::seal(&st.signer.current(), HOST_RECORD_CONTEXT, &record)
         .map_err(|e| (SignalCode::Internal, internal(e), None))
 }
 

@@ -196,6 +196,9 @@ async fn host_and_client_meet_on_postgres() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    // A database of its own: one that another test's gateway signs on would refuse this one's
+    // key file.
+    let url = postgres_database(&url, dir.path()).await;
     let pg = |c: &mut Config| c.database_url = url.clone();
     let gw = TestGateway::start_with(dir.path(), Arc::new(ManualClock::new(T0_MS)), pg).await;
     let tag = wavry_gateway::token::new_id().unwrap().to_lowercase();
