@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::extract::{Admin, ApiJson};
 use crate::signal::bus::KickTarget;
 use crate::state::AppState;
-use crate::validate::normalize_email;
+use crate::validate::{analytics_days, check_ban_duration, normalize_email, page_limit};
 
 /// Fewest characters an admin token may have.
 pub const ADMIN_TOKEN_MIN_CHARS: usize = 32;
@@ -140,7 +140,7 @@ struct UsersQuery {
     get,
     path = "/admin/api/users",
     tag = "admin",
-    params(("q" = Option<String>, Query, description = "part of the email"), ("limit" = Option<i64>, Query, description = "1-1000, default 100")),
+    params(("q" = Option<String>, Query, description = "part of the email"), ("limit" = Option<i64>, Query)),
     responses((status = 200, body = UserList), crate::error::ClientError),
     security(("admin" = []))
 )]
@@ -150,7 +150,7 @@ async fn users(
     q: Result<Query<UsersQuery>, QueryRejection>,
 ) -> Result<Json<UserList>, ApiError> {
     let q = query(q)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = page_limit(q.limit);
     let term = q.q.trim().to_lowercase();
     let users = admin_db::list_users(&st.db, &term, st.clock.now_secs(), limit).await?;
     Ok(Json(UserList { users }))
@@ -239,15 +239,10 @@ async fn ban(
     let user_id = target_user(&st, req.user_id.as_deref(), req.email.as_deref()).await?;
     let now_ms = st.clock.now_ms();
     let now = now_ms / 1000;
-    let expires_at = match req.duration_secs {
-        None => None,
-        Some(0) => {
-            return Err(invalid_target(
-                "duration_secs must be positive (omit it for a permanent ban)",
-            ))
-        }
-        Some(d) => Some(now.saturating_add(i64::try_from(d).unwrap_or(i64::MAX))),
-    };
+    check_ban_duration(req.duration_secs)?;
+    let expires_at = req
+        .duration_secs
+        .map(|d| now.saturating_add(i64::try_from(d).unwrap_or(i64::MAX)));
     let info = BanInfo {
         user_id: user_id.clone(),
         reason: req.reason.chars().take(500).collect(),
@@ -329,7 +324,7 @@ async fn audit_log(
     let q = query(q)?;
     let entries = admin_db::list_audit(
         &st.db,
-        q.limit.unwrap_or(100).clamp(1, 1000),
+        page_limit(q.limit),
         q.before_ms.unwrap_or(i64::MAX),
         q.action.as_deref().filter(|a| !a.is_empty()),
     )
@@ -347,7 +342,7 @@ struct AnalyticsQuery {
     get,
     path = "/admin/api/analytics",
     tag = "admin",
-    params(("days" = Option<i64>, Query, description = "1-366, default 14")),
+    params(("days" = Option<i64>, Query)),
     responses((status = 200, body = Analytics), crate::error::ClientError),
     security(("admin" = []))
 )]
@@ -357,7 +352,7 @@ async fn analytics(
     q: Result<Query<AnalyticsQuery>, QueryRejection>,
 ) -> Result<Json<Analytics>, ApiError> {
     let q = query(q)?;
-    let n = q.days.unwrap_or(14).clamp(1, 366);
+    let n = analytics_days(q.days);
     let today = st.clock.now_secs().div_euclid(86_400);
     let from = today - (n - 1);
     let mut days: Vec<DayStats> = (from..=today)

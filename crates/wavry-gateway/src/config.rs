@@ -2,7 +2,7 @@
 //! fills it from flags and `WAVRY_…` environment variables.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -165,6 +165,10 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` is believed (docs/GATEWAY.md); empty: none,
     /// the connection's address is the client's.
     pub trusted_proxies: Vec<crate::proxy::Cidr>,
+    /// The file holding the Ed25519 key host records are signed with (mode 0600; created on a
+    /// database that never had a key). None: `gateway-signing.key` beside a SQLite database
+    /// file; with PostgreSQL it must be given, the same file on every instance.
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// The admin token: kept out of `Debug` output (and so out of logs).
@@ -208,11 +212,39 @@ impl Default for Config {
             signal: SignalConfig::default(),
             admin_token: None,
             trusted_proxies: Vec::new(),
+            signing_key_file: None,
         }
     }
 }
 
 impl Config {
+    /// Where the signing key file is: `signing_key_file`, else beside the SQLite database file.
+    pub fn signing_key_path(&self) -> Result<PathBuf, GatewayError> {
+        if let Some(p) = &self.signing_key_file {
+            return Ok(p.clone());
+        }
+        let file = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))
+            .map(|rest| rest.split_once('?').map_or(rest, |(p, _)| p))
+            .filter(|p| !p.is_empty() && *p != ":memory:");
+        match file {
+            Some(db) => Ok(Path::new(db).with_file_name(crate::signing_key::KEY_FILE_NAME)),
+            None => Err(GatewayError::Config(
+                "signing_key_file must be set for this database: every gateway instance on it \
+                 signs with the key in that file (docs/GATEWAY.md, \"The signing key\")"
+                    .into(),
+            )),
+        }
+    }
+
+    /// How long after a refresh a signing key stays published: records live `record_ttl`, and
+    /// the key is refreshed every heartbeat.
+    pub fn signing_key_horizon(&self) -> Duration {
+        self.signal.record_ttl + self.signal.heartbeat * 2
+    }
+
     /// Refuse settings that cannot work, before anything starts.
     pub fn validate(&self) -> Result<(), GatewayError> {
         let bad = |what: &str| Err(GatewayError::Config(what.to_string()));
@@ -313,6 +345,7 @@ pub struct FileConfig {
     pub totp_issuer: Option<String>,
     /// Addresses or blocks, e.g. ["127.0.0.1", "10.0.0.0/8"].
     pub trusted_proxies: Option<Vec<String>>,
+    pub signing_key_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -392,6 +425,40 @@ mod tests {
         }
         let e = FileConfig::parse("lisen = \"x\"").unwrap_err().to_string();
         assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn the_signing_key_file_defaults_beside_a_sqlite_database() {
+        let at = |url: &str| {
+            Config {
+                database_url: url.into(),
+                ..Config::default()
+            }
+            .signing_key_path()
+        };
+        let key = crate::signing_key::KEY_FILE_NAME;
+        assert_eq!(
+            at("sqlite:///var/lib/wavry/gateway.db?mode=rwc").unwrap(),
+            Path::new("/var/lib/wavry").join(key)
+        );
+        assert_eq!(at("sqlite://gateway.db").unwrap(), Path::new(key));
+        for url in [
+            "postgres://db/wavry",
+            "sqlite::memory:",
+            "sqlite://:memory:",
+        ] {
+            let e = at(url).unwrap_err().to_string();
+            assert!(e.contains("signing_key_file"), "{url}: {e}");
+        }
+        let given = Config {
+            database_url: "postgres://db/wavry".into(),
+            signing_key_file: Some("/etc/wavry/key".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            given.signing_key_path().unwrap(),
+            Path::new("/etc/wavry/key")
+        );
     }
 
     #[test]

@@ -85,6 +85,32 @@ pub async fn connect(
     max_connections: u32,
     acquire_timeout: std::time::Duration,
 ) -> Result<AnyPool, GatewayError> {
+    let pool = open(url, max_connections, acquire_timeout).await?;
+    migrate(&pool, prepare_url(url)?.0, false).await?;
+    Ok(pool)
+}
+
+/// Bring the schema up to date. `purge`: the migrations drop secrets (the signing key of a
+/// database from before migration 0006), so SQLite rewrites its file and empties its log:
+/// otherwise the dropped pages would keep the bytes until reused. (PostgreSQL deletes a dropped
+/// table's files.)
+pub async fn migrate(pool: &AnyPool, backend: Backend, purge: bool) -> Result<(), GatewayError> {
+    MIGRATOR.run(pool).await?;
+    if purge && backend == Backend::Sqlite {
+        sqlx::query("VACUUM").execute(pool).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Open the pool (creating a SQLite file), without migrating.
+pub async fn open(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: std::time::Duration,
+) -> Result<AnyPool, GatewayError> {
     sqlx::any::install_default_drivers();
     let (backend, url) = prepare_url(url)?;
     let pool = AnyPoolOptions::new()
@@ -113,8 +139,24 @@ pub async fn connect(
             .execute(&pool)
             .await?;
     }
-    MIGRATOR.run(&pool).await?;
     Ok(pool)
+}
+
+/// Whether the database has a table named `name`.
+pub async fn table_exists(
+    pool: &AnyPool,
+    backend: Backend,
+    name: &str,
+) -> Result<bool, sqlx::Error> {
+    let sql = match backend {
+        Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = $1"
+        }
+    };
+    let (n,): (i64,) = sqlx::query_as(sql).bind(name).fetch_one(pool).await?;
+    Ok(n > 0)
 }
 
 /// Whether `e` is a unique-constraint violation (an email already taken).

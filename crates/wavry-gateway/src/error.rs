@@ -24,6 +24,8 @@ pub enum GatewayError {
     },
     #[error("password hashing: {0}")]
     Hash(#[from] HashError),
+    #[error(transparent)]
+    SigningKey(#[from] crate::signing_key::SigningKeyError),
 }
 
 /// Password hashing failed (never because the password was wrong: that is `Ok(false)`).

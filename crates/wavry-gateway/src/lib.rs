@@ -37,11 +37,12 @@ mod registry_api;
 pub mod registry_db;
 mod serve;
 pub mod signal;
+pub mod signing_key;
 mod state;
 pub mod throttle;
 pub mod token;
 pub mod totp;
-mod validate;
+pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub use config::{
 };
 pub use error::{ApiError, GatewayError, HashError};
 pub use proxy::Cidr;
+pub use signing_key::{PublishedKey, Rotation, SigningKeySet};
 pub use validate::normalize_email;
 
 /// A gateway with its database open and migrated, ready to serve.
@@ -84,10 +86,12 @@ impl Gateway {
                 config.admin_token = None;
             }
         }
-        let db = db::connect(
-            &config.database_url,
-            config.db_max_connections,
-            config.db_acquire_timeout,
+        let (db, key_path) = open_database(&config).await?;
+        let (signer, _) = signing_key::load(
+            &db,
+            &key_path,
+            clock.now_secs(),
+            config.signing_key_horizon(),
         )
         .await?;
         let hasher = password::Hasher::new(
@@ -122,6 +126,7 @@ impl Gateway {
         Ok(Gateway {
             state: state::AppState(Arc::new(state::Inner {
                 db,
+                signer,
                 signal,
                 metrics,
                 hasher,
@@ -159,6 +164,11 @@ impl Gateway {
         let st = self.state.clone();
         let housekeeping =
             tokio::spawn(async move { st.signal.housekeeping(&st.db, st.clock.as_ref()).await });
+        let st = self.state.clone();
+        let keys = tokio::spawn(async move {
+            let every = st.signal.config.heartbeat;
+            st.signer.maintain(&st.db, st.clock.as_ref(), every).await
+        });
         let bus = self
             .state
             .signal
@@ -182,6 +192,7 @@ impl Gateway {
             .sockets_closed(std::time::Duration::from_secs(5))
             .await;
         housekeeping.abort();
+        keys.abort();
         if let Some(b) = bus {
             b.abort();
         }
@@ -189,4 +200,45 @@ impl Gateway {
         tracing::info!("gateway stopped");
         Ok(())
     }
+}
+
+/// Open the database of `config` and bring it up to date, moving a signing key still kept in
+/// it (by a gateway from before migration 0006) into the key file first; the key file's path.
+async fn open_database(
+    config: &Config,
+) -> Result<(sqlx::AnyPool, std::path::PathBuf), GatewayError> {
+    let (backend, _) = db::prepare_url(&config.database_url)?;
+    let key_path = config.signing_key_path()?;
+    let db = db::open(
+        &config.database_url,
+        config.db_max_connections,
+        config.db_acquire_timeout,
+    )
+    .await?;
+    // Gateways before migration 0006 kept the key's seed in gateway_keys, which it drops.
+    let moved = db::table_exists(&db, backend, "gateway_keys").await?
+        && signing_key::move_out_of_database(&db, &key_path).await?;
+    db::migrate(&db, backend, moved).await?;
+    Ok((db, key_path))
+}
+
+/// `wavry gateway rotate-signing-key`: write a new signing key to the key file of `config` and
+/// retire the current one, which stays published until the records it signed have expired.
+/// Running instances with that key file sign with the new key from their next heartbeat
+/// (docs/GATEWAY.md, "The signing key").
+pub async fn rotate_signing_key(
+    config: &Config,
+    clock: &dyn Clock,
+) -> Result<Rotation, GatewayError> {
+    config.validate()?;
+    let (db, key_path) = open_database(config).await?;
+    let rotation = signing_key::rotate(
+        &db,
+        &key_path,
+        clock.now_secs(),
+        config.signing_key_horizon(),
+    )
+    .await;
+    db.close().await;
+    Ok(rotation?)
 }

@@ -1,5 +1,5 @@
 //! The HTTP device registry (docs/SIGNALING.md): devices, host sharing, the host list and the
-//! gateway's signing key.
+//! gateway's signing keys.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -10,15 +10,16 @@ use rift_crypto::identity::PublicKey;
 use wavry_proto::account::ErrorCode;
 use wavry_proto::registry::{
     DeviceInfo, DeviceKind, DeviceList, HostInfo, HostList, RegisterDeviceRequest, ShareInfo,
-    ShareList, ShareRequest, SigningKeyInfo, DEVICE_NAME_MAX_BYTES,
+    ShareList, ShareRequest, SigningKeyInfo,
 };
 
 use crate::audit::{self, Actor, Event};
 use crate::error::{random_failed, ApiError};
 use crate::extract::{ApiJson, Auth};
 use crate::registry_db::{self, DeviceRow, NewDevice};
+use crate::signing_key::SigningKeySet;
 use crate::state::AppState;
-use crate::validate::normalize_email;
+use crate::validate::{check_device_name, normalize_email, parse_device_key};
 use crate::{db, token};
 
 /// Most devices per account.
@@ -38,6 +39,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/v1/hosts", get(list_hosts))
         .route("/v1/gateway/signing-key", get(signing_key))
+        .route("/v1/gateway/signing-keys", get(signing_keys))
 }
 
 /// This module's part of the OpenAPI document.
@@ -51,16 +53,9 @@ pub(crate) fn routes() -> Router<AppState> {
     remove_share,
     list_hosts,
     signing_key,
+    signing_keys,
 ))]
 pub(crate) struct ApiDoc;
-
-fn invalid(why: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::InvalidDevice,
-        why,
-    )
-}
 
 fn device_info(d: DeviceRow) -> Result<DeviceInfo, ApiError> {
     let kind = DeviceKind::parse(&d.kind)
@@ -92,18 +87,14 @@ async fn register_device(
     auth: Auth,
     ApiJson(req): ApiJson<RegisterDeviceRequest>,
 ) -> Result<(StatusCode, Json<DeviceInfo>), ApiError> {
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > DEVICE_NAME_MAX_BYTES || name.chars().any(char::is_control) {
-        return Err(invalid(format!(
-            "a device name is 1 to {DEVICE_NAME_MAX_BYTES} bytes without control characters"
-        )));
-    }
-    let key = PublicKey::from_base64(&req.public_key)
-        .map_err(|e| invalid(format!("public_key: {e} (`wavry id --public` prints it)")))?;
+    let name = check_device_name(&req.name)?;
+    let key = parse_device_key(&req.public_key)?;
     if registry_db::count_devices(&st.db, &auth.user_id).await? >= MAX_DEVICES {
-        return Err(invalid(format!(
-            "an account has at most {MAX_DEVICES} devices"
-        )));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidDevice,
+            format!("an account has at most {MAX_DEVICES} devices"),
+        ));
     }
     let id = token::new_id().map_err(random_failed)?;
     let public_key = key.to_base64(); // canonical spelling
@@ -254,7 +245,9 @@ async fn add_share(
             )
         })?;
     if user.id == auth.user_id {
-        return Err(invalid(
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidDevice,
             "a host is always its owner's; share it with others",
         ));
     }
@@ -339,11 +332,26 @@ async fn list_hosts(State(st): State<AppState>, auth: Auth) -> Result<Json<HostL
     tag = "devices",
     responses((status = 200, body = SigningKeyInfo), crate::error::ClientError)
 )]
+/// The key this instance signs new host records with.
 async fn signing_key(State(st): State<AppState>) -> Json<SigningKeyInfo> {
-    let pk = st.signal.key.verifying_key();
+    let pk = st.signer.verifying_key();
     Json(SigningKeyInfo {
         algorithm: "ed25519".into(),
         public_key: pk.to_base64(),
         key_id: pk.key_id(),
     })
+}
+
+/// Every key whose host records may still be valid: after a rotation the retired key stays
+/// here until its records have expired. A verifier takes the key a record's `key_id` names.
+#[utoipa::path(
+    get,
+    path = "/v1/gateway/signing-keys",
+    tag = "devices",
+    responses((status = 200, body = SigningKeySet), crate::error::ClientError)
+)]
+async fn signing_keys(State(st): State<AppState>) -> Result<Json<SigningKeySet>, ApiError> {
+    Ok(Json(
+        st.signer.published(&st.db, st.clock.now_secs()).await?,
+    ))
 }

@@ -1,5 +1,5 @@
 //! Queries of the device registry and signaling (migrations/0002_devices.sql): devices,
-//! host shares, host presence, the signing key and connection attempts. Same portable SQL as
+//! host shares, host presence and connection attempts. Same portable SQL as
 //! `db`.
 
 use sqlx::AnyPool;
@@ -291,30 +291,6 @@ pub async fn refresh_presence(
         .execute(db)
         .await?;
     Ok(())
-}
-
-/// The secret stored for `purpose`, storing `fresh` first if there is none. Every instance
-/// that races here reads back the one that won.
-pub async fn load_or_store_key(
-    db: &AnyPool,
-    purpose: &str,
-    fresh: &str,
-    now: i64,
-) -> Result<String, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO gateway_keys (purpose, secret, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (purpose) DO NOTHING",
-    )
-    .bind(purpose)
-    .bind(fresh)
-    .bind(now)
-    .execute(db)
-    .await?;
-    let (secret,): (String,) = sqlx::query_as("SELECT secret FROM gateway_keys WHERE purpose = $1")
-        .bind(purpose)
-        .fetch_one(db)
-        .await?;
-    Ok(secret)
 }
 
 pub struct NewConnection<'a> {

@@ -1,4 +1,5 @@
-//! The application state every handler and background task shares: the database, signaling,
+//! The application state every handler and background task shares: the database, the signing
+//! key, signaling,
 //! metrics, password hashing, the throttles, the clock and the configuration. It sits below
 //! every feature module, so none of them needs another to reach it.
 
@@ -11,10 +12,13 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::password::Hasher;
 use crate::signal::Signaling;
+use crate::signing_key::Signer;
 use crate::throttle::{LoginThrottle, RateLimiter};
 
 pub(crate) struct Inner {
     pub db: AnyPool,
+    /// The key host records are signed with.
+    pub signer: Signer,
     pub signal: Signaling,
     pub metrics: Metrics,
     pub hasher: Hasher,

@@ -69,6 +69,11 @@ pub fn code_at_step(secret_b32: &str, step: i64) -> Result<String, TotpError> {
     Ok(t.generate(u64::try_from(step * STEP_SECS).unwrap_or(0)))
 }
 
+/// Whether `code` could be a code at all: `DIGITS` ASCII digits.
+pub fn well_formed(code: &str) -> bool {
+    code.len() == DIGITS && code.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The step within ±`SKEW_STEPS` of now whose code is `code`, if any. Every candidate is
 /// compared (in constant time) so the answer's timing does not tell which step matched.
 pub fn matching_step(
@@ -76,7 +81,7 @@ pub fn matching_step(
     code: &str,
     now_secs: i64,
 ) -> Result<Option<i64>, TotpError> {
-    if code.len() != DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
+    if !well_formed(code) {
         return Ok(None);
     }
     let t = totp(secret_b32, "x", "x")?;

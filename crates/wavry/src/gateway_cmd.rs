@@ -1,14 +1,15 @@
-//! `wavry gateway`: run the gateway (wavry-gateway) until Ctrl-C or SIGTERM.
+//! `wavry gateway`: run the gateway (wavry-gateway) until Ctrl-C or SIGTERM; and
+//! `wavry gateway rotate-signing-key`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, Subcommand};
 use wavry_gateway::{
     parse_duration, AdminToken, Argon2Cost, Cidr, Config, FileConfig, Gateway, HttpLimits,
-    ADMIN_TOKEN_MIN_CHARS,
+    SystemClock, ADMIN_TOKEN_MIN_CHARS,
 };
 
 /// How long requests in flight get to finish after Ctrl-C/SIGTERM.
@@ -18,9 +19,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 // file, then to `wavry_gateway::Config::default()`; the defaults are named in the help text.
 #[derive(Args, Debug)]
 pub struct GatewayArgs {
+    #[command(subcommand)]
+    pub action: Option<GatewayAction>,
+
     /// TOML configuration file with any of the settings below, named like the flags with '_'
     /// for '-' (e.g. session_ttl = "14d"). Flags and environment variables override it.
-    #[arg(long, env = "WAVRY_GATEWAY_CONFIG", value_name = "FILE")]
+    #[arg(long, env = "WAVRY_GATEWAY_CONFIG", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
     /// Address and port to listen on for HTTP [default: 127.0.0.1:8080]. Keep it on loopback
@@ -31,8 +35,27 @@ pub struct GatewayArgs {
     /// Database: sqlite://PATH (an embedded file, created with its directory on first run) or
     /// postgres://USER:PASSWORD@HOST/DB [default: sqlite://<config dir>/gateway.db, where the
     /// config dir is $WAVRY_CONFIG_DIR or the platform's, e.g. ~/.config/wavry].
-    #[arg(long, env = "WAVRY_GATEWAY_DATABASE", value_name = "URL")]
+    #[arg(
+        long,
+        env = "WAVRY_GATEWAY_DATABASE",
+        value_name = "URL",
+        global = true
+    )]
     pub database: Option<String>,
+
+    /// The file holding the Ed25519 key that signs host records (whoever has it can vouch for
+    /// hosts). It must be mode 0600 and belong to the gateway's user, else the gateway refuses
+    /// to start and says how to fix it. Created on first start, on a database that never had a
+    /// key; every instance on one PostgreSQL needs a copy of the same file. The database keeps
+    /// only public keys [default: gateway-signing.key beside a SQLite database, else in the
+    /// config dir].
+    #[arg(
+        long,
+        env = "WAVRY_GATEWAY_SIGNING_KEY_FILE",
+        value_name = "PATH",
+        global = true
+    )]
+    pub signing_key_file: Option<PathBuf>,
 
     /// Most database connections held open [default: 8].
     #[arg(long, env = "WAVRY_GATEWAY_DB_MAX_CONNECTIONS", value_name = "N")]
@@ -109,6 +132,20 @@ pub struct GatewayArgs {
     pub trusted_proxy: Vec<Cidr>,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum GatewayAction {
+    /// Replace the key that signs host records; the old one stays published until they expire.
+    ///
+    /// Acts on the gateway of the same --config, --database and --signing-key-file: run it
+    /// where the gateway runs, as its user. The new key is written to the key file (0600) and
+    /// new host records are signed with it:
+    /// a running gateway reading that file switches at its next heartbeat (15 s); copy the file
+    /// to every other instance on the same database. The old key stays published at
+    /// /v1/gateway/signing-keys until the records it signed have expired. With the key file
+    /// lost, this makes a new one and retires the lost key.
+    RotateSigningKey,
+}
+
 fn default_database() -> Result<String> {
     let dir = wavry_config::config_dir().context(
         "no configuration directory for the default database; pass --database or set \
@@ -132,6 +169,23 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The signing key file when none is named: beside a SQLite database file (the library's
+/// choice), else in the config dir.
+fn default_signing_key_file(database_url: &str) -> Result<Option<PathBuf>> {
+    let probe = Config {
+        database_url: database_url.to_string(),
+        ..Config::default()
+    };
+    if probe.signing_key_path().is_ok() {
+        return Ok(None);
+    }
+    let dir = wavry_config::config_dir().context(
+        "no configuration directory for the signing key file; pass --signing-key-file or set \
+         WAVRY_CONFIG_DIR",
+    )?;
+    Ok(Some(dir.join(wavry_gateway::signing_key::KEY_FILE_NAME)))
+}
+
 /// Flag or variable, else the file, else the built-in default.
 fn merge(args: GatewayArgs, file: FileConfig) -> Result<Config> {
     let d = Config::default();
@@ -139,7 +193,12 @@ fn merge(args: GatewayArgs, file: FileConfig) -> Result<Config> {
         Some(url) => url,
         None => default_database()?,
     };
+    let signing_key_file = match args.signing_key_file.or(file.signing_key_file) {
+        Some(p) => Some(p),
+        None => default_signing_key_file(&database_url)?,
+    };
     Ok(Config {
+        signing_key_file,
         listen: args.listen.or(file.listen).unwrap_or(d.listen),
         database_url,
         db_max_connections: args
@@ -206,12 +265,22 @@ fn merge(args: GatewayArgs, file: FileConfig) -> Result<Config> {
     })
 }
 
-pub fn run_gateway(args: GatewayArgs) -> Result<()> {
+pub fn run_gateway(mut args: GatewayArgs) -> Result<()> {
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
+    let action = args.action.take();
     let config = merge(args, file)?;
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+    };
+    if let Some(GatewayAction::RotateSigningKey) = action {
+        return runtime()?.block_on(rotate(config));
+    }
     raise_fd_limit();
     if config.argon2 != Argon2Cost::OWASP {
         tracing::warn!(
@@ -219,11 +288,43 @@ pub fn run_gateway(args: GatewayArgs) -> Result<()> {
             "Argon2 cost differs from the OWASP baseline (m=19456 KiB, t=2, p=1)"
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(serve(config))
+    runtime()?.block_on(serve(config))
+}
+
+async fn rotate(config: Config) -> Result<()> {
+    let shown_db = redact(&config.database_url);
+    let path = config
+        .signing_key_path()
+        .context("finding the signing key file")?;
+    let heartbeat = config.signal.heartbeat;
+    let r = wavry_gateway::rotate_signing_key(&config, &SystemClock)
+        .await
+        .with_context(|| format!("rotating the signing key of the gateway on {shown_db}"))?;
+    let path = path.display();
+    println!(
+        "wavry gateway: new signing key {} written to {path}: new host records are signed with it",
+        r.new_key_id
+    );
+    if r.retired.is_empty() {
+        println!("wavry gateway: the database had no signing key before");
+    } else {
+        let now = wavry_gateway::Clock::now_secs(&SystemClock);
+        let secs = r.published_until.saturating_sub(now).max(0);
+        println!(
+            "wavry gateway: retired {} (published at /v1/gateway/signing-keys for at least {secs} s \
+             more, until the host records it signed have expired)",
+            r.retired.join(", ")
+        );
+    }
+    if !r.replaced_file {
+        println!("wavry gateway: there was no key file: the retired key was lost, not replaced");
+    }
+    println!(
+        "wavry gateway: a running gateway that reads {path} switches within {}s; copy {path} to \
+         every other instance on this database (their --signing-key-file)",
+        heartbeat.as_secs()
+    );
+    Ok(())
 }
 
 /// Each signaling socket is a file descriptor: lift the soft limit (often 1024) to the hard one
@@ -267,7 +368,7 @@ async fn serve(config: Config) -> Result<()> {
     let admin_asked = config.admin_token.is_some();
     let gateway = Gateway::open(config)
         .await
-        .with_context(|| format!("opening the gateway database {shown_db}"))?;
+        .with_context(|| format!("starting the gateway on {shown_db}"))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

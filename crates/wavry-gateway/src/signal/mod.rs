@@ -1,5 +1,6 @@
-//! Signaling (docs/SIGNALING.md): the hub that routes messages between connected devices,
-//! the WebSocket each device speaks it over, and the gateway key host records are signed with.
+//! Signaling (docs/SIGNALING.md): the hub that routes messages between connected devices, and
+//! the WebSocket each device speaks it over. (The key host records are signed with is
+//! `signing_key`'s.)
 //!
 //! `Signaling` is part of the application state, so it and the hub and bus take what they need
 //! (the database, the clock, the throttles) as arguments, never the state itself; only
@@ -12,8 +13,6 @@ pub(crate) mod socket;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use data_encoding::BASE64URL_NOPAD;
-use rift_crypto::signing::SigningKey;
 use sqlx::postgres::PgListener;
 use sqlx::AnyPool;
 use wavry_proto::signal::{ServerMessage, SignalCode};
@@ -26,13 +25,8 @@ use crate::throttle::{LoginThrottle, RateLimiter};
 use bus::{Bus, BusMessage, KickTarget};
 use hub::{Effects, Hub, HubConfig};
 
-/// The `gateway_keys` purpose of the host-record signing key.
-const HOST_RECORD_KEY: &str = "host_records";
-
 pub(crate) struct Signaling {
     pub hub: Hub,
-    /// Signs host records; the same key on every instance sharing the database.
-    pub key: SigningKey,
     /// This process, in `host_presence` rows.
     pub instance_id: String,
     pub config: SignalConfig,
@@ -53,23 +47,8 @@ impl Signaling {
         bus_sent: prometheus_client::metrics::counter::Counter,
         clock: std::sync::Arc<dyn Clock>,
     ) -> Result<Self, GatewayError> {
-        let now_secs = clock.now_secs();
-        let fresh = SigningKey::generate().map_err(|e| GatewayError::Config(e.to_string()))?;
-        let stored = registry_db::load_or_store_key(
-            db,
-            HOST_RECORD_KEY,
-            &BASE64URL_NOPAD.encode(fresh.seed()),
-            now_secs,
-        )
-        .await?;
-        let bad = |why: String| GatewayError::Config(format!("stored signing key: {why}"));
-        let seed: [u8; 32] = BASE64URL_NOPAD
-            .decode(stored.as_bytes())
-            .map_err(|e| bad(e.to_string()))?
-            .try_into()
-            .map_err(|_| bad("not 32 bytes".into()))?;
-        let key = SigningKey::from_seed(&seed).map_err(|e| bad(e.to_string()))?;
-        let instance_id = crate::token::new_id().map_err(|e| bad(e.to_string()))?;
+        let instance_id = crate::token::new_id()
+            .map_err(|e| GatewayError::Config(format!("an instance id: {e}")))?;
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let hub = Hub::new(HubConfig {
             resume_grace_ms: ms(config.resume_grace),
@@ -85,14 +64,12 @@ impl Signaling {
             None => (None, None),
         };
         tracing::info!(
-            key_id = %key.verifying_key().key_id(),
             %instance_id,
             multi_instance = bus.is_some(),
             "signaling ready"
         );
         Ok(Signaling {
             hub,
-            key,
             instance_id,
             config,
             bus,

@@ -36,9 +36,10 @@ const RECHECK_SESSION: Duration = Duration::from_secs(60);
 /// Longest id (device, host, connection) or reason accepted in a message, bytes.
 const MAX_ID: usize = 64;
 const MAX_REASON: usize = 256;
-/// Close codes (RFC 6455 §7.4.1): policy violation, and going away.
+/// Close codes (RFC 6455 §7.4.1): policy violation, going away, and message too big.
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_AWAY: u16 = 1001;
+const CLOSE_TOO_BIG: u16 = 1009;
 /// How long a closing socket waits for the peer's close frame.
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 
@@ -100,8 +101,9 @@ struct Ctx {
 async fn run(st: AppState, mut socket: WebSocket) {
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, hello(&st, &mut socket)).await {
         Ok(Ok(h)) => h,
-        Ok(Err(Some((code, why)))) => return bye(&mut socket, code, &why).await,
-        Ok(Err(None)) => return, // the socket ended
+        Ok(Err(Refusal::Goodbye(code, why))) => return bye(&mut socket, code, &why).await,
+        Ok(Err(Refusal::TooBig)) => return close_too_big(&mut socket).await,
+        Ok(Err(Refusal::Ended)) => return,
         Err(_) => {
             return bye(
                 &mut socket,
@@ -162,28 +164,36 @@ async fn run(st: AppState, mut socket: WebSocket) {
 
 type Hello = (PeerInfo, Option<(String, u64)>, String);
 
-/// Read and check `hello`. `Err(None)`: the socket ended; `Err(Some(..))`: refuse with this.
-async fn hello(
-    st: &AppState,
-    socket: &mut WebSocket,
-) -> Result<Hello, Option<(SignalCode, String)>> {
+/// Why `hello` did not open a session.
+enum Refusal {
+    /// Say goodbye with this code and reason, then close (1008).
+    Goodbye(SignalCode, String),
+    /// A message over the size limit: close with 1009.
+    TooBig,
+    /// The socket ended (closed or broken): nothing to say.
+    Ended,
+}
+
+/// Read and check `hello`.
+async fn hello(st: &AppState, socket: &mut WebSocket) -> Result<Hello, Refusal> {
     let text = loop {
         match socket.recv().await {
             Some(Ok(Message::Text(t))) => break t,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Binary(_))) => {
-                return Err(Some((
+                return Err(Refusal::Goodbye(
                     SignalCode::BadMessage,
                     "expected a JSON text message".into(),
-                )))
+                ))
             }
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Err(None),
+            Some(Err(e)) if too_big(&e) => return Err(Refusal::TooBig),
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Err(Refusal::Ended),
         }
     };
-    let refuse = |code, why: &str| Err(Some((code, why.to_string())));
+    let refuse = |code, why: &str| Err(Refusal::Goodbye(code, why.to_string()));
     let msg = match PeerMessage::from_json(&text) {
         Ok(m) => m,
-        Err(e) => return Err(Some((SignalCode::BadMessage, e.to_string()))),
+        Err(e) => return Err(Refusal::Goodbye(SignalCode::BadMessage, e.to_string())),
     };
     count(st, &msg);
     let PeerMessage::Hello {
@@ -213,7 +223,7 @@ async fn hello(
     };
     let device = registry_db::device_by_id(&st.db, bounded(&device_id))
         .await
-        .map_err(|e| Some((SignalCode::Internal, internal(e))))?;
+        .map_err(|e| Refusal::Goodbye(SignalCode::Internal, internal(e)))?;
     let Some(device) = device.filter(|d| d.user_id == auth.user_id) else {
         return refuse(SignalCode::Unauthorized, "no such device on this account");
     };
@@ -265,8 +275,7 @@ async fn serve(
                         reply_error(st, ctx, SignalCode::BadMessage, "expected a JSON text message", None);
                         continue;
                     }
-                    // Closed, broken, or a message over the size limit (the library closes
-                    // with 1009).
+                    Some(Err(e)) if too_big(&e) => return close_too_big(socket).await,
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
                 };
                 last_heard = Instant::now();
@@ -669,7 +678,7 @@ fn host_record(
         issued_at: now,
         expires_at: now.saturating_add(ttl),
     };
-    Signed::seal(&st.signal.key, HOST_RECORD_CONTEXT, &record)
+    Signed::seal(&st.signer.current(), HOST_RECORD_CONTEXT, &record)
         .map_err(|e| (SignalCode::Internal, internal(e), None))
 }
 
@@ -725,6 +734,24 @@ async fn bye(socket: &mut WebSocket, code: SignalCode, why: &str) {
         CLOSE_POLICY
     };
     close(socket, close_code, code.as_str()).await;
+}
+
+/// Whether a read failed on a message (or frame) over `MAX_SIGNAL_MESSAGE_BYTES`. tungstenite
+/// refuses it from the frame header, before reading the payload, and reports it as an error
+/// without closing: the close frame is ours to send.
+fn too_big(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|t| matches!(t, tungstenite::Error::Capacity(_)))
+}
+
+/// Close with 1009 ("message too big", RFC 6455 §7.4.1), as docs/SIGNALING.md promises. The
+/// library stops reading after such a message, so there is nothing to drain: the unread rest
+/// of it is discarded with the connection.
+async fn close_too_big(socket: &mut WebSocket) {
+    tracing::debug!("signaling message over {MAX_SIGNAL_MESSAGE_BYTES} bytes: closing with 1009");
+    let reason = format!("message over {MAX_SIGNAL_MESSAGE_BYTES} bytes");
+    close(socket, CLOSE_TOO_BIG, &reason).await;
 }
 
 /// Send a close frame, then read until the peer's close (briefly): dropping a socket with

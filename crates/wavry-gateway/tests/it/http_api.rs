@@ -1023,8 +1023,10 @@ async fn hashing_is_bounded_and_a_burst_queues() {
 /// it fails as a database error after the connect timeout), not refused as unknown.
 #[tokio::test]
 async fn postgres_urls_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
     let config = Config {
         database_url: "postgres://wavry@127.0.0.1:1/wavry".into(),
+        signing_key_file: Some(dir.path().join("gateway-signing.key")),
         db_acquire_timeout: Duration::from_secs(1),
         argon2: Argon2Cost::TEST_ONLY_INSECURE,
         ..Config::default()
@@ -1321,6 +1323,9 @@ async fn postgres_end_to_end() {
         format!("ann-{tag}@example.org"),
         format!("bob-{tag}@example.org"),
     );
+    // A database of its own: one that another test's gateway signs on would refuse this one's
+    // key file.
+    let url = postgres_database(&url, dir.path()).await;
     let pg = |c: &mut Config| c.database_url = url.clone();
     let gw = TestGateway::start_with(dir.path(), clock.clone(), pg).await;
 

@@ -32,9 +32,12 @@ async fn two_instances(
     // other tests' instances do not hear them.
     let url = postgres_database(&url, dir).await;
     let clock = Arc::new(ManualClock::new(T0_MS));
+    // Both read one key file: every instance on a database signs with the same key.
+    let key_file = dir.join("gateway-signing.key");
     let cfg = |c: &mut Config| {
         c.database_url = url.clone();
         c.admin_token = Some(AdminToken::new(ADMIN));
+        c.signing_key_file = Some(key_file.clone());
     };
     let a = TestGateway::start_with(&dir.join("a"), clock.clone(), cfg).await;
     let b = TestGateway::start_with(&dir.join("b"), clock.clone(), cfg).await;

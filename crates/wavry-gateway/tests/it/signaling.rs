@@ -196,6 +196,9 @@ async fn host_and_client_meet_on_postgres() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    // A database of its own: one that another test's gateway signs on would refuse this one's
+    // key file.
+    let url = postgres_database(&url, dir.path()).await;
     let pg = |c: &mut Config| c.database_url = url.clone();
     let gw = TestGateway::start_with(dir.path(), Arc::new(ManualClock::new(T0_MS)), pg).await;
     let tag = wavry_gateway::token::new_id().unwrap().to_lowercase();
@@ -473,11 +476,75 @@ async fn bad_hellos_and_messages_are_refused_clearly() {
     h.send(json!({"type": "connect", "host_id": host.device_id}))
         .await;
     h.expect_error(SignalCode::Forbidden).await;
+    gw.stop().await;
+}
 
-    // Over the size limit: the socket is closed.
-    let big = json!({"type": "ping", "pad": "x".repeat(MAX_SIGNAL_MESSAGE_BYTES)});
-    let _ = c.ws.send(Message::text(big.to_string())).await;
-    c.expect_closed().await;
+/// A ping padded with JSON whitespace to exactly `len` bytes.
+fn ping_of_len(nonce: u64, len: usize) -> String {
+    let mut text = json!({"type": "ping", "nonce": nonce}).to_string();
+    text.insert_str(1, &" ".repeat(len - text.len()));
+    assert_eq!(text.len(), len);
+    text
+}
+
+/// The close frame the gateway ends the socket with (after any other messages), within 5 s.
+async fn close_frame(p: &mut Peer) -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
+    use futures_util::StreamExt as _;
+    loop {
+        let next = tokio::time::timeout(common::peer::WAIT, p.ws.next())
+            .await
+            .expect("closes in time");
+        match next {
+            Some(Ok(Message::Close(Some(frame)))) => return frame,
+            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+/// docs/SIGNALING.md: a message is at most MAX_SIGNAL_MESSAGE_BYTES (16 KiB); a larger one
+/// closes the socket with 1009, before hello or after. Exactly the limit is a message like any.
+#[tokio::test]
+async fn oversized_messages_close_with_1009() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    assert_eq!(
+        MAX_SIGNAL_MESSAGE_BYTES,
+        16 * 1024,
+        "docs/SIGNALING.md says 16 KiB"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let gw = TestGateway::start(dir.path()).await;
+    let ann = gw.user("ann@example.org").await;
+    let laptop = device(&gw, &ann.token, "laptop", "client").await;
+
+    // After hello: 16 KiB exactly is answered; one byte more closes with 1009.
+    let (mut c, _, _) = Peer::hello(&gw, &ann.token, &laptop.device_id, None).await;
+    c.ws.send(Message::text(ping_of_len(7, MAX_SIGNAL_MESSAGE_BYTES)))
+        .await
+        .unwrap();
+    assert_eq!(c.recv().await, ServerMessage::Pong { nonce: 7 });
+    // The send may already see the connection go: what matters is the close frame.
+    let _ =
+        c.ws.send(Message::text(ping_of_len(8, MAX_SIGNAL_MESSAGE_BYTES + 1)))
+            .await;
+    let frame = close_frame(&mut c).await;
+    assert_eq!(frame.code, CloseCode::Size, "{frame:?}");
+    assert_eq!(u16::from(frame.code), 1009);
+    assert!(frame.reason.contains("16384"), "{frame:?}");
+
+    // Far over the limit, as the first message.
+    let mut p = Peer::open(&gw).await;
+    let big =
+        json!({"type": "hello", "version": 1, "token": "x".repeat(1 << 20), "device_id": "d"});
+    let _ = p.ws.send(Message::text(big.to_string())).await;
+    assert_eq!(close_frame(&mut p).await.code, CloseCode::Size);
+
+    // A binary message is measured the same way.
+    let (mut c, _, _) = Peer::hello(&gw, &ann.token, &laptop.device_id, None).await;
+    let _ =
+        c.ws.send(Message::binary(vec![0u8; MAX_SIGNAL_MESSAGE_BYTES + 1]))
+            .await;
+    assert_eq!(close_frame(&mut c).await.code, CloseCode::Size);
     gw.stop().await;
 }
 

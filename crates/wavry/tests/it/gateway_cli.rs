@@ -116,6 +116,12 @@ fn gateway_serves_and_stops_on_sigterm() {
         config.path().join("gateway.db").exists(),
         "default database created"
     );
+    // The signing key beside it, for the owner only.
+    let key = std::fs::metadata(config.path().join("gateway-signing.key")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600
+    );
 
     assert_eq!(http(addr, "GET", "/healthz", None).0, 200);
     let (status, body) = http(
@@ -260,6 +266,7 @@ fn gateway_help_explains_every_flag() {
         "--argon2-parallelism",
         "--totp-issuer",
         "--trusted-proxy",
+        "--signing-key-file",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
         let env = format!(
@@ -276,6 +283,22 @@ fn gateway_help_explains_every_flag() {
         help.contains("--admin-token") && help.contains("ADMIN_PANEL_TOKEN"),
         "{help}"
     );
+    assert!(help.contains("rotate-signing-key"), "{help}");
+    let out = Command::new(env!("CARGO_BIN_EXE_wavry"))
+        .args(["gateway", "rotate-signing-key", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for what in [
+        "--signing-key-file",
+        "--database",
+        "--config",
+        "published",
+        "heartbeat",
+    ] {
+        assert!(help.contains(what), "{what} missing from:\n{help}");
+    }
     // Bad values are refused with a message, not a panic.
     let out = Command::new(env!("CARGO_BIN_EXE_wavry"))
         .args(["gateway", "--session-ttl", "3600"])
@@ -389,4 +412,74 @@ fn nothing_acknowledged_is_lost_to_kill_9() {
     eprintln!("{total} acknowledged writes survived kill -9");
     drop(gw);
     stop(gw2, out);
+}
+
+/// The key that signs host records: a 0600 file the gateway refuses to use when others may
+/// read it, and `wavry gateway rotate-signing-key` replaces it while the old key stays
+/// published.
+#[test]
+fn the_signing_key_file_is_checked_and_rotated() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let config = tempfile::tempdir().unwrap();
+    let key_file = config.path().join("gateway-signing.key");
+    let args = ["--listen", "127.0.0.1:0"];
+    let (gw, addr, out) = start(config.path(), &args, &[]);
+    let (status, body) = http(addr, "GET", "/v1/gateway/signing-key", None);
+    assert_eq!(status, 200, "{body}");
+    let first: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let first = first["key_id"].as_str().unwrap().to_string();
+    stop(gw, out);
+
+    let wavry = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_wavry"))
+            .args(args)
+            .env("WAVRY_CONFIG_DIR", config.path())
+            .output()
+            .unwrap()
+    };
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = wavry(&["gateway", "--listen", "127.0.0.1:0"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(&format!("chmod 600 {}", key_file.display())),
+        "{err}"
+    );
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let rotated = wavry(&["gateway", "rotate-signing-key"]);
+    let said = String::from_utf8_lossy(&rotated.stdout);
+    assert!(rotated.status.success(), "{rotated:?}");
+    assert!(
+        said.contains("new signing key") && said.contains(&format!("retired {first}")),
+        "{said}"
+    );
+
+    let (gw, addr, out) = start(config.path(), &args, &[]);
+    let (_, body) = http(addr, "GET", "/v1/gateway/signing-keys", None);
+    let set: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let keys = set["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{body}");
+    assert_eq!(keys[0]["current"], true);
+    assert_ne!(keys[0]["key_id"], first.as_str());
+    assert_eq!(
+        keys[1]["key_id"],
+        first.as_str(),
+        "the old key is still published"
+    );
+    stop(gw, out);
+
+    // An instance given another (missing) key file is refused, and told what to copy.
+    let elsewhere = config.path().join("elsewhere.key");
+    let refused = wavry(&[
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--signing-key-file",
+        elsewhere.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("Copy that key's file"), "{err}");
+    assert!(!elsewhere.exists());
 }

@@ -34,6 +34,8 @@ pub struct TestGateway {
     pub db_path: PathBuf,
     /// The database the gateway uses (the SQLite file's URL, or a PostgreSQL one).
     pub db_url: String,
+    /// What it was started with.
+    pub config: Config,
     pub stop: Option<oneshot::Sender<()>>,
     pub task: Option<JoinHandle<Result<(), GatewayError>>>,
 }
@@ -85,9 +87,20 @@ pub async fn open_db(gw_db_url: &str) -> sqlx::AnyPool {
     sqlx::AnyPool::connect(gw_db_url).await.unwrap()
 }
 
+/// The database URL `TestGateway::start(dir)` uses: the SQLite file `dir/gateway.db`, or in
+/// PostgreSQL mode a database of its own for `dir`.
+pub async fn database_url(dir: &Path) -> String {
+    match postgres_for(dir).await {
+        Some(url) => url,
+        None => format!("sqlite://{}", dir.join("gateway.db").display()),
+    }
+}
+
 pub fn test_config(db_path: &Path) -> Config {
     Config {
         database_url: format!("sqlite://{}", db_path.display()),
+        // Beside the database, named also for PostgreSQL (where it has no default).
+        signing_key_file: Some(db_path.with_file_name("gateway-signing.key")),
         // Test-only: the cheapest Argon2 keeps the suite fast (owasp_cost_end_to_end uses
         // the real cost).
         argon2: Argon2Cost::TEST_ONLY_INSECURE,
@@ -112,7 +125,7 @@ impl TestGateway {
         }
         tweak(&mut config);
         let db_url = config.database_url.clone();
-        let gateway = Gateway::open_with_clock(config, clock.clone())
+        let gateway = Gateway::open_with_clock(config.clone(), clock.clone())
             .await
             .expect("gateway opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -131,6 +144,7 @@ impl TestGateway {
             clock,
             db_path,
             db_url,
+            config,
             stop: Some(stop),
             task: Some(task),
         }
