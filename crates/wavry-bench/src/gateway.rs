@@ -473,9 +473,16 @@ async fn start_in_process(database: Option<&str>, argon2: Argon2Cost) -> Result<
     let database_url = database
         .map(str::to_string)
         .unwrap_or_else(|| temp_db(&dir, "gateway.db"));
+    // The signing key lives in a file beside the database; a database given by the caller
+    // outlives this run, so its key file must too (one per machine, under the temp directory).
+    let key_dir = match database {
+        Some(_) => std::env::temp_dir(),
+        None => dir.path().to_path_buf(),
+    };
     let mut config = Config {
         database_url: database_url.clone(),
         argon2,
+        signing_key_file: Some(key_dir.join("wavry-bench-gateway-signing.key")),
         ..Config::default()
     };
     // Every bench account registers from 127.0.0.1; the per-address registration limit
