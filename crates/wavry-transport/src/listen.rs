@@ -25,8 +25,8 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::session::{
-    handshake_packet, init_cookie, random_cid, refusal_close, ConnectionFactory, Session,
-    SessionConfig, SessionError, Transmit,
+    cleartext_packet, handshake_packet, init_cookie, random_cid, refusal_close, ConnectionFactory,
+    Session, SessionConfig, SessionError, Transmit,
 };
 
 use rift_core::wire::{
@@ -640,7 +640,7 @@ impl Listener {
 fn version_negotiation(client_cid: u32) -> Result<Vec<u8>, SessionError> {
     let mut scratch = [0u8; 2 * 255];
     let body = Body::version_negotiation(wire::SUPPORTED_VERSIONS, &mut scratch)?;
-    encode(client_cid, body)
+    cleartext_packet(client_cid, body)
 }
 
 fn retry_packet(
@@ -648,21 +648,5 @@ fn retry_packet(
     echo: [u8; RETRY_ECHO_LEN],
     cookie: [u8; wire::COOKIE_LEN],
 ) -> Result<Vec<u8>, SessionError> {
-    encode(client_cid, Body::Retry { echo, cookie })
-}
-
-fn encode(cid: u32, body: Body<'_>) -> Result<Vec<u8>, SessionError> {
-    let mut out = vec![0u8; wire::MAX_DATAGRAM];
-    let n = Packet {
-        header: Header {
-            packet_type: body.packet_type(),
-            flags: 0,
-            connection_id: cid,
-            packet_number: 0,
-        },
-        body,
-    }
-    .encode(&mut out)?;
-    out.truncate(n);
-    Ok(out)
+    cleartext_packet(client_cid, Body::Retry { echo, cookie })
 }

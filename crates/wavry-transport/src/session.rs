@@ -271,10 +271,16 @@ pub(crate) fn handshake_packet(
         PacketType::HandshakeResponse => Body::HandshakeResponse(hs),
         _ => Body::HandshakeFinish(hs),
     };
+    cleartext_packet(cid, body)
+}
+
+/// A cleartext packet (handshake, `VersionNegotiation`, `Retry`) to connection `cid`, with
+/// packet number 0 (RIFT.md §6).
+pub(crate) fn cleartext_packet(cid: u32, body: Body<'_>) -> Result<Vec<u8>, SessionError> {
     let mut out = vec![0u8; MAX_DATAGRAM];
     let n = Packet {
         header: Header {
-            packet_type: t,
+            packet_type: body.packet_type(),
             flags: 0,
             connection_id: cid,
             packet_number: 0,
