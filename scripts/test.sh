@@ -86,14 +86,48 @@ stop_postgres() {
     fi
 }
 
+# The fuzz targets' build, started in the background with the tests (below), or "".
+fuzz_build_pid=""
+stop_fuzz_build() {
+    if [ -n "$fuzz_build_pid" ]; then
+        # Its own process group (setsid): cargo-fuzz, cargo and every rustc stop together.
+        kill -- -"$fuzz_build_pid" 2>/dev/null || true
+        wait "$fuzz_build_pid" 2>/dev/null || true
+        fuzz_build_pid=""
+    fi
+}
+
 work=$(mktemp -d)
-trap 'rm -rf "$work"; stop_postgres' EXIT
+trap 'stop_fuzz_build; rm -rf "$work"; stop_postgres' EXIT
 test_log="$work/nextest.log"
 libtest_log="$work/libtest.log"
 # wavry-testenv appends one line per skipped test here (a passing test's output is captured).
 export WAVRY_SKIP_LOG="$work/skipped"
 : >"$WAVRY_SKIP_LOG"
 failed_steps=()
+
+fuzz_targets=()
+fuzz_each=0
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+    target_list=$(cargo fuzz list)
+    mapfile -t fuzz_targets <<<"$target_list"
+    if [ -z "$target_list" ]; then
+        echo "test.sh: cargo fuzz list found no fuzz targets under fuzz/" >&2
+        exit 1
+    fi
+    # cargo-fuzz on stable Rust: `--sanitizer none` keeps libFuzzer's coverage instrumentation
+    # (stable -C flags) and drops AddressSanitizer, the one part that needs nightly `-Z`.
+    # Our code is safe Rust, so ASan would add little but a 5x slowdown.
+    #
+    # The fuzz build (release, its own target directory fuzz/target) runs in the background
+    # while the tests build and run, at the lowest CPU priority: the test run leaves about
+    # half of the 2 CI cores idle (most of its tests wait on real time), and the fuzz build
+    # takes only what the tests leave, so it costs the run almost no wall time (nearly a
+    # minute when it ran on its own). Its output is shown when it fails.
+    echo "cargo fuzz build --sanitizer none: in the background, at nice 19"
+    setsid nice -n 19 cargo fuzz build --sanitizer none >"$work/fuzz-build.log" 2>&1 &
+    fuzz_build_pid=$!
+fi
 
 step "cargo nextest run --workspace"
 start_postgres
@@ -163,23 +197,20 @@ if [ "$ci" -eq 1 ] && [ "$tests_skipped" -gt 0 ]; then
     exit 1
 fi
 
-fuzz_targets=()
-fuzz_each=0
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
-    # cargo-fuzz on stable Rust: `--sanitizer none` keeps libFuzzer's coverage instrumentation
-    # (stable -C flags) and drops AddressSanitizer, the one part that needs nightly `-Z`.
-    # Our code is safe Rust, so ASan would add little but a 5x slowdown.
-    target_list=$(cargo fuzz list)
-    mapfile -t fuzz_targets <<<"$target_list"
-    if [ -z "$target_list" ]; then
-        echo "test.sh: cargo fuzz list found no fuzz targets under fuzz/" >&2
-        exit 1
-    fi
     # One budget for all targets, at least 5 s each.
     fuzz_each=$((FUZZ_SECONDS / ${#fuzz_targets[@]}))
     [ "$fuzz_each" -ge 5 ] || fuzz_each=5
-    step "cargo fuzz build (${#fuzz_targets[@]} targets: ${fuzz_targets[*]})"
-    cargo fuzz build --sanitizer none
+    step "cargo fuzz build (${#fuzz_targets[@]} targets: ${fuzz_targets[*]}), started with the tests"
+    build_status=0
+    wait "$fuzz_build_pid" || build_status=$?
+    fuzz_build_pid=""
+    if [ "$build_status" -ne 0 ]; then
+        cat "$work/fuzz-build.log"
+        echo "test.sh: cargo fuzz build failed (exit $build_status)" >&2
+        exit 1
+    fi
+    tail -n 1 "$work/fuzz-build.log"
     # Two targets at a time, one per core of the 2-core CI machine (libFuzzer runs one process
     # per target), so the fuzzing takes half the wall time.
     fuzz_dir="$work/fuzz"

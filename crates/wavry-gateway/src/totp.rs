@@ -54,8 +54,48 @@ pub fn provisioning(
     account: &str,
 ) -> Result<(String, String), TotpError> {
     let t = totp(secret_b32, issuer, account)?;
-    let qr = t.get_qr_base64().map_err(TotpError::Setup)?;
-    Ok((t.get_url(), qr))
+    let url = t.get_url();
+    let qr = qr_png_base64(&url)?;
+    Ok((url, qr))
+}
+
+/// Pixels per QR module, and the quiet zone around the code in modules (readers need one).
+const QR_SCALE: usize = 8;
+const QR_QUIET: usize = 4;
+
+/// `text` as a QR code (error correction M) in an 8-bit grey PNG, base64: the picture
+/// totp-rs's `qr` feature draws, made here with `qrcodegen` and `png` since that feature
+/// brings the `image` crate and its colour management (a minute of CPU in a cold build) for
+/// this one picture.
+fn qr_png_base64(text: &str) -> Result<String, TotpError> {
+    use base64::Engine as _;
+    use qrcodegen::{QrCode, QrCodeEcc};
+    let qr = QrCode::encode_text(text, QrCodeEcc::Medium)
+        .map_err(|e| TotpError::Setup(format!("QR code: {e}")))?;
+    let modules = qr.size();
+    let side = (usize::try_from(modules).unwrap_or(0) + 2 * QR_QUIET) * QR_SCALE;
+    let mut pixels = Vec::with_capacity(side * side);
+    for y in -(QR_QUIET as i32)..modules + QR_QUIET as i32 {
+        let mut row = Vec::with_capacity(side);
+        for x in -(QR_QUIET as i32)..modules + QR_QUIET as i32 {
+            // get_module is false outside the code: the quiet zone is white.
+            let grey = if qr.get_module(x, y) { 0 } else { 255 };
+            row.extend([grey; QR_SCALE]);
+        }
+        for _ in 0..QR_SCALE {
+            pixels.extend_from_slice(&row);
+        }
+    }
+    let png_err = |e: png::EncodingError| TotpError::Setup(format!("QR code PNG: {e}"));
+    let mut png_bytes = Vec::new();
+    let side_px = u32::try_from(side).map_err(|_| TotpError::Setup("QR code too big".into()))?;
+    let mut encoder = png::Encoder::new(&mut png_bytes, side_px, side_px);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(png_err)?;
+    writer.write_image_data(&pixels).map_err(png_err)?;
+    writer.finish().map_err(png_err)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(png_bytes))
 }
 
 /// The step a Unix time falls in.
@@ -158,5 +198,25 @@ mod tests {
             .decode(qr)
             .unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+        // The picture is the URI's QR code: 8 pixels a module, a 4-module white border.
+        let code = qrcodegen::QrCode::encode_text(&uri, qrcodegen::QrCodeEcc::Medium).unwrap();
+        let mut reader = png::Decoder::new(&png[..]).read_info().unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size()];
+        let frame = reader.next_frame(&mut pixels).unwrap();
+        let side = (code.size() as usize + 2 * QR_QUIET) * QR_SCALE;
+        assert_eq!((frame.width as usize, frame.height as usize), (side, side));
+        assert_eq!(frame.color_type, png::ColorType::Grayscale);
+        for y in 0..side {
+            for x in 0..side {
+                let module = |p: usize| (p / QR_SCALE) as i32 - QR_QUIET as i32;
+                let dark = code.get_module(module(x), module(y));
+                assert_eq!(
+                    pixels[y * side + x],
+                    if dark { 0 } else { 255 },
+                    "({x}, {y})"
+                );
+            }
+        }
     }
 }

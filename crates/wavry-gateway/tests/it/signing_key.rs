@@ -364,7 +364,9 @@ async fn legacy_database(url: &str, seed: &str) {
     // The migrations up to 0005 (sqlx has no "run up to"; its fields are public for macros).
     let before = sqlx::migrate::Migrator {
         migrations: Cow::Owned(
-            wavry_gateway::db::MIGRATOR
+            wavry_gateway::db::migrator()
+                .await
+                .unwrap()
                 .iter()
                 .filter(|m| m.version <= 5)
                 .cloned()
