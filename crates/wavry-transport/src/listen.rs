@@ -7,8 +7,9 @@
 //!   again, nothing is sent on a timer to an address that has not proved itself. A refusal
 //!   `Close` is no longer than the message 3 it answers (which may come from another address).
 //! - **Nobody holds the door.** Many handshakes wait for their message 3 at once, bounded in
-//!   number overall and per source address; a new one from the same address and connection id
-//!   replaces the old; when the table is full the oldest goes.
+//!   number overall and per source address; a different initiation with the same address and
+//!   connection id (which a forger who saw the first can send) waits beside it, it does not
+//!   replace it; when the table is full, the oldest of the address holding the most goes.
 //! - **Work is rationed.** Message 2 costs three X25519 operations. Beyond
 //!   [`ListenerConfig::handshakes_per_sec`] (or with the table half full) an initiation without
 //!   a valid cookie gets a stateless `Retry` instead (one MAC, no state), so a spoofed flood
@@ -227,8 +228,10 @@ pub struct Listener {
     identity: Identity,
     allow: Box<dyn FnMut() -> Verifier + Send>,
     pending: HashMap<u32, Pending>,
-    /// (client address, client connection id) → our connection id.
-    by_initiator: HashMap<(SocketAddr, u32), u32>,
+    /// (client address, client connection id) → our connection ids: usually one, more when
+    /// initiations with the same address and id differ (a client that started over, or a
+    /// forger who saw the first: neither may end the other's handshake).
+    by_initiator: HashMap<(SocketAddr, u32), Vec<u32>>,
     cookies: CookieJar,
     budget: Bucket,
     all: Bucket,
@@ -373,21 +376,22 @@ impl Listener {
             self.send(vn, from);
             return Ok(());
         }
-        if let Some(&ours) = self.by_initiator.get(&(from, client_cid)) {
-            if let Some(p) = self.pending.get_mut(&ours) {
-                if p.msg1 == datagram {
-                    // Our message 2 was lost: once more per repeat, never on our own timer.
-                    if p.answers < self.cfg.max_answers {
-                        p.answers += 1;
-                        let m = p.msg2.clone();
-                        self.stats.repeats += 1;
-                        self.send(m, from);
-                    }
-                    return Ok(());
-                }
+        let repeat = self
+            .by_initiator
+            .get(&(from, client_cid))
+            .into_iter()
+            .flatten()
+            .find(|ours| self.pending.get(ours).is_some_and(|p| p.msg1 == datagram))
+            .copied();
+        if let Some(p) = repeat.and_then(|ours| self.pending.get_mut(&ours)) {
+            // Our message 2 was lost: once more per repeat, never on our own timer.
+            if p.answers < self.cfg.max_answers {
+                p.answers += 1;
+                let m = p.msg2.clone();
+                self.stats.repeats += 1;
+                self.send(m, from);
             }
-            // A new attempt by the same client (it restarted, or followed a Retry).
-            self.remove(ours);
+            return Ok(());
         }
         let cookie_ok =
             init_cookie(init.noise).is_some_and(|c| self.cookies.check(now, from, client_cid, c));
@@ -440,7 +444,10 @@ impl Listener {
         )?;
         self.stats.handshakes += 1;
         self.send(msg2.clone(), from);
-        self.by_initiator.insert((from, client_cid), ours);
+        self.by_initiator
+            .entry((from, client_cid))
+            .or_default()
+            .push(ours);
         self.pending.insert(
             ours,
             Pending {
@@ -525,7 +532,13 @@ impl Listener {
 
     fn remove(&mut self, ours: u32) -> Option<Pending> {
         let p = self.pending.remove(&ours)?;
-        self.by_initiator.remove(&(p.from, p.initiator_cid));
+        let key = (p.from, p.initiator_cid);
+        if let Some(list) = self.by_initiator.get_mut(&key) {
+            list.retain(|&c| c != ours);
+            if list.is_empty() {
+                self.by_initiator.remove(&key);
+            }
+        }
         Some(p)
     }
 

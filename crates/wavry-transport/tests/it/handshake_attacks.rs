@@ -337,6 +337,16 @@ fn a_forged_finish_changes_nothing_and_the_real_one_is_admitted() {
     assert!(answers(&mut l).is_empty(), "no answer to a forged finish");
     assert_eq!(l.pending(), 1, "the handshake still waits");
     assert_eq!(l.stats.bad_finish, 4);
+    // Another initiation with the client's address and id (spoofed by someone who saw the
+    // first) waits beside it; it does not replace it.
+    let mut other = stranger_init(VERSION, MIN_HANDSHAKE_INIT);
+    other[16..20].copy_from_slice(&source_cid(&msg1).to_be_bytes());
+    l.handle_datagram(t0, addr(CLIENT), &other).unwrap();
+    answers(&mut l);
+    assert_eq!(l.pending(), 2);
+    // The client's own repeat still gets its message 2.
+    l.handle_datagram(t0, addr(CLIENT), &msg1).unwrap();
+    assert_eq!(answers(&mut l), vec![msg2.clone()]);
     // The real client's message 3 completes it.
     s.handle_datagram(t0, addr(HOST), &mut msg2).unwrap();
     let msg3 = next(&mut s, t0).unwrap();
