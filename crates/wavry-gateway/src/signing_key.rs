@@ -322,6 +322,10 @@ async fn current_key(db: &AnyPool) -> Result<Option<String>, sqlx::Error> {
     Ok(row.map(|(k,)| k))
 }
 
+/// A new current key: `public_key`, `key_id`, `created_at`, `publish_until`.
+const INSERT_CURRENT: &str = "INSERT INTO signing_keys \
+     (public_key, key_id, created_at, publish_until, retired_at) VALUES ($1, $2, $3, $4, NULL)";
+
 /// Record `key` as the current key; false if the database already has one (or has this one).
 async fn claim(
     db: &AnyPool,
@@ -329,16 +333,13 @@ async fn claim(
     now: i64,
     until: i64,
 ) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "INSERT INTO signing_keys (public_key, key_id, created_at, publish_until, retired_at) \
-         VALUES ($1, $2, $3, $4, NULL)",
-    )
-    .bind(key.to_base64())
-    .bind(key.key_id())
-    .bind(now)
-    .bind(until)
-    .execute(db)
-    .await;
+    let r = sqlx::query(INSERT_CURRENT)
+        .bind(key.to_base64())
+        .bind(key.key_id())
+        .bind(now)
+        .bind(until)
+        .execute(db)
+        .await;
     match r {
         Ok(_) => Ok(true),
         Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(false),
@@ -826,16 +827,13 @@ pub async fn rotate(
     .bind(until)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO signing_keys (public_key, key_id, created_at, publish_until, retired_at) \
-         VALUES ($1, $2, $3, $4, NULL)",
-    )
-    .bind(vk.to_base64())
-    .bind(vk.key_id())
-    .bind(now)
-    .bind(until)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(INSERT_CURRENT)
+        .bind(vk.to_base64())
+        .bind(vk.key_id())
+        .bind(now)
+        .bind(until)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     std::fs::rename(&pending, path).map_err(io(path, "putting the new key in place"))?;
     sync_parent(path)?;
